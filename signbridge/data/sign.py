@@ -1,0 +1,243 @@
+"""Sign images + MediaPipe hand landmarks."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import timm
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..hands.cache import LandmarkCache, coverage_problem, detector_fingerprint, extract_landmarks, stale_reason
+from ..hands.detect import DetectorSettings
+from ..hands.model_file import cache_dir, resolve_hand_landmarker, sha256_of
+from ..imageio import list_image_folder, list_images, read_image_rgb
+from .splits import balanced_class_weights, stratified_split
+from .transforms import HandAugment, resize_square, to_model_input
+
+log = logging.getLogger(__name__)
+
+
+def resolve_image_config(backbone: str, image_size: int | None = None) -> dict:
+    """Input size, interpolation, mean and std of a timm backbone (from its pretrained config, no model built)."""
+    config = timm.data.resolve_data_config(pretrained_cfg=timm.get_pretrained_cfg(backbone).to_dict())
+    return {
+        "image_size": image_size or config["input_size"][-1],
+        "interpolation": config.get("interpolation", "bicubic"),
+        "mean": tuple(config["mean"]),
+        "std": tuple(config["std"]),
+    }
+
+
+class SignImageDataset(Dataset):
+    """Images with their landmarks; yields dicts ``image, landmarks, present, label, path``."""
+
+    def __init__(
+        self,
+        root: Path,
+        paths: list[str],
+        labels: list[int],
+        landmarks: np.ndarray,
+        present: np.ndarray,
+        image_config: dict,
+        augment: HandAugment | None = None,
+    ):
+        self.root = root
+        self.paths = paths
+        self.labels = labels
+        self.landmarks = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))
+        self.present = torch.from_numpy(np.ascontiguousarray(present, dtype=bool))
+        self.image_config = image_config
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        config = self.image_config
+        image = torch.from_numpy(read_image_rgb(self.root / self.paths[index])).permute(2, 0, 1)
+        image = resize_square(image, config["image_size"], config["interpolation"])
+        landmarks, present = self.landmarks[index], self.present[index]
+        if self.augment is not None:
+            image, landmarks, present = self.augment(image, landmarks, present)
+        return {
+            "image": to_model_input(image, config["mean"], config["std"]),
+            "landmarks": landmarks,
+            "present": present,
+            "label": self.labels[index],
+            "path": self.paths[index],
+        }
+
+
+class SignDataModule(L.LightningDataModule):
+    """Folder-per-class sign images and their hand-landmark cache, split train/val/test by class.
+
+    ``prepare_data`` builds the landmark cache when it is missing, incomplete or stale (other model, other detector
+    settings, images added or changed), saying why. Images MediaPipe could not read are reported and left out.
+
+    Args:
+        root: dataset folder, ``root/<class>/<image>``.
+        landmarks_file: landmark cache; default: one per dataset in the user cache folder.
+        hand_model: hand landmarker ``.task`` file (default: see ``resolve_hand_landmarker``).
+        backbone: timm model whose data config gives the input size, interpolation and normalisation.
+        image_size: overrides the backbone's input size.
+        val_fraction: share of each class used for validation.
+        test_fraction: share of each class used for testing.
+        split_seed: seed of the stratified split (stable across runs and machines).
+        batch_size: samples per batch (per process under DDP).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep workers alive between epochs.
+        augment: apply ``HandAugment`` to the training split.
+        flip_prob: see ``HandAugment``.
+        max_rotation_degrees: see ``HandAugment``.
+        zoom: see ``HandAugment``.
+        contrast: see ``HandAugment``.
+        brightness: see ``HandAugment``.
+        predict_root: folder of images (any layout) for ``predict``.
+        extraction_workers: processes for landmark extraction (default: all cores).
+        min_hand_detection_confidence: detector setting.
+        min_hand_presence_confidence: detector setting.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        landmarks_file: str | None = None,
+        hand_model: str | None = None,
+        backbone: str = "tf_efficientnetv2_s",
+        image_size: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 42,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        augment: bool = True,
+        flip_prob: float = 0.5,
+        max_rotation_degrees: float = 54.0,
+        zoom: float = 0.15,
+        contrast: float = 0.2,
+        brightness: float = 0.2,
+        predict_root: str | None = None,
+        extraction_workers: int | None = None,
+        min_hand_detection_confidence: float = 0.5,
+        min_hand_presence_confidence: float = 0.5,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.detector_settings = DetectorSettings(
+            min_hand_detection_confidence=min_hand_detection_confidence,
+            min_hand_presence_confidence=min_hand_presence_confidence,
+        )
+        self.image_config = resolve_image_config(backbone, image_size)
+        self.augmenter = HandAugment(flip_prob, max_rotation_degrees, zoom, contrast, brightness) if augment else None
+        self.classes, self._paths, self._labels = list_image_folder(self.root)
+        self.datasets: dict[str, SignImageDataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def landmark_cache_path(self, folder: Path | None = None) -> Path:
+        folder = folder or self.root
+        if folder == self.root and self.hparams.landmarks_file:
+            return Path(self.hparams.landmarks_file)
+        key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
+        return cache_dir() / "landmarks" / f"{folder.resolve().name}-{key}.npz"
+
+    def _ensure_cache(self, folder: Path, paths: list[str]) -> None:
+        cache_path = self.landmark_cache_path(folder)
+        problem = "it does not exist"
+        if cache_path.exists():
+            try:
+                cache = LandmarkCache.load(cache_path)
+                fingerprint = detector_fingerprint(sha256_of(resolve_hand_landmarker(self.hparams.hand_model)),
+                                                   self.detector_settings)
+                sizes = [(folder / p).stat().st_size for p in paths]
+                problem = stale_reason(cache, fingerprint) or coverage_problem(cache, paths, sizes)
+            except ValueError as error:
+                problem = str(error)
+        if problem:
+            log.warning("building the landmark cache %s because %s", cache_path, problem)
+            summary = extract_landmarks(
+                folder, cache_path, self.hparams.hand_model, self.detector_settings,
+                workers=self.hparams.extraction_workers, paths=paths,
+            )
+            log.warning("%s", summary.format())
+
+    def prepare_data(self) -> None:
+        self._ensure_cache(self.root, self._paths)
+        if self.hparams.predict_root:
+            folder = Path(self.hparams.predict_root)
+            self._ensure_cache(folder, list_images(folder))
+
+    def _load(self, folder: Path, paths: list[str]) -> tuple[list[int], LandmarkCache]:
+        """Rows of the cache for ``paths``; images the detector could not read are reported and dropped."""
+        cache = LandmarkCache.load(self.landmark_cache_path(folder))
+        index = cache.index_of()
+        kept = [i for i, p in enumerate(paths) if p in index]
+        if len(kept) < len(paths):
+            skipped = cache.meta.get("skipped", {})
+            missing = [p for p in paths if p not in index]
+            reasons = "; ".join(f"{p}: {skipped.get(p, 'not in the landmark cache')}" for p in missing[:5])
+            log.warning("leaving out %d unreadable images of %s (%s%s)", len(missing), folder, reasons,
+                        ", ..." if len(missing) > 5 else "")
+        return kept, cache
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            folder = Path(self.hparams.predict_root or self.root)
+            paths = list_images(folder)
+            kept, cache = self._load(folder, paths)
+            rows = [cache.index_of()[paths[i]] for i in kept]
+            self.datasets["predict"] = SignImageDataset(
+                folder, [paths[i] for i in kept], [-1] * len(kept), cache.landmarks[rows], cache.present[rows],
+                self.image_config,
+            )
+            return
+        if "train" in self.datasets:
+            return
+        kept, cache = self._load(self.root, self._paths)
+        paths = [self._paths[i] for i in kept]
+        labels = [self._labels[i] for i in kept]
+        rows = np.array([cache.index_of()[p] for p in paths], dtype=int)
+        h = self.hparams
+        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
+        for split, indices in zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)):
+            self.datasets[split] = SignImageDataset(
+                self.root, [paths[i] for i in indices], [labels[i] for i in indices],
+                cache.landmarks[rows[indices]], cache.present[rows[indices]], self.image_config,
+                augment=self.augmenter if split == "train" else None,
+            )
+
+    def class_weights(self) -> torch.Tensor:
+        """Balanced class weights from the training split."""
+        self.setup("fit")
+        return torch.from_numpy(balanced_class_weights(self.datasets["train"].labels, self.num_classes))
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        h = self.hparams
+        return DataLoader(
+            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
+            pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,
+            drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")

@@ -1,0 +1,46 @@
+"""Deterministic stratified splits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Split sample indices into parts with the given fractions, class by class.
+
+    The split depends only on ``labels`` (in their given order), ``fractions`` and ``seed``: the same dataset listing
+    gives the same split in every run and process. Each class is shuffled with its own generator, so adding images
+    to one class does not reshuffle the others. Every class with at least ``len(fractions)`` samples gets at least
+    one sample in each part with a non-zero fraction.
+
+    Returns:
+        one sorted index array per fraction.
+    """
+    if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
+        raise ValueError(f"split fractions must be non-negative and sum to 1, got {list(fractions)}")
+    labels = np.asarray(labels)
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        members = members[np.random.default_rng([seed, int(label)]).permutation(len(members))]
+        # the smaller parts (val/test) get their rounded share first; the first part takes the rest
+        counts = [0] + [int(round(f * len(members))) for f in fractions[1:]]
+        for i, f in enumerate(fractions[1:], start=1):
+            if f > 0 and counts[i] == 0 and len(members) >= len(fractions):
+                counts[i] = 1
+        counts[0] = len(members) - sum(counts[1:])
+        bounds = np.cumsum([0] + counts)
+        for i in range(len(fractions)):
+            parts[i].append(members[bounds[i]:bounds[i + 1]])
+    return [np.sort(np.concatenate(p)) if p else np.array([], int) for p in parts]
+
+
+def balanced_class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """``n_samples / (n_classes * count_c)`` (scikit-learn's "balanced"); a class with no samples gets weight 0."""
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
+    weights = np.zeros(num_classes)
+    nonzero = counts > 0
+    weights[nonzero] = counts.sum() / (nonzero.sum() * counts[nonzero])
+    return weights.astype(np.float32)

@@ -1,0 +1,330 @@
+"""The landmark cache file (DESIGN.md, "Landmark cache") and the resumable extraction that builds it."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..imageio import list_image_folder
+from .detect import DetectorSettings, HandDetection
+from .layout import NUM_COORDS, NUM_HANDS, NUM_POINTS
+from .model_file import resolve_hand_landmarker, sha256_of
+
+CACHE_FORMAT = 1
+_ARRAYS = {  # key -> (dtype kind, shape after N)
+    "paths": ("U", ()),
+    "landmarks": ("f", (NUM_HANDS, NUM_POINTS, NUM_COORDS)),
+    "present": ("b", (NUM_HANDS,)),
+    "score": ("f", (NUM_HANDS,)),
+    "image_size": ("i", (2,)),
+    "file_size": ("i", ()),
+}
+
+
+@dataclass
+class LandmarkCache:
+    """Landmarks of a dataset, one row per image; ``paths`` are relative to the dataset root with ``/``.
+
+    ``file_size`` is an addition to the DESIGN.md keys: it lets a rerun notice an image replaced under the same name.
+    """
+
+    paths: np.ndarray
+    landmarks: np.ndarray
+    present: np.ndarray
+    score: np.ndarray
+    image_size: np.ndarray
+    file_size: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @classmethod
+    def empty(cls, meta: dict | None = None) -> LandmarkCache:
+        return cls._from_rows([], meta or {})
+
+    @classmethod
+    def _from_rows(cls, rows: list[tuple], meta: dict) -> LandmarkCache:
+        """Rows are ``(path, HandDetection, (width, height), file_size)``."""
+        return cls(
+            paths=np.array([r[0] for r in rows], dtype=str),
+            landmarks=np.array([r[1].landmarks for r in rows], np.float32).reshape(-1, NUM_HANDS, NUM_POINTS, 3),
+            present=np.array([r[1].present for r in rows], bool).reshape(-1, NUM_HANDS),
+            score=np.array([r[1].score for r in rows], np.float32).reshape(-1, NUM_HANDS),
+            image_size=np.array([r[2] for r in rows], np.int64).reshape(-1, 2),
+            file_size=np.array([r[3] for r in rows], np.int64),
+            meta=meta,
+        )
+
+    def rows(self) -> dict[str, tuple]:
+        return {
+            str(p): (str(p), HandDetection(lm, pr, sc), tuple(int(v) for v in size), int(fs))
+            for p, lm, pr, sc, size, fs in zip(
+                self.paths, self.landmarks, self.present, self.score, self.image_size, self.file_size
+            )
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LandmarkCache:
+        """Read and validate a cache file; any problem is a ``ValueError`` naming the file."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError) as error:
+            raise InputError(f"{path}: not a readable landmark cache ({error})") from error
+        missing = sorted((set(_ARRAYS) | {"meta"}) - set(arrays))
+        if missing:
+            raise InputError(f"{path}: landmark cache lacks the keys {missing}")
+        count = len(arrays["paths"])
+        for key, (kind, shape) in _ARRAYS.items():
+            array = arrays[key]
+            if array.dtype.kind != kind or array.shape != (count, *shape):
+                raise ValueError(
+                    f"{path}: landmark cache key '{key}' has shape {array.shape} {array.dtype}, expected "
+                    f"({count}, {', '.join(map(str, shape))}) of kind '{kind}'"
+                )
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: landmark cache meta is not JSON ({error})") from error
+        return cls(**{key: arrays[key] for key in _ARRAYS}, meta=meta)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: a temporary file in the same folder, flushed, then renamed over ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{key: getattr(self, key) for key in _ARRAYS}, meta=np.array(json.dumps(self.meta)))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def index_of(self) -> dict[str, int]:
+        return {str(p): i for i, p in enumerate(self.paths)}
+
+
+def detector_fingerprint(model_sha256: str, settings: DetectorSettings) -> dict:
+    """What makes two caches comparable: same model file and same detector settings."""
+    return {"model_sha256": model_sha256, "detector": settings.to_dict()}
+
+
+def stale_reason(cache: LandmarkCache, fingerprint: dict) -> str | None:
+    """Why ``cache`` cannot be reused with this model and these settings, or None."""
+    if cache.meta.get("format") != CACHE_FORMAT:
+        return f"cache format {cache.meta.get('format')} is not {CACHE_FORMAT}"
+    for key, value in fingerprint.items():
+        if cache.meta.get(key) != value:
+            return f"{key} differs (cache: {cache.meta.get(key)}, now: {value})"
+    return None
+
+
+def coverage_problem(cache: LandmarkCache, paths: list[str], file_sizes: list[int]) -> str | None:
+    """Why ``cache`` does not cover this file list (known-unreadable files excepted), or None.
+
+    Extra rows (images since removed, or a cache of a larger dataset) are harmless and not a problem.
+    """
+    if not cache.meta.get("complete"):
+        return "the cache is incomplete (an interrupted extraction)"
+    cached = dict(zip(cache.paths.tolist(), cache.file_size.tolist()))
+    skipped = set(cache.meta.get("skipped", {}))
+    missing = [p for p in paths if p not in cached and p not in skipped]
+    changed = [p for p, s in zip(paths, file_sizes) if p in cached and cached[p] != s]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} images not in the cache (e.g. {missing[0]})")
+    if changed:
+        parts.append(f"{len(changed)} images changed size (e.g. {changed[0]})")
+    return "; ".join(parts) or None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# extraction
+
+_worker_detector = None
+
+
+def _init_worker(model_path: str, settings: dict) -> None:
+    global _worker_detector
+    from .detect import HandDetector
+
+    _worker_detector = HandDetector(model_path, DetectorSettings(**settings))
+    # close before the worker exits, or MediaPipe's __del__ prints a TypeError at interpreter shutdown
+    multiprocessing.util.Finalize(_worker_detector, _worker_detector.close, exitpriority=10)
+
+
+def _detect_one(job: tuple[str, str]) -> tuple[str, HandDetection | None, tuple[int, int] | None, str | None]:
+    root, relative = job
+    try:
+        detection, size = _worker_detector.detect_file(Path(root) / relative)
+        return relative, detection, size, None
+    except Exception as error:  # one bad file is reported and skipped; it must not stop the run
+        message = str(error)
+        prefix = f"{Path(root) / relative}: "
+        return relative, None, None, message[len(prefix):] if message.startswith(prefix) else message
+
+
+@dataclass
+class ExtractionSummary:
+    root: str
+    output: str
+    classes: list[str]
+    images: int
+    detected: int
+    reused: int
+    seconds: float
+    skipped: dict[str, str]
+    per_class: dict[str, Counter]
+    stale: str | None = None
+
+    def format(self) -> str:
+        lines = [
+            f"landmarks of {self.root} -> {self.output}",
+            f"{self.images} images: {self.detected} detected now, {self.reused} reused from the cache, "
+            f"{len(self.skipped)} skipped, in {self.seconds:.1f} s"
+            + (f" ({self.detected / self.seconds:.1f} img/s)" if self.detected and self.seconds > 0 else ""),
+        ]
+        if self.stale:
+            lines.append(f"the previous cache was not reused: {self.stale}")
+        header = f"{'class':<16}{'images':>8}{'right':>8}{'left':>8}{'both':>8}{'none':>8}{'skipped':>9}"
+        lines += ["", header, "-" * len(header)]
+        for name in self.classes:
+            c = self.per_class.get(name, Counter())
+            lines.append(
+                f"{name:<16}{c['images']:>8}{c['right']:>8}{c['left']:>8}{c['both']:>8}{c['none']:>8}{c['skipped']:>9}"
+            )
+        if self.skipped:
+            lines += ["", "skipped files:"] + [f"  {path}: {why}" for path, why in sorted(self.skipped.items())]
+        return "\n".join(lines)
+
+
+def extract_landmarks(
+    root: str | os.PathLike,
+    output: str | os.PathLike,
+    model_path: str | os.PathLike | None = None,
+    settings: DetectorSettings | None = None,
+    workers: int | None = None,
+    checkpoint_every: int = 256,
+    progress: bool = True,
+    paths: list[str] | None = None,
+) -> ExtractionSummary:
+    """Detect hands in every image of a folder-per-class dataset and write the landmark cache.
+
+    Resumable: progress is saved atomically every ``checkpoint_every`` images, and a rerun reuses every row of an
+    existing cache made with the same model and settings whose file is unchanged.
+
+    Args:
+        workers: detector processes (one landmarker each); ``None`` = all cores, ``0`` = in this process.
+        paths: image paths relative to ``root``; default: the folder-per-class listing of ``root``. With a list, the
+            summary groups images by their parent folder.
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    root, output = Path(root), Path(output)
+    settings = settings or DetectorSettings()
+    model_path = resolve_hand_landmarker(model_path)
+    if paths is None:
+        classes, paths, labels = list_image_folder(root)
+    else:
+        classes = sorted({str(Path(p).parent) for p in paths})
+        labels = [classes.index(str(Path(p).parent)) for p in paths]
+    file_sizes = {p: (root / p).stat().st_size for p in paths}
+    fingerprint = detector_fingerprint(sha256_of(model_path), settings)
+
+    done: dict[str, tuple] = {}
+    stale = None
+    if output.exists():
+        try:
+            previous = LandmarkCache.load(output)
+            stale = stale_reason(previous, fingerprint)
+        except ValueError as error:
+            stale = str(error)
+        if stale is None:
+            done = {p: row for p, row in previous.rows().items() if file_sizes.get(p) == row[3]}
+    reused = len(done)
+    todo = [p for p in paths if p not in done]
+    skipped: dict[str, str] = {}
+
+    import mediapipe
+
+    meta = {
+        "format": CACHE_FORMAT,
+        **fingerprint,
+        "model_file": str(model_path),
+        "mediapipe_version": mediapipe.__version__,
+        "dataset_root": str(root.resolve()),
+    }
+
+    def write(complete: bool) -> None:
+        rows = [done[p] for p in paths if p in done]
+        stamp = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "complete": complete}
+        LandmarkCache._from_rows(rows, {**meta, **stamp, "skipped": skipped}).save(output)
+
+    workers = os.cpu_count() if workers is None else workers
+    jobs = [(str(root), p) for p in todo]
+    bar = tqdm(total=len(todo), desc="hand landmarks", unit="img", disable=not progress or not todo)
+    since_checkpoint = 0
+    try:
+        if workers == 0 or len(todo) < 2:
+            _init_worker(str(model_path), settings.to_dict())
+            results = map(_detect_one, jobs)
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(
+                min(workers, len(todo)), initializer=_init_worker, initargs=(str(model_path), settings.to_dict())
+            )
+            results = pool.imap_unordered(_detect_one, jobs, chunksize=4)
+        for relative, detection, size, error in results:
+            if detection is None:
+                skipped[relative] = error
+            else:
+                done[relative] = (relative, detection, size, file_sizes[relative])
+            bar.update()
+            since_checkpoint += 1
+            if since_checkpoint >= checkpoint_every:
+                write(complete=False)
+                since_checkpoint = 0
+    except BaseException:
+        if since_checkpoint:
+            write(complete=False)  # keep what was done, e.g. on Ctrl-C
+        raise
+    finally:
+        bar.close()
+        if workers and len(todo) >= 2:
+            pool.close()
+            pool.join()
+        elif _worker_detector is not None:
+            _worker_detector.close()
+    write(complete=True)
+
+    per_class: dict[str, Counter] = {name: Counter() for name in classes}
+    for p, label in zip(paths, labels):
+        counter = per_class[classes[label]]
+        counter["images"] += 1
+        if p in skipped:
+            counter["skipped"] += 1
+            continue
+        right, left = done[p][1].present
+        counter["right"] += int(right)
+        counter["left"] += int(left)
+        counter["both"] += int(right and left)
+        counter["none"] += int(not (right or left))
+    return ExtractionSummary(
+        root=str(root), output=str(output), classes=classes, images=len(paths), detected=len(todo) - len(skipped),
+        reused=reused, seconds=time.perf_counter() - start, skipped=skipped, per_class=per_class, stale=stale,
+    )

@@ -1,0 +1,35 @@
+"""The landmark layout of DESIGN.md: ``(2, 21, 3)`` per image, slot 0 = "Right", slot 1 = "Left" (MediaPipe's labels
+for the unflipped image), coordinates relative to each hand's wrist; a missing hand is zeros with ``present=False``."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+
+NUM_HANDS = 2
+NUM_POINTS = 21
+NUM_COORDS = 3
+SLOT_LABELS = ("Right", "Left")
+RIGHT, LEFT = 0, 1
+WRIST = 0
+FINGERTIPS = (4, 8, 12, 16, 20)
+# wrist -> four points of each finger (thumb, index, middle, ring, pinky); joint angles are taken at the middle three
+FINGER_CHAINS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
+INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 5, 9, 17
+GEOMETRY_PER_HAND = 34  # 5 tip-wrist + 10 tip-tip distances, 15 joint angles, 3 palm normal, 1 openness
+GEOMETRY_FEATURES = NUM_HANDS * GEOMETRY_PER_HAND
+
+Array = TypeVar("Array")  # numpy array or torch tensor
+
+
+def flip_landmarks(landmarks: Array, present: Array) -> tuple[Array, Array]:
+    """Landmarks and presence of the horizontally mirrored image: x is negated and the two hand slots swap.
+
+    Works on numpy arrays and torch tensors with any leading dimensions (``(..., 2, 21, 3)`` and ``(..., 2)``).
+    """
+    sign = landmarks.new_tensor([-1.0, 1.0, 1.0]) if hasattr(landmarks, "new_tensor") else np.array([-1.0, 1.0, 1.0])
+    mirrored = landmarks * sign
+    if hasattr(mirrored, "flip"):  # torch
+        return mirrored.flip(-3), present.flip(-1)
+    return np.ascontiguousarray(mirrored[..., ::-1, :, :]).astype(landmarks.dtype), present[..., ::-1].copy()

@@ -1,0 +1,80 @@
+"""Finding the MediaPipe hand landmarker model file (DESIGN.md, "Hand landmarker model").
+
+Resolution order: explicit argument -> ``$SIGNBRIDGE_HAND_LANDMARKER`` -> user cache -> download from Google's official
+URL, verified against the pinned sha256. A download that fails or does not verify leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+MODEL_URL = "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/float16/1/hand_landmarker.task"
+MODEL_SHA256 = "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1"
+MODEL_SIZE = 7_819_105
+ENV_VAR = "SIGNBRIDGE_HAND_LANDMARKER"
+_OFFLINE_HINT = (
+    f"To work offline, download {MODEL_URL} on a connected machine and either pass its path "
+    f"(--model-path / model_path=...), set {ENV_VAR}=/path/to/hand_landmarker.task, or copy it to {{cache}}."
+)
+
+
+def cache_dir() -> Path:
+    """The user cache folder for signbridge (``$XDG_CACHE_HOME/signbridge`` or ``~/.cache/signbridge``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "signbridge"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_hand_landmarker(path: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return the path of a usable ``hand_landmarker.task``.
+
+    An explicitly given path (argument or environment variable) must exist; it is not checked against the pinned
+    sha256 so that researchers can use other landmarker versions (the cache records the file's hash).
+    """
+    for source, candidate in (("argument", path), (ENV_VAR, os.environ.get(ENV_VAR))):
+        if candidate:
+            candidate = Path(candidate).expanduser()
+            if not candidate.is_file():
+                raise FileNotFoundError(f"hand landmarker model given by {source} does not exist: {candidate}")
+            return candidate
+    cached = cache_dir() / "hand_landmarker.task"
+    if cached.is_file():
+        return cached
+    if not download:
+        raise FileNotFoundError(
+            f"no hand landmarker model found and downloading is disabled. {_OFFLINE_HINT.format(cache=cached)}"
+        )
+    return download_hand_landmarker(cached)
+
+
+def download_hand_landmarker(destination: Path, url: str = MODEL_URL, sha256: str = MODEL_SHA256) -> Path:
+    """Download the model to ``destination`` through a temporary file; verified before it is moved into place."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=".hand_landmarker.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+        got = sha256_of(tmp)
+        if got != sha256:
+            raise ValueError(f"downloaded file has sha256 {got}, expected {sha256}")
+        os.replace(tmp, destination)
+    except Exception as error:  # any failure: remove the partial file, explain how to supply the model by hand
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"could not download the hand landmarker model from {url}: {error}. "
+            f"{_OFFLINE_HINT.format(cache=destination)}"
+        ) from error
+    return destination

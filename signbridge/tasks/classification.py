@@ -1,0 +1,185 @@
+"""The classification base shared by the hybrid sign classifier and the tunable CNN."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+
+class ClassificationTask(L.LightningModule):
+    """Cross-entropy classification with the DESIGN.md metrics and the seed's optimisation.
+
+    Subclasses implement ``build_model()`` (a plain nn.Module, stored as ``self.model``) and ``forward(batch)``.
+    Logged per stage: ``{stage}_loss``, ``{stage}_acc``, ``{stage}_top5``, ``{stage}_f1_macro``, plus a confusion
+    matrix figure in TensorBoard for validation and test.
+
+    Args:
+        num_classes: number of classes; must match the datamodule.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        label_smoothing: cross-entropy label smoothing.
+        class_weights: ``none``, ``balanced`` (from the datamodule's training split) or one weight per class.
+        lr_factor: ReduceLROnPlateau factor (on ``val_loss``).
+        lr_patience: ReduceLROnPlateau patience in epochs.
+        min_lr: ReduceLROnPlateau floor.
+        channels_last: run the model in channels-last memory format (faster convolutions on GPUs).
+        compile: ``torch.compile`` the model.
+    """
+
+    monitor = "val_loss"
+    mode = "min"
+
+    def __init__(
+        self,
+        num_classes: int,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        label_smoothing: float = 0.0,
+        class_weights: Literal["none", "balanced"] | list[float] = "none",
+        lr_factor: float = 0.5,
+        lr_patience: int = 7,
+        min_lr: float = 1e-7,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = self.build_model()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.class_names: list[str] | None = None
+        # filled in setup(); not saved, since "balanced" weights depend on the data the task is trained on
+        self.register_buffer("loss_weight", None, persistent=False)
+        self.build_metrics()
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build_metrics(self) -> None:
+        n = self.hparams.num_classes
+        metrics = MetricCollection({
+            "acc": MulticlassAccuracy(n, average="micro"),
+            "top5": MulticlassAccuracy(n, top_k=min(5, n), average="micro"),
+            "f1_macro": MulticlassF1Score(n, average="macro"),
+        })
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+        self.val_confusion = MulticlassConfusionMatrix(n)
+        self.test_confusion = MulticlassConfusionMatrix(n)
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.model.compile()
+            self._compiled = True
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        classes = getattr(datamodule, "classes", None)
+        if classes is not None:
+            if len(classes) != self.hparams.num_classes:
+                raise ValueError(
+                    f"the model has num_classes={self.hparams.num_classes} but the data has {len(classes)} classes "
+                    f"({', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''})"
+                )
+            self.class_names = list(classes)
+        weights = self.hparams.class_weights
+        if stage == "fit" and weights != "none":
+            if weights == "balanced":
+                if not hasattr(datamodule, "class_weights"):
+                    raise ValueError("class_weights='balanced' needs a datamodule with a class_weights() method")
+                weights = datamodule.class_weights()
+            weights = torch.as_tensor(weights, dtype=torch.float32)
+            if weights.shape != (self.hparams.num_classes,):
+                raise ValueError(f"class_weights has {weights.numel()} values, expected {self.hparams.num_classes}")
+            self.loss_weight = weights.to(self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_names"] = self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = checkpoint.get("class_names")
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch)
+        loss = F.cross_entropy(
+            logits.float(), batch["label"], weight=self.loss_weight, label_smoothing=self.hparams.label_smoothing
+        )
+        return loss, logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, logits = self.model_step(batch)
+        size = len(batch["label"])
+        self.train_metrics(logits, batch["label"])
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        loss, logits = self.model_step(batch)
+        size = len(batch["label"])
+        metrics, confusion = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_confusion")
+        metrics(logits, batch["label"])
+        confusion.update(logits, batch["label"])
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log_dict(metrics, prog_bar=True, batch_size=size)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_confusion("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_confusion("test")
+
+    def _log_confusion(self, stage: str) -> None:
+        confusion = getattr(self, f"{stage}_confusion")
+        if confusion.update_count == 0:
+            return
+        matrix = confusion.compute()  # synchronised across processes; every rank must call it
+        confusion.reset()
+        if self.trainer.sanity_checking or self.global_rank != 0:
+            return
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_figure"):
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, _ = MulticlassConfusionMatrix(self.hparams.num_classes).plot(
+            val=matrix.cpu(), labels=self.class_names
+        )
+        fig.set_size_inches(max(4, 0.5 * self.hparams.num_classes + 2), max(4, 0.5 * self.hparams.num_classes + 2))
+        experiment.add_figure(f"{stage}_confusion_matrix", fig, global_step=self.global_step)
+        plt.close(fig)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        probabilities = self(batch).float().softmax(dim=-1)
+        probability, predicted = probabilities.max(dim=-1)
+        return {"path": batch.get("path"), "predicted": predicted, "probability": probability}
+
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+            fused=self.device.type == "cuda",  # one kernel for the whole update: a large win at small step times
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=self.hparams.lr_factor, patience=self.hparams.lr_patience,
+            min_lr=self.hparams.min_lr,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
