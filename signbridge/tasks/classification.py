@@ -11,6 +11,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from ..metrics import StreamingClassificationMetrics
+
 
 class ClassificationTask(L.LightningModule):
     """Cross-entropy classification with the DESIGN.md metrics and the seed's optimisation.
@@ -63,12 +65,14 @@ class ClassificationTask(L.LightningModule):
 
     def build_metrics(self) -> None:
         n = self.hparams.num_classes
+
         metrics = MetricCollection({
             "acc": MulticlassAccuracy(n, average="micro"),
             "top5": MulticlassAccuracy(n, top_k=min(5, n), average="micro"),
             "f1_macro": MulticlassF1Score(n, average="macro"),
         })
-        self.train_metrics = metrics.clone(prefix="train_")
+        # updated every training step, so it must not wait for the GPU (see StreamingClassificationMetrics)
+        self.train_metrics = StreamingClassificationMetrics(n)
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
         self.val_confusion = MulticlassConfusionMatrix(n)
@@ -118,11 +122,16 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logits = self.model_step(batch)
-        size = len(batch["label"])
-        self.train_metrics(logits, batch["label"])
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
+        labels = batch["label"]
+        self.train_metrics.update(logits.detach(), labels)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.train_metrics.update_count:
+            values = self.train_metrics.compute()  # summed over processes by torchmetrics
+            self.log_dict({f"train_{name}": value for name, value in values.items()})
+            self.train_metrics.reset()
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         loss, logits = self.model_step(batch)
@@ -168,15 +177,31 @@ class ClassificationTask(L.LightningModule):
         experiment.add_figure(f"{stage}_confusion_matrix", fig, global_step=self.global_step)
         plt.close(fig)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning refuses to clip for fused optimizers because they unscale fp16 gradients themselves; without a
+        # scaler the gradients are already true gradients, so clipping them here is exactly what Lightning would do
+        if gradient_clip_val and not self._has_grad_scaler() and getattr(optimizer, "defaults", {}).get("fused"):
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         probabilities = self(batch).float().softmax(dim=-1)
         probability, predicted = probabilities.max(dim=-1)
         return {"path": batch.get("path"), "predicted": predicted, "probability": probability}
 
+    def _has_grad_scaler(self) -> bool:
+        return self._trainer is not None and getattr(self.trainer.precision_plugin, "scaler", None) is not None
+
     def configure_optimizers(self) -> dict:
+        # fused AdamW updates every parameter in one kernel, a large win at these step times; with an fp16 gradient
+        # scaler Lightning cannot clip gradients of a fused optimizer, so it is fused only without one (fp32, bf16)
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-            fused=self.device.type == "cuda",  # one kernel for the whole update: a large win at small step times
+            fused=self.device.type == "cuda" and not self._has_grad_scaler(),
         )
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=self.hparams.lr_factor, patience=self.hparams.lr_patience,

@@ -1,0 +1,164 @@
+"""Training throughput of HybridSignNet: Lightning ``Trainer.fit`` against a plain PyTorch loop, in one run.
+
+Both loops train the same nn.Module on the same batches, already on the GPU (so the figure is the training step and
+the framework around it, not JPEG decoding): bf16 autocast, channels-last, fused AdamW, gradient clipping at norm 1,
+cross-entropy. Timing starts after the warm-up steps (compilation, cuDNN autotuning) and ends after the last step,
+both after a CUDA synchronise. The Lightning run has the progress bar of configs/trainer/gpu.yaml (refresh every 20
+steps), as a user's run would.
+
+    python benchmarks/train_throughput.py --batch-size 256 --image-size 224 --compile both
+    python benchmarks/train_throughput.py --devices 2      # DDP scaling: the Lightning loop on 1 and on 2 GPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from signbridge.tasks import HybridSignClassifier
+
+
+def make_batches(count: int, batch_size: int, image_size: int, num_classes: int, device: str) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(count):
+        present = torch.rand(batch_size, 2, generator=generator) < 0.6
+        batches.append({
+            "image": torch.randn(batch_size, 3, image_size, image_size, generator=generator),
+            "landmarks": torch.randn(batch_size, 2, 21, 3, generator=generator) * 0.1 * present[..., None, None],
+            "present": present,
+            "label": torch.randint(0, num_classes, (batch_size,), generator=generator),
+        })
+    return [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+
+def plain_loop(model: torch.nn.Module, batches: list[dict], warmup: int) -> float:
+    """The hand-written loop a researcher would write; returns images per second after the warm-up."""
+    model.cuda().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+    for step, batch in enumerate(batches):
+        if step == warmup:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+        image = batch["image"].contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(image, batch["landmarks"], batch["present"])
+        loss = F.cross_entropy(logits.float(), batch["label"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    return (len(batches) - warmup) * len(batches[0]["label"]) / (time.perf_counter() - start)
+
+
+class StepTimer(L.Callback):
+    """Wall time from the start of batch ``warmup`` to the end of the last training batch (rank 0)."""
+
+    def __init__(self, warmup: int, last: int, sync_debug: bool = False):
+        self.warmup, self.last, self.seconds, self.sync_debug = warmup, last, None, sync_debug
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            torch.cuda.synchronize()
+            self.start = time.perf_counter()
+            if self.sync_debug:  # warn (with the code location) at every host-device synchronisation
+                torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.last:
+            torch.cuda.set_sync_debug_mode("default")
+            torch.cuda.synchronize()
+            self.seconds = time.perf_counter() - self.start
+
+
+class BatchList(torch.utils.data.Dataset):
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.batches[i]
+
+
+def lightning_loop(
+    task: HybridSignClassifier, batches: list[dict], warmup: int, devices: int, sync_debug: bool = False
+) -> float:
+    timer = StepTimer(warmup, len(batches) - 1, sync_debug)
+    trainer = L.Trainer(
+        accelerator="gpu", devices=devices, strategy="ddp" if devices > 1 else "auto", precision="bf16-mixed",
+        max_epochs=1, gradient_clip_val=1.0, logger=False, enable_checkpointing=False, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=1, callbacks=[timer, TQDMProgressBar(refresh_rate=20)],  # as gpu.yaml
+        use_distributed_sampler=False,
+    )
+    loader = torch.utils.data.DataLoader(BatchList(batches), batch_size=None, shuffle=False)
+    trainer.fit(task, loader, torch.utils.data.DataLoader(BatchList(batches[:1]), batch_size=None))
+    if trainer.global_rank != 0:
+        return float("nan")
+    return trainer.world_size * (len(batches) - 1 - warmup) * len(batches[0]["label"]) / timer.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=15)
+    parser.add_argument("--backbone", default="tf_efficientnetv2_s")
+    parser.add_argument("--compile", choices=["no", "yes", "both"], default="both")
+    parser.add_argument("--devices", type=int, default=1, help=">1: only the Lightning DDP figure on that many GPUs")
+    parser.add_argument("--output", help="append the results as JSON lines to this file")
+    parser.add_argument("--sync-debug", action="store_true",
+                        help="only report where the Lightning loop synchronises with the GPU in the timed steps")
+    args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True
+    rank = int(os.environ.get("LOCAL_RANK", 0))
+    batches = make_batches(args.warmup + args.steps + 1, args.batch_size, args.image_size, 10, f"cuda:{rank}")
+
+    def task(compiled: bool) -> HybridSignClassifier:
+        torch.manual_seed(0)
+        return HybridSignClassifier(10, backbone=args.backbone, channels_last=True, compile=compiled)
+
+    if args.sync_debug:
+        import warnings
+
+        warnings.simplefilter("default")  # once per code location
+        lightning_loop(task(False), batches, args.warmup, args.devices, sync_debug=True)
+        return
+    rows = []
+    for compiled in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
+        row = {"device": torch.cuda.get_device_name(), "batch": args.batch_size, "image_size": args.image_size,
+               "compile": compiled, "devices": args.devices}
+        if args.devices == 1:
+            model = task(compiled).model
+            row["plain_img_s"] = plain_loop(torch.compile(model) if compiled else model, batches, args.warmup)
+            del model
+            torch.cuda.empty_cache()
+        row["lightning_img_s"] = lightning_loop(task(compiled), batches, args.warmup, args.devices)
+        if "plain_img_s" in row:
+            row["ratio"] = row["lightning_img_s"] / row["plain_img_s"]
+        rows.append(row)
+        torch.cuda.empty_cache()
+    if rank != 0:
+        return
+    print(f"\n{'compile':>8}{'devices':>8}{'plain img/s':>13}{'Lightning img/s':>17}{'ratio':>7}")
+    for r in rows:
+        print(f"{str(r['compile']):>8}{r['devices']:>8}{r.get('plain_img_s', float('nan')):>13.0f}"
+              f"{r['lightning_img_s']:>17.0f}{r.get('ratio', float('nan')):>7.3f}")
+    if args.output:
+        with open(args.output, "a") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()

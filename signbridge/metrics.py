@@ -1,0 +1,50 @@
+"""A training-time classification metric that never waits for the GPU."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+
+class StreamingClassificationMetrics(Metric):
+    """Accuracy, top-k accuracy and macro F1 from a confusion matrix accumulated on the device.
+
+    torchmetrics' stat-score updates synchronise the host with the GPU (argument validation with ``torch.unique``,
+    ``bincount`` and ``one_hot`` range checks). Once per training step that stalls the kernel queue of a
+    launch-bound model (benchmarks/RESULTS.md). This metric updates with comparisons and a matmul only; its values
+    equal torchmetrics' ``MulticlassAccuracy`` (micro, top-1 and top-k) and ``MulticlassF1Score`` (macro: classes
+    absent from both targets and predictions are left out of the mean), which the tests check.
+
+    ``compute()`` returns ``{"acc", "top5", "f1_macro"}`` (the top-k key is ``top5`` whatever k is).
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, top_k: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.top_k = min(top_k, num_classes)
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("top_k_correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        classes = torch.arange(self.num_classes, device=target.device)
+        target_onehot = (target.unsqueeze(1) == classes).float()
+        predicted_onehot = (logits.argmax(dim=1, keepdim=True) == classes).float()
+        # float32 counts are exact below 2**24 per batch
+        self.confusion += (target_onehot.T @ predicted_onehot).long()
+        top_k = logits.topk(self.top_k, dim=1).indices
+        self.top_k_correct += (top_k == target.unsqueeze(1)).any(dim=1).sum()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        confusion = self.confusion.double()
+        total = confusion.sum().clamp_min(1)
+        correct = confusion.diag()
+        support_plus_predicted = confusion.sum(0) + confusion.sum(1)
+        seen = support_plus_predicted > 0
+        f1 = 2 * correct[seen] / support_plus_predicted[seen]
+        return {
+            "acc": (correct.sum() / total).float(),
+            "top5": (self.top_k_correct / total).float(),
+            "f1_macro": (f1.mean() if seen.any() else confusion.new_zeros(())).float(),
+        }
