@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
@@ -138,8 +139,16 @@ class SignDataModule(L.LightningDataModule):
         )
         self.image_config = resolve_image_config(backbone, image_size)
         self.augmenter = HandAugment(flip_prob, max_rotation_degrees, zoom, contrast, brightness) if augment else None
-        self.classes, self._paths, self._labels = list_image_folder(self.root)
         self.datasets: dict[str, SignImageDataset] = {}
+
+    @cached_property
+    def _listing(self) -> tuple[list[str], list[str], list[int]]:
+        # listed on first use, not in __init__: building the datamodule does no file I/O
+        return list_image_folder(self.root)
+
+    @property
+    def classes(self) -> list[str]:
+        return self._listing[0]
 
     @property
     def num_classes(self) -> int:
@@ -173,7 +182,7 @@ class SignDataModule(L.LightningDataModule):
             log.warning("%s", summary.format())
 
     def prepare_data(self) -> None:
-        self._ensure_cache(self.root, self._paths)
+        self._ensure_cache(self.root, self._listing[1])
         if self.hparams.predict_root:
             folder = Path(self.hparams.predict_root)
             self._ensure_cache(folder, list_images(folder))
@@ -204,9 +213,10 @@ class SignDataModule(L.LightningDataModule):
             return
         if "train" in self.datasets:
             return
-        kept, cache = self._load(self.root, self._paths)
-        paths = [self._paths[i] for i in kept]
-        labels = [self._labels[i] for i in kept]
+        _, all_paths, all_labels = self._listing
+        kept, cache = self._load(self.root, all_paths)
+        paths = [all_paths[i] for i in kept]
+        labels = [all_labels[i] for i in kept]
         rows = np.array([cache.index_of()[p] for p in paths], dtype=int)
         h = self.hparams
         fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)

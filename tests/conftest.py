@@ -1,0 +1,84 @@
+"""Shared fixtures. Tests that need ../shared find it through ``shared_dir()`` and skip with the reason if absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SIGNBRIDGE_SHARED", REPO.parent / "shared"))
+HAND_MODEL = SHARED / "models" / "hand_landmarker.task"
+
+
+def shared_dir(*parts: str) -> Path:
+    """A path inside ../shared (or $SIGNBRIDGE_SHARED); skips the test with a clear reason when it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data folder beside the checkout; set SIGNBRIDGE_SHARED to move it)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environment(tmp_path_factory):
+    """Keep caches out of the user's home, and point the landmarker at the verified offline copy."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
+    if HAND_MODEL.exists():
+        os.environ["SIGNBRIDGE_HAND_LANDMARKER"] = str(HAND_MODEL)
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="session")
+def hand_model() -> Path:
+    return shared_dir("models", "hand_landmarker.task")
+
+
+@pytest.fixture(scope="session")
+def digits_subset(tmp_path_factory) -> Path:
+    """A real subset of Sign Language Digits: 4 classes x 12 photos, copied so tests may add files."""
+    source = shared_dir("data", "sign_digits", "Dataset")
+    root = tmp_path_factory.mktemp("digits") / "Dataset"
+    for name in ("0", "1", "2", "3"):
+        (root / name).mkdir(parents=True)
+        for image in sorted((source / name).glob("*.JPG"))[:12]:
+            shutil.copy(image, root / name / image.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_cache(digits_subset, hand_model, tmp_path_factory) -> Path:
+    """The landmark cache of ``digits_subset``, built once with the real detector."""
+    from signbridge.hands.cache import extract_landmarks
+
+    output = tmp_path_factory.mktemp("digits_cache") / "landmarks.npz"
+    extract_landmarks(digits_subset, output, model_path=hand_model, workers=0, progress=False)
+    return output
+
+
+def synthetic_hand(rng: np.random.Generator | None = None) -> np.ndarray:
+    """A plausible right hand in the (21, 3) wrist-relative layout: five straight fingers fanned in the xy plane."""
+    from signbridge.hands.layout import FINGER_CHAINS
+
+    points = np.zeros((21, 3), np.float32)
+    for finger, chain in enumerate(FINGER_CHAINS):
+        angle = np.deg2rad(-60 + 30 * finger)
+        direction = np.array([np.sin(angle), -np.cos(angle), 0.0])
+        for k, index in enumerate(chain[1:], start=1):
+            points[index] = 0.05 * k * direction
+    if rng is not None:
+        points += rng.normal(scale=0.002, size=points.shape).astype(np.float32)
+        points[0] = 0
+    return points

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+
+from signbridge.data import HandAugment, SignDataModule, balanced_class_weights, stratified_split
+from signbridge.data.transforms import rotate_scale_landmarks
+
+
+def test_stratified_split_is_disjoint_stable_and_stratified():
+    labels = np.repeat(np.arange(5), [40, 30, 20, 10, 3])
+    train, val, test = stratified_split(labels, (0.8, 0.1, 0.1), seed=7)
+    assert len(set(train) | set(val) | set(test)) == len(labels)
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert np.bincount(labels[val], minlength=5).tolist() == [4, 3, 2, 1, 1]  # each class, even the tiny one
+    again = stratified_split(labels, (0.8, 0.1, 0.1), seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
+    other = stratified_split(labels, (0.8, 0.1, 0.1), seed=8)
+    assert not np.array_equal(val, other[1])
+    with pytest.raises(ValueError, match="sum to 1"):
+        stratified_split(labels, (0.8, 0.3), seed=0)
+
+
+def test_balanced_class_weights():
+    weights = balanced_class_weights([0, 0, 0, 1], num_classes=3)
+    np.testing.assert_allclose(weights, [4 / 6, 4 / 2, 0.0])
+
+
+def _dots(size: int, points: list[tuple[float, float]]) -> torch.Tensor:
+    image = torch.zeros(3, size, size, dtype=torch.uint8)
+    for x, y in points:
+        image[:, int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2] = 255
+    return image
+
+
+def _centroids(image: torch.Tensor) -> list[tuple[float, float]]:
+    """Centroids of the left and right bright blobs (split at the middle of their x range)."""
+    ys, xs = torch.nonzero(image[0] > 100, as_tuple=True)
+    split = (xs.min() + xs.max()) / 2
+    blobs = [(xs <= split), (xs > split)]
+    return [(float(xs[b].float().mean()), float(ys[b].float().mean())) for b in blobs]
+
+
+@pytest.mark.parametrize("angle, scale", [(25.0, 1.0), (-40.0, 1.15), (10.0, 0.85)])
+def test_rotation_and_zoom_move_landmarks_with_the_pixels(angle, scale):
+    size, centre = 129, 64.0
+    wrist, tip = (centre - 20, centre), (centre + 20, centre + 5)
+    image = _dots(size, [wrist, tip])
+    landmarks = torch.zeros(2, 21, 3)
+    landmarks[0, 8] = torch.tensor([(tip[0] - wrist[0]) / size, (tip[1] - wrist[1]) / size, 0.01])
+    augment = HandAugment(flip_prob=0, max_rotation_degrees=0, zoom=0, contrast=0, brightness=0)
+    from torchvision.transforms.v2 import functional as F
+
+    moved = F.affine(image, angle=angle, translate=[0, 0], scale=scale, shear=[0.0, 0.0])
+    moved_landmarks = rotate_scale_landmarks(landmarks, angle, scale)
+    (wx, wy), (tx, ty) = sorted(_centroids(moved), key=lambda p: p[0] if abs(angle) < 45 else p[1])
+    expected = moved_landmarks[0, 8, :2] * size
+    observed = torch.tensor([tx - wx, ty - wy])
+    assert torch.allclose(observed, expected, atol=1.5), (observed, expected)
+    assert moved_landmarks[0, 8, 2] == pytest.approx(0.01 * scale)
+    same_image, same_landmarks, _ = augment(image, landmarks, torch.tensor([True, False]))
+    assert torch.equal(same_image, image) and torch.equal(same_landmarks, landmarks)
+
+
+def test_flip_augmentation_mirrors_pixels_and_swaps_hands():
+    torch.manual_seed(0)
+    image = _dots(65, [(10, 32), (30, 40)])
+    landmarks = torch.randn(2, 21, 3)
+    present = torch.tensor([True, False])
+    augment = HandAugment(flip_prob=1.0, max_rotation_degrees=0, zoom=0, contrast=0, brightness=0)
+    flipped, flipped_landmarks, flipped_present = augment(image, landmarks, present)
+    assert torch.equal(flipped, image.flip(-1))
+    assert flipped_present.tolist() == [False, True]
+    assert torch.equal(flipped_landmarks[1, :, 0], -landmarks[0, :, 0])
+
+
+def test_datamodule_batches_splits_and_timm_normalisation(digits_subset, digits_cache):
+    dm = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
+                        image_size=48, batch_size=8, num_workers=0, extraction_workers=0)
+    dm.prepare_data()  # an up-to-date cache is used as it is
+    dm.setup("fit")
+    assert dm.classes == ["0", "1", "2", "3"] and dm.num_classes == 4
+    sizes = {split: len(dm.datasets[split]) for split in ("train", "val", "test")}
+    assert sizes == {"train": 40, "val": 4, "test": 4}
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["image"].shape == (4, 3, 48, 48) and batch["image"].dtype == torch.float32
+    assert batch["landmarks"].shape == (4, 2, 21, 3) and batch["present"].dtype == torch.bool
+    assert batch["label"].tolist() == sorted(batch["label"].tolist())
+    # normalised with the backbone's timm mean/std: values leave [0, 1]
+    assert batch["image"].min() < 0
+    again = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
+                           image_size=48, num_workers=0)
+    again.setup("fit")
+    assert again.datasets["test"].paths == dm.datasets["test"].paths  # stable across runs
+    weights = dm.class_weights()
+    assert weights.shape == (4,) and torch.allclose(weights, torch.ones(4))
+
+
+def test_datamodule_builds_a_missing_cache_and_leaves_out_unreadable_images(digits_subset, tmp_path, caplog):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(digits_subset, root)
+    (root / "2" / "broken.jpg").write_bytes(b"not a jpeg")
+    dm = SignDataModule(str(root), landmarks_file=str(tmp_path / "lm.npz"), backbone="test_efficientnet",
+                        image_size=32, num_workers=0, extraction_workers=0)
+    with caplog.at_level("WARNING"):
+        dm.prepare_data()
+        dm.setup("fit")
+    assert "because it does not exist" in caplog.text
+    assert "leaving out 1 unreadable images" in caplog.text and "2/broken.jpg" in caplog.text
+    assert sum(len(d) for d in dm.datasets.values()) == 48

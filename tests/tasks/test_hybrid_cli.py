@@ -1,0 +1,179 @@
+"""The hybrid classifier through the real LightningCLI (``main([...])``), on real Sign Language Digits photos."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from signbridge.callbacks import ProgressiveTraining, Stage
+from signbridge.cli import main
+from signbridge.data import SignDataModule
+from signbridge.tasks import HybridSignClassifier
+from tests.conftest import REPO
+
+CONFIGS = REPO / "configs"
+
+
+def cli_args(tmp_path: Path, root: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(CONFIGS / "sign_digits_hybrid.yaml"), "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+        "--data.init_args.root", str(root), "--data.init_args.landmarks_file", str(cache),
+        "--data.init_args.backbone", "test_efficientnet", "--data.init_args.image_size", "32",
+        "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
+        "--model.init_args.num_classes", "4", "--model.init_args.backbone", "test_efficientnet",
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+        "--trainer.max_epochs", "2", *extra,
+    ]
+
+
+def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
+    cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache)])
+    assert cli.trainer.current_epoch == 2
+    for name in ("train_loss_epoch", "train_acc", "train_top5", "train_f1_macro", "val_loss", "val_acc", "val_f1_macro"):
+        assert name in cli.trainer.callback_metrics, name
+    log_dir = Path(cli.trainer.log_dir)
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    last = log_dir / "checkpoints" / "last.ckpt"
+    assert best.exists() and last.exists() and "val_acc" in best.name
+    assert any(log_dir.glob("events.out.tfevents*"))
+
+    tested = main(["test", *cli_args(tmp_path, digits_subset, digits_cache), "--ckpt_path", str(best)])
+    metrics = tested.trainer.callback_metrics
+    assert {"test_loss", "test_acc", "test_top5", "test_f1_macro"} <= set(metrics)
+    assert 0.0 <= float(metrics["test_acc"]) <= 1.0
+
+    # the module in memory after fit has the weights of last.ckpt: reloading gives identical predictions
+    trained = cli.model.eval()
+    reloaded = HybridSignClassifier.load_from_checkpoint(last, weights_only=True).eval()
+    assert reloaded.class_names == ["0", "1", "2", "3"]
+    batch = next(iter(cli.datamodule.val_dataloader()))
+    with torch.no_grad():
+        assert torch.equal(trained(batch), reloaded(batch))
+
+    output = tmp_path / "predictions.csv"
+    main(["predict", *cli_args(tmp_path, digits_subset, digits_cache), "--ckpt_path", str(last),
+          "--data.init_args.predict_root", str(digits_subset / "2"), "--prediction_writer.output", str(output)])
+    with open(output) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and {r["path"] for r in rows} == {p.name for p in (digits_subset / "2").iterdir()}
+    predict_set = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
+                                 image_size=32, num_workers=0, predict_root=str(digits_subset / "2"))
+    predict_set.prepare_data()
+    predict_set.setup("predict")
+    images = next(iter(torch.utils.data.DataLoader(predict_set.datasets["predict"], batch_size=12)))
+    with torch.no_grad():
+        probabilities = reloaded(images).softmax(-1)
+    for row, path, p in zip(rows, images["path"], probabilities):
+        assert row["path"] == path
+        assert row["predicted_class"] == reloaded.class_names[int(p.argmax())]
+        assert float(row["probability"]) == pytest.approx(float(p.max()), abs=1e-5)
+
+
+def test_resume_from_last_checkpoint_continues_the_run(tmp_path, digits_subset, digits_cache):
+    first = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "1")])
+    last = Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    resumed = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "2"),
+                    "--ckpt_path", str(last)])
+    assert resumed.trainer.current_epoch == 2
+    assert resumed.trainer.global_step == 2 * first.trainer.global_step
+
+
+def test_balanced_class_weights_and_label_smoothing_reach_the_loss(tmp_path, digits_subset, digits_cache):
+    cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "1"),
+                "--model.init_args.class_weights", "balanced", "--model.init_args.label_smoothing", "0.1"])
+    assert torch.allclose(cli.model.loss_weight, torch.ones(4))
+    assert "loss_weight" not in cli.model.state_dict()
+
+
+def test_ddp_spawn_on_two_cpu_processes(tmp_path, digits_subset, digits_cache):
+    cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "1"),
+                "--trainer.strategy", "ddp_spawn", "--trainer.devices", "2"])
+    assert cli.trainer.world_size == 2
+    assert Path(cli.trainer.checkpoint_callback.best_model_path).exists()
+    assert "val_acc" in cli.trainer.callback_metrics
+
+
+class _Probe(L.Callback):
+    def __init__(self):
+        self.epochs = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        model = pl_module.model
+        bn = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        self._bn, self._mean = bn, bn.running_mean.clone()
+        self.epochs.append({
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "inputs": model.active_inputs,
+            "trained": {name: all(p.requires_grad for m in mods for p in m.parameters())
+                        for name, mods in model.parameter_groups().items()},
+            "backbone_training": bn.training,
+        })
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epochs[-1]["bn_changed"] = not torch.equal(self._bn.running_mean, self._mean)
+
+
+def test_progressive_training_runs_the_seed_stages(tmp_path, digits_subset, digits_cache):
+    stages = [Stage("visual", 1, 1e-3, ["image", "head"], "image"),
+              Stage("landmark", 1, 2e-3, ["landmarks", "head"], "landmarks"),
+              Stage("fusion", 1, 3e-4, ["fusion", "head"]),
+              Stage("end_to_end", 1, 5e-5)]
+    probe = _Probe()
+    datamodule = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
+                                image_size=32, batch_size=8, num_workers=0)
+    model = HybridSignClassifier(4, backbone="test_efficientnet")
+    trainer = L.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, callbacks=[ProgressiveTraining(stages), probe])
+    trainer.fit(model, datamodule)
+    seen = probe.epochs
+    assert [e["lr"] for e in seen] == [1e-3, 2e-3, 3e-4, 5e-5]
+    assert [e["inputs"] for e in seen] == ["image", "landmarks", "both", "both"]
+    assert seen[0]["trained"] == {"image": True, "landmarks": False, "fusion": False, "head": True}
+    assert seen[1]["trained"] == {"image": False, "landmarks": True, "fusion": False, "head": True}
+    assert seen[2]["trained"] == {"image": False, "landmarks": False, "fusion": True, "head": True}
+    assert all(seen[3]["trained"].values())
+    # a frozen backbone keeps its BatchNorm statistics; a trained one updates them
+    assert [e["backbone_training"] for e in seen] == [True, False, False, True]
+    assert [e["bn_changed"] for e in seen] == [True, False, False, True]
+    assert model.model.active_inputs == "both" and all(p.requires_grad for p in model.parameters())
+
+
+def test_progressive_training_refuses_ddp_without_unused_parameter_detection():
+    from lightning.pytorch.strategies import DDPStrategy
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, strategy=DDPStrategy(), logger=False)
+    with pytest.raises(ValueError, match="ddp_find_unused_parameters_true"):
+        ProgressiveTraining().setup(trainer, HybridSignClassifier(3, backbone="test_efficientnet"), "fit")
+
+
+def test_wrong_number_of_classes_and_missing_root_are_clear_errors(tmp_path, digits_subset, digits_cache):
+    with pytest.raises(ValueError, match="num_classes=7 but the data has 4 classes"):
+        main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--model.init_args.num_classes", "7")])
+    with pytest.raises(FileNotFoundError, match="dataset root is not a folder"):
+        main(["fit", *cli_args(tmp_path, tmp_path / "nowhere", digits_cache)])
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_parses(config, tmp_path, capsys):
+    """Complete recipes parse alone; partial ones (trainer/*, schedules) on top of the recipe they extend."""
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    complete = "class_path" in (yaml.safe_load(config.read_text()).get("model") or {})
+    configs = [] if complete else ["--config", str(CONFIGS / "sign_digits_hybrid.yaml")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *configs, "--config", str(config), "--data.init_args.root", str(tmp_path / "data"),
+              "--print_config"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "class_path: signbridge." in printed
+
+
+def test_python_dash_m_and_console_script_help():
+    for command in ([sys.executable, "-m", "signbridge", "--help"], [sys.executable, "-m", "signbridge", "landmarks", "--help"]):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "signbridge" in result.stdout
