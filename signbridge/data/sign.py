@@ -13,6 +13,7 @@ import timm
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import InputError
 from ..hands.cache import LandmarkCache, coverage_problem, detector_fingerprint, extract_landmarks, stale_reason
 from ..hands.detect import DetectorSettings
 from ..hands.model_file import cache_dir, resolve_hand_landmarker, sha256_of
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 
 def resolve_image_config(backbone: str, image_size: int | None = None) -> dict:
     """Input size, interpolation, mean and std of a timm backbone (from its pretrained config, no model built)."""
-    config = timm.data.resolve_data_config(pretrained_cfg=timm.get_pretrained_cfg(backbone).to_dict())
+    pretrained_cfg = timm.get_pretrained_cfg(backbone)
+    if pretrained_cfg is None:
+        raise InputError(f"unknown timm backbone '{backbone}' (timm.list_models() lists the names)")
+    config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
     return {
         "image_size": image_size or config["input_size"][-1],
         "interpolation": config.get("interpolation", "bicubic"),
@@ -137,9 +141,13 @@ class SignDataModule(L.LightningDataModule):
             min_hand_detection_confidence=min_hand_detection_confidence,
             min_hand_presence_confidence=min_hand_presence_confidence,
         )
-        self.image_config = resolve_image_config(backbone, image_size)
         self.augmenter = HandAugment(flip_prob, max_rotation_degrees, zoom, contrast, brightness) if augment else None
         self.datasets: dict[str, SignImageDataset] = {}
+
+    @cached_property
+    def image_config(self) -> dict:
+        """Input size, interpolation, mean and std (from the backbone's timm data config)."""
+        return resolve_image_config(self.hparams.backbone, self.hparams.image_size)
 
     @cached_property
     def _listing(self) -> tuple[list[str], list[str], list[int]]:

@@ -12,14 +12,20 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from ..errors import InputError
+
 MODEL_URL = "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/float16/1/hand_landmarker.task"
 MODEL_SHA256 = "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1"
 MODEL_SIZE = 7_819_105
 ENV_VAR = "SIGNBRIDGE_HAND_LANDMARKER"
 _OFFLINE_HINT = (
     f"To work offline, download {MODEL_URL} on a connected machine and either pass its path "
-    f"(--model-path / model_path=...), set {ENV_VAR}=/path/to/hand_landmarker.task, or copy it to {{cache}}."
+    f"(signbridge landmarks --model-path, SignDataModule hand_model=...), set {ENV_VAR}=/path/to/hand_landmarker.task, or copy it to {{cache}}."
 )
+
+
+class HandModelUnavailable(InputError):
+    """The hand landmarker model cannot be found or downloaded; the message says how to supply it."""
 
 
 def cache_dir() -> Path:
@@ -52,7 +58,7 @@ def resolve_hand_landmarker(path: str | os.PathLike | None = None, download: boo
     if cached.is_file():
         return cached
     if not download:
-        raise FileNotFoundError(
+        raise HandModelUnavailable(
             f"no hand landmarker model found and downloading is disabled. {_OFFLINE_HINT.format(cache=cached)}"
         )
     return download_hand_landmarker(cached)
@@ -73,7 +79,7 @@ def download_hand_landmarker(destination: Path, url: str = MODEL_URL, sha256: st
         os.replace(tmp, destination)
     except Exception as error:  # any failure: remove the partial file, explain how to supply the model by hand
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(
+        raise HandModelUnavailable(
             f"could not download the hand landmarker model from {url}: {error}. "
             f"{_OFFLINE_HINT.format(cache=destination)}"
         ) from error

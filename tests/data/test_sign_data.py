@@ -109,3 +109,11 @@ def test_datamodule_builds_a_missing_cache_and_leaves_out_unreadable_images(digi
     assert "because it does not exist" in caplog.text
     assert "leaving out 1 unreadable images" in caplog.text and "2/broken.jpg" in caplog.text
     assert sum(len(d) for d in dm.datasets.values()) == 48
+
+
+def test_unknown_backbone_is_a_clear_error(tmp_path):
+    from signbridge.errors import InputError
+
+    datamodule = SignDataModule(str(tmp_path), backbone="no_such_net")  # cheap: no file or registry access yet
+    with pytest.raises(InputError, match="unknown timm backbone 'no_such_net'"):
+        datamodule.image_config

@@ -101,7 +101,7 @@ def test_model_file_resolution_order(tmp_path, monkeypatch, hand_model):
     cached.write_bytes(b"cached")
     assert resolve_hand_landmarker() == cached
     cached.unlink()
-    with pytest.raises(FileNotFoundError, match="downloading is disabled"):
+    with pytest.raises(model_file.HandModelUnavailable, match="downloading is disabled"):
         resolve_hand_landmarker(download=False)
 
 
@@ -109,10 +109,10 @@ def test_failed_or_wrong_download_leaves_nothing_and_says_how_to_work_offline(tm
     destination = tmp_path / "models" / "hand_landmarker.task"
     wrong = tmp_path / "wrong.task"
     wrong.write_bytes(b"not the model")
-    with pytest.raises(RuntimeError, match="sha256") as info:
+    with pytest.raises(model_file.HandModelUnavailable, match="sha256") as info:
         model_file.download_hand_landmarker(destination, url=wrong.as_uri())
     assert model_file.ENV_VAR in str(info.value)
-    with pytest.raises(RuntimeError, match="could not download"):
+    with pytest.raises(model_file.HandModelUnavailable, match="could not download"):
         model_file.download_hand_landmarker(destination, url=(tmp_path / "absent").as_uri())
     assert not destination.exists() and os.listdir(destination.parent) == []
 
