@@ -65,3 +65,19 @@ def test_geometry_can_be_given_or_computed():
     computed = model(image, landmarks, present)
     given = model(image, landmarks, present, geometry=hand_geometry(landmarks, present))
     assert torch.allclose(computed, given)
+
+
+def test_backbone_weights_from_a_local_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    source = timm.create_model("test_efficientnet", num_classes=10)
+    path = tmp_path / "backbone.safetensors"
+    save_file(source.state_dict(), str(path))
+    model = HybridSignNet(4, backbone="test_efficientnet", weights_path=str(path))
+    loaded = model.backbone.state_dict()
+    assert loaded.keys() <= source.state_dict().keys()  # the classifier is dropped
+    assert all(torch.equal(loaded[k], source.state_dict()[k]) for k in loaded)
+    fresh = HybridSignNet(4, backbone="test_efficientnet")
+    assert not torch.equal(fresh.backbone.conv_stem.weight, model.backbone.conv_stem.weight)
