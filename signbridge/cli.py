@@ -2,13 +2,18 @@
 
     signbridge fit --config configs/sign_digits_hybrid.yaml --data.init_args.root PATH
     signbridge landmarks ROOT --output FILE
+    signbridge tune --config configs/atk_cnn.yaml --search-space configs/atk_cnn_search.yaml --run-dir DIR ...
+    signbridge models list|show|activate DIR [MODEL]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
@@ -17,13 +22,44 @@ from . import data as _data  # noqa: F401  (imported so LightningCLI finds the c
 from . import tasks as _tasks  # noqa: F401
 from .callbacks import PredictionWriter
 from .errors import InputError
+from .metadata import ModelMetadata
 
 
 class SignbridgeCLI(LightningCLI):
-    """LightningCLI in subclass mode: any signbridge LightningModule and LightningDataModule by class name."""
+    """LightningCLI in subclass mode: any signbridge LightningModule and LightningDataModule by class name.
+
+    Every fit writes ``model.json`` beside its checkpoints (``ModelMetadata``); ``predict`` without ``--ckpt_path``
+    uses the model activated in ``--models_dir`` (``signbridge models activate``).
+    """
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(ModelMetadata, "model_metadata")
+        parser.add_argument("--models_dir", default="runs", help="models folder whose active model predict uses")
+
+    def before_predict(self) -> None:
+        from .metadata import active_model, checkpoint_of
+
+        if self.config_init[self.subcommand].get("ckpt_path"):
+            return
+        models_dir = self.config_init[self.subcommand]["models_dir"]
+        active = active_model(models_dir) if models_dir and Path(models_dir).is_dir() else None
+        if active is None:
+            raise InputError(f"predict needs --ckpt_path, or a model activated with 'signbridge models activate "
+                             f"{models_dir} MODEL'")
+        self.config_init[self.subcommand]["ckpt_path"] = str(checkpoint_of(active))
+        print(f"predicting with the active model {active.parent} ({checkpoint_of(active).name})")
+
+
+def run_cli(args: Sequence[str], callbacks: list[L.Callback] | None = None) -> SignbridgeCLI:
+    """Run ``signbridge fit|validate|test|predict`` from Python; ``callbacks`` are added to the configured ones."""
+    # `signbridge tune` runs fits from inside a command line of its own; Lightning would warn about sys.argv
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
+    return SignbridgeCLI(
+        L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=list(args),
+        trainer_defaults={"callbacks": callbacks} if callbacks else None,
+    )
 
 
 def landmarks_command(argv: Sequence[str]) -> int:
@@ -58,7 +94,65 @@ def landmarks_command(argv: Sequence[str]) -> int:
     return 0 if summary.images > len(summary.skipped) else 1
 
 
-EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"landmarks": landmarks_command}
+def tune_command(argv: Sequence[str]) -> int:
+    from .tuning import summary, trials_table, tune
+
+    parser = argparse.ArgumentParser(
+        prog="signbridge tune",
+        description="Search hyperparameters of any signbridge config with Optuna. Arguments it does not know are "
+        "passed to 'signbridge fit' (e.g. --data.init_args.root DATA). Rerun the same command to resume; run it in "
+        "several processes (one per GPU, or on several machines with --storage URL) to work on one study together.",
+    )
+    parser.add_argument("--config", "-c", action="append", required=True, help="signbridge config (repeatable)")
+    parser.add_argument("--search-space", required=True, help="YAML naming init args and their choices/ranges")
+    parser.add_argument("--run-dir", required=True, help="folder for the trials (and the default SQLite study)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="finished trials the study should have (default 10; grid: the whole grid)")
+    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    parser.add_argument("--storage", default=None, help="database URL (default: sqlite:///RUN_DIR/study.db)")
+    parser.add_argument("--study-name", default=None, help="default: the run folder's name")
+    parser.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
+    parser.add_argument("--pruner", choices=["hyperband", "median", "none"], default=None,
+                        help="default: hyperband (none for grid)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="epochs of a full trial (default: the space's)")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed")
+    parser.add_argument("--heartbeat", type=int, default=30, help="seconds; a trial silent for twice this is failed")
+    args, fit_args = parser.parse_known_args(argv)
+    trials = args.trials if args.trials is not None else (None if args.sampler == "grid" else 10)
+    study = tune(
+        args.config, args.search_space, args.run_dir, trials=trials, timeout=args.timeout, storage=args.storage,
+        study_name=args.study_name, sampler=args.sampler, pruner=args.pruner, max_epochs=args.max_epochs,
+        seed=args.seed, heartbeat=args.heartbeat, fit_args=fit_args,
+    )
+    print(trials_table(study))
+    print(summary(study, args.run_dir))
+    return 0
+
+
+def models_command(argv: Sequence[str]) -> int:
+    from .metadata import activate_model, models_table, read_metadata, resolve_model
+
+    parser = argparse.ArgumentParser(prog="signbridge models", description="Trained models in a models folder.")
+    commands = parser.add_subparsers(dest="action", required=True)
+    commands.add_parser("list", help="a table of the models below DIR").add_argument("dir")
+    for action, text in (("show", "one model's metadata"), ("activate", "the model predict uses by default")):
+        sub = commands.add_parser(action, help=text)
+        sub.add_argument("dir")
+        sub.add_argument("model", help="number from 'list', or the model's folder relative to DIR")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        print(models_table(args.dir))
+    elif args.action == "show":
+        print(json.dumps(read_metadata(resolve_model(args.dir, args.model)), indent=2))
+    else:
+        path = activate_model(args.dir, args.model)
+        print(f"active model of {args.dir}: {path.parent}")
+    return 0
+
+
+EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "landmarks": landmarks_command, "tune": tune_command, "models": models_command,
+}
 
 
 def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
@@ -67,9 +161,11 @@ def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
     try:
         if argv and argv[0] in EXTRA_COMMANDS:
             return EXTRA_COMMANDS[argv[0]](argv[1:])
+        if args is not None:
+            return run_cli(argv)
         return SignbridgeCLI(
             L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=None if args is None else argv,
+            seed_everything_default=0, save_config_kwargs={"overwrite": True},
             parser_kwargs={"description": "signbridge: train, test and predict with LightningCLI. Other commands: "
                            + ", ".join(f"'signbridge {name} --help'" for name in EXTRA_COMMANDS)},
         )

@@ -82,3 +82,16 @@ def synthetic_hand(rng: np.random.Generator | None = None) -> np.ndarray:
         points += rng.normal(scale=0.002, size=points.shape).astype(np.float32)
         points[0] = 0
     return points
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> Path:
+    """A real image folder for the CNN: 4 classes x 12 Sign Language Digits photos, plus one corrupt file."""
+    source = shared_dir("data", "sign_digits", "Dataset")
+    root = tmp_path_factory.mktemp("folder") / "digits"
+    for name in ("0", "1", "2", "3"):
+        (root / name).mkdir(parents=True)
+        for image in sorted((source / name).glob("*.JPG"))[:12]:
+            shutil.copy(image, root / name / image.name)
+    (root / "3" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root

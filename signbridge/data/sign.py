@@ -7,18 +7,18 @@ import logging
 from functools import cached_property
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import timm
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..hands.cache import LandmarkCache, coverage_problem, detector_fingerprint, extract_landmarks, stale_reason
 from ..hands.detect import DetectorSettings
 from ..hands.model_file import cache_dir, resolve_hand_landmarker, sha256_of
-from ..imageio import list_image_folder, list_images, read_image_rgb
-from .splits import balanced_class_weights, stratified_split
+from ..imageio import list_images, read_image_rgb
+from .folder import ClassificationDataModule
+from .splits import stratified_split
 from .transforms import HandAugment, resize_square, to_model_input
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class SignImageDataset(Dataset):
         }
 
 
-class SignDataModule(L.LightningDataModule):
+class SignDataModule(ClassificationDataModule):
     """Folder-per-class sign images and their hand-landmark cache, split train/val/test by class.
 
     ``prepare_data`` builds the landmark cache when it is missing, incomplete or stale (other model, other detector
@@ -134,33 +134,18 @@ class SignDataModule(L.LightningDataModule):
         min_hand_detection_confidence: float = 0.5,
         min_hand_presence_confidence: float = 0.5,
     ):
-        super().__init__()
+        super().__init__(root, batch_size, num_workers, pin_memory, persistent_workers)
         self.save_hyperparameters()
-        self.root = Path(root)
         self.detector_settings = DetectorSettings(
             min_hand_detection_confidence=min_hand_detection_confidence,
             min_hand_presence_confidence=min_hand_presence_confidence,
         )
         self.augmenter = HandAugment(flip_prob, max_rotation_degrees, zoom, contrast, brightness) if augment else None
-        self.datasets: dict[str, SignImageDataset] = {}
 
     @cached_property
     def image_config(self) -> dict:
         """Input size, interpolation, mean and std (from the backbone's timm data config)."""
         return resolve_image_config(self.hparams.backbone, self.hparams.image_size)
-
-    @cached_property
-    def _listing(self) -> tuple[list[str], list[str], list[int]]:
-        # listed on first use, not in __init__: building the datamodule does no file I/O
-        return list_image_folder(self.root)
-
-    @property
-    def classes(self) -> list[str]:
-        return self._listing[0]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def landmark_cache_path(self, folder: Path | None = None) -> Path:
         folder = folder or self.root
@@ -234,28 +219,3 @@ class SignDataModule(L.LightningDataModule):
                 cache.landmarks[rows[indices]], cache.present[rows[indices]], self.image_config,
                 augment=self.augmenter if split == "train" else None,
             )
-
-    def class_weights(self) -> torch.Tensor:
-        """Balanced class weights from the training split."""
-        self.setup("fit")
-        return torch.from_numpy(balanced_class_weights(self.datasets["train"].labels, self.num_classes))
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        h = self.hparams
-        return DataLoader(
-            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
-            pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")

@@ -1,6 +1,7 @@
 """LightningModules: losses, metrics and optimisation around the plain models."""
 
+from .atk import ATKClassifier
 from .classification import ClassificationTask
 from .hybrid import HybridSignClassifier
 
-__all__ = ["ClassificationTask", "HybridSignClassifier"]
+__all__ = ["ATKClassifier", "ClassificationTask", "HybridSignClassifier"]

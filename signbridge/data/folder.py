@@ -1,0 +1,157 @@
+"""Folder-per-class image classification data."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..imageio import find_unreadable, list_image_folder, list_images, read_image_rgb
+from .splits import balanced_class_weights, stratified_split
+from .transforms import resize_square
+
+log = logging.getLogger(__name__)
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """What the folder-per-class datamodules share: the listing, the stratified split, loaders and class weights.
+
+    Subclasses fill ``self.datasets`` (``train``/``val``/``test``/``predict``) in ``setup``; every dataset has a
+    ``labels`` list.
+    """
+
+    def __init__(self, root: str, batch_size: int, num_workers: int, pin_memory: bool, persistent_workers: bool):
+        super().__init__()
+        self.root = Path(root)
+        self.datasets: dict[str, Dataset] = {}
+
+    @cached_property
+    def _listing(self) -> tuple[list[str], list[str], list[int]]:
+        # listed on first use, not in __init__: building the datamodule does no file I/O
+        return list_image_folder(self.root)
+
+    @property
+    def classes(self) -> list[str]:
+        return self._listing[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(dataset) for name, dataset in self.datasets.items()}
+
+    def class_weights(self) -> torch.Tensor:
+        """Balanced class weights from the training split."""
+        self.setup("fit")
+        return torch.from_numpy(balanced_class_weights(self.datasets["train"].labels, self.num_classes))
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        h = self.hparams
+        return DataLoader(
+            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
+            pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,
+            drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+
+class ImageFolderDataset(Dataset):
+    """Images as uint8 ``(3, S, S)`` tensors (models rescale; uint8 batches are a quarter of the bytes to move)."""
+
+    def __init__(self, root: Path, paths: list[str], labels: list[int], image_size: int, flip: bool = False):
+        self.root, self.paths, self.labels, self.image_size, self.flip = root, paths, labels, image_size, flip
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        image = torch.from_numpy(read_image_rgb(self.root / self.paths[index])).permute(2, 0, 1)
+        image = resize_square(image, self.image_size, "bilinear")
+        if self.flip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        return {"image": image, "label": self.labels[index], "path": self.paths[index]}
+
+
+class ImageFolderDataModule(ClassificationDataModule):
+    """A folder-per-class image dataset, split train/val (and optionally test) by class.
+
+    Unreadable images are found in ``setup`` (a cheap reduced decode), reported with the reason and left out.
+
+    Args:
+        root: dataset folder, ``root/<class>/<image>``.
+        image_size: images are resized to ``image_size x image_size``.
+        batch_size: samples per batch (the seed's 15).
+        val_fraction: share of each class for validation (the seed's 10 %).
+        test_fraction: share of each class for testing (0: no test split).
+        split_seed: seed of the stratified split (stable across runs and machines).
+        horizontal_flip: random horizontal flips of training images.
+        num_workers: DataLoader worker processes.
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep workers alive between epochs.
+        predict_root: folder of images (any layout) for ``predict``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 300,
+        batch_size: int = 15,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        split_seed: int = 42,
+        horizontal_flip: bool = False,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        predict_root: str | None = None,
+    ):
+        super().__init__(root, batch_size, num_workers, pin_memory, persistent_workers)
+        self.save_hyperparameters()
+
+    def _readable(self, root: Path, paths: list[str]) -> list[int]:
+        bad = find_unreadable(root, paths)
+        if bad:
+            reasons = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:5])
+            log.warning("leaving out %d unreadable images of %s (%s%s)", len(bad), root, reasons,
+                        ", ..." if len(bad) > 5 else "")
+        return [i for i, p in enumerate(paths) if p not in bad]
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        if stage == "predict":
+            folder = Path(h.predict_root or self.root)
+            paths = list_images(folder)
+            kept = [paths[i] for i in self._readable(folder, paths)]
+            self.datasets["predict"] = ImageFolderDataset(folder, kept, [-1] * len(kept), h.image_size)
+            return
+        if "train" in self.datasets:
+            return
+        _, all_paths, all_labels = self._listing
+        kept = self._readable(self.root, all_paths)
+        paths = [all_paths[i] for i in kept]
+        labels = np.array([all_labels[i] for i in kept])
+        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
+        for split, indices in zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)):
+            if split == "test" and not h.test_fraction:
+                continue
+            self.datasets[split] = ImageFolderDataset(
+                self.root, [paths[i] for i in indices], labels[indices].tolist(), h.image_size,
+                flip=h.horizontal_flip and split == "train",
+            )

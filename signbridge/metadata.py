@@ -1,0 +1,211 @@
+"""Saved models: a ``model.json`` beside each run's checkpoints, and the models folder that lists them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from .errors import InputError
+
+METADATA_FILE = "model.json"
+ACTIVE_FILE = "active.json"
+FORMAT = 1
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("signbridge", "torch", "torchvision", "lightning", "timm", "torchmetrics", "mediapipe", "optuna"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
+
+
+class ModelMetadata(Callback):
+    """Write ``model.json`` beside the checkpoints when a fit finishes.
+
+    It holds: classes, the best checkpoint and its monitored value, final metrics, hyperparameters, per-epoch
+    history, data root and split sizes, library versions and the date. The history is kept in the callback's state,
+    so a resumed run keeps the epochs before the interruption.
+    """
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+        self.extra: dict[str, Any] = {}
+
+    def _record(self, trainer: L.Trainer, epoch: int) -> None:
+        if epoch < 0 or trainer.sanity_checking or any(row["epoch"] == epoch for row in self.history):
+            return
+        metrics = _scalars(trainer.callback_metrics)
+        if metrics:
+            self.history.append({"epoch": epoch, **metrics})
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the previous epoch's train and validation values are all in callback_metrics by now
+        self._record(trainer, trainer.current_epoch - 1)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer, trainer.current_epoch - 1 if trainer.current_epoch >= 1 else 0)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "")
+        if not trainer.is_global_zero or not best:
+            return
+        best = Path(best)
+        datamodule = getattr(trainer, "datamodule", None)
+        score = checkpoint.best_model_score
+        data = {"class": type(datamodule).__module__ + "." + type(datamodule).__name__} if datamodule else {}
+        if datamodule is not None:
+            data.update(root=str(getattr(datamodule, "root", "")), hyperparameters=dict(datamodule.hparams))
+            if hasattr(datamodule, "split_sizes"):
+                data["split_sizes"] = datamodule.split_sizes()
+        config = Path(log_dir or "") / "config.yaml"
+        metadata = {
+            "format": FORMAT,
+            "checkpoint": best.name,
+            "task": type(pl_module).__module__ + "." + type(pl_module).__name__,
+            "classes": getattr(pl_module, "class_names", None),
+            "monitor": checkpoint.monitor,
+            "mode": checkpoint.mode,
+            "best": {checkpoint.monitor: float(score) if score is not None else None,
+                     "epoch": _epoch_of(checkpoint, best)},
+            "final": _scalars(trainer.callback_metrics),
+            "epochs": trainer.current_epoch,
+            "hyperparameters": dict(pl_module.hparams),
+            "data": data,
+            "history": self.history,
+            "versions": library_versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": os.path.relpath(config, best.parent) if config.exists() else None,
+            **self.extra,
+        }
+        write_json_atomic(best.parent / METADATA_FILE, metadata)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+def _epoch_of(checkpoint, path: Path) -> int | None:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # the epoch is informative only
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the models folder
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not a readable model metadata file ({error})") from error
+    if not isinstance(metadata, dict) or "checkpoint" not in metadata:
+        raise InputError(f"{path}: model metadata without a 'checkpoint' entry")
+    return metadata
+
+
+def find_models(models_dir: str | os.PathLike) -> list[Path]:
+    """Every ``model.json`` below ``models_dir``, sorted by path."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise FileNotFoundError(f"models folder does not exist: {models_dir}")
+    return sorted(models_dir.rglob(METADATA_FILE))
+
+
+def resolve_model(models_dir: str | os.PathLike, key: str) -> Path:
+    """A model by its number in ``models list`` or by its folder (relative to ``models_dir``) or metadata path."""
+    models = find_models(models_dir)
+    if key.isdigit():
+        index = int(key)
+        if not 1 <= index <= len(models):
+            raise InputError(f"{models_dir}: no model number {key} (there are {len(models)})")
+        return models[index - 1]
+    for candidate in (Path(models_dir) / key, Path(key)):
+        if candidate.is_dir():
+            candidate = candidate / METADATA_FILE
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{models_dir}: no model '{key}' (see 'signbridge models list {models_dir}')")
+
+
+def activate_model(models_dir: str | os.PathLike, key: str) -> Path:
+    path = resolve_model(models_dir, key)
+    read_metadata(path)
+    write_json_atomic(Path(models_dir) / ACTIVE_FILE, {"model": os.path.relpath(path, models_dir)})
+    return path
+
+
+def active_model(models_dir: str | os.PathLike) -> Path | None:
+    """The metadata file of the active model, or None when none was activated."""
+    marker = Path(models_dir) / ACTIVE_FILE
+    if not marker.exists():
+        return None
+    path = Path(models_dir) / json.loads(marker.read_text())["model"]
+    if not path.exists():
+        raise InputError(f"{marker}: the active model {path} no longer exists; activate another one")
+    return path
+
+
+def checkpoint_of(metadata_path: Path) -> Path:
+    checkpoint = metadata_path.parent / read_metadata(metadata_path)["checkpoint"]
+    if not checkpoint.exists():
+        raise InputError(f"{metadata_path}: its checkpoint {checkpoint} is missing")
+    return checkpoint
+
+
+def models_table(models_dir: str | os.PathLike) -> str:
+    models = find_models(models_dir)
+    active = active_model(models_dir)
+    header = f"{'#':>3}  {'model':<44}{'task':<22}{'best':<24}{'epochs':>7}  {'created':<20}"
+    lines = [header, "-" * len(header)]
+    for number, path in enumerate(models, start=1):
+        meta = read_metadata(path)
+        monitor = meta.get("monitor")
+        value = meta.get("best", {}).get(monitor)
+        best = f"{monitor}={value:.4f}" if isinstance(value, float) else "-"
+        marker = "*" if active is not None and path.resolve() == active.resolve() else " "
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        name = os.path.relpath(run, models_dir)
+        lines.append(f"{number:>3}{marker} {name:<44}{meta.get('task', '').rsplit('.', 1)[-1]:<22}{best:<24}"
+                     f"{meta.get('epochs', ''):>7}  {str(meta.get('created', ''))[:19]:<20}")
+    if not models:
+        lines.append(f"(no {METADATA_FILE} found below {models_dir})")
+    lines.append("* = active: used by 'signbridge predict' when no --ckpt_path is given")
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""LightningModule of the tunable CNN."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.atk import ATKCNN
+from .classification import ClassificationTask
+
+
+class ATKClassifier(ClassificationTask):
+    """``ATKCNN`` trained as a classifier on batches of ``ImageFolderDataModule``.
+
+    Args:
+        num_classes: number of classes.
+        filters1: first convolution's channels (searched over 32, 64, 96, 128 in the seed).
+        filters2: second convolution's channels (same choices).
+        units: hidden dense width (32..256 in steps of 32).
+        dropout: dropout rate (0.2..0.5).
+        image_size: input side; must match the datamodule.
+        **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        filters1: int = 32,
+        filters2: int = 64,
+        units: int = 128,
+        dropout: float = 0.5,
+        image_size: int = 300,
+        **kwargs,
+    ):
+        super().__init__(num_classes=num_classes, **kwargs)
+
+    def build_model(self) -> nn.Module:
+        h = self.hparams
+        return ATKCNN(h.num_classes, h.filters1, h.filters2, h.units, h.dropout, h.image_size)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        image = batch["image"]
+        if self.hparams.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return self.model(image)

@@ -1,0 +1,302 @@
+"""Hyperparameter search over any signbridge config with Optuna (``signbridge tune``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import InputError
+from .metadata import METADATA_FILE, read_metadata, write_json_atomic
+
+
+@dataclass
+class SearchParam:
+    """One searched init argument: ``choices`` (categorical) or a ``low``..``high`` range (``step``, ``log``)."""
+
+    name: str
+    choices: list | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+
+    def grid_values(self) -> list:
+        if self.choices is not None:
+            return list(self.choices)
+        if self.step is None:
+            raise InputError(f"grid search needs choices or a step for '{self.name}'")
+        count = int(round((self.high - self.low) / self.step)) + 1
+        values = [self.low + i * self.step for i in range(count)]
+        return [int(v) for v in values] if _all_int(self.low, self.high, self.step) else values
+
+    def suggest(self, trial) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, self.choices)
+        if _all_int(self.low, self.high, self.step or 1):
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+
+def _all_int(*values) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+@dataclass
+class SearchSpace:
+    params: dict[str, SearchParam]
+    monitor: str = "val_acc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    max_epochs: int = 25
+
+
+def load_search_space(path: str | Path) -> SearchSpace:
+    """Read a search-space YAML (see ``configs/atk_cnn_search.yaml``); every mistake is a clear ``InputError``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"{path}: cannot read the search space ({error})") from error
+    if not isinstance(raw, dict) or not isinstance(raw.get("params"), dict) or not raw["params"]:
+        raise InputError(f"{path}: a search space needs a non-empty 'params' mapping of init args to their values")
+    unknown = set(raw) - {"params", "monitor", "direction", "max_epochs"}
+    if unknown:
+        raise InputError(f"{path}: unknown keys {sorted(unknown)} (allowed: params, monitor, direction, max_epochs)")
+    params = {}
+    for name, spec in raw["params"].items():
+        where = f"{path}: parameter '{name}'"
+        if not isinstance(spec, dict):
+            raise InputError(f"{where}: give 'choices: [...]' or 'low' and 'high'")
+        extra = set(spec) - {"choices", "low", "high", "step", "log"}
+        if extra:
+            raise InputError(f"{where}: unknown keys {sorted(extra)}")
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise InputError(f"{where}: 'choices' must be a non-empty list")
+            if set(spec) - {"choices"}:
+                raise InputError(f"{where}: 'choices' cannot be combined with a range")
+            params[name] = SearchParam(name, choices=spec["choices"])
+        elif {"low", "high"} <= set(spec):
+            low, high = spec["low"], spec["high"]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+                raise InputError(f"{where}: needs numbers low < high, got low={low!r} high={high!r}")
+            params[name] = SearchParam(name, low=low, high=high, step=spec.get("step"), log=bool(spec.get("log")))
+        else:
+            raise InputError(f"{where}: give 'choices: [...]' or 'low' and 'high'")
+    direction = raw.get("direction", "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise InputError(f"{path}: direction must be maximize or minimize, got {direction!r}")
+    return SearchSpace(params, raw.get("monitor", "val_acc"), direction, int(raw.get("max_epochs", 25)))
+
+
+def resolved_config(fit_args: list[str]) -> dict:
+    """The full config that ``signbridge fit`` would run with these arguments (via ``--print_config``)."""
+    from .cli import run_cli
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        try:
+            run_cli(["fit", *fit_args, "--print_config"])
+        except SystemExit as error:
+            if error.code not in (0, None):
+                raise InputError(f"the config does not parse: {' '.join(fit_args)}") from None
+    return yaml.safe_load(output.getvalue())
+
+
+def check_params_exist(space: SearchSpace, config: dict) -> None:
+    for name in space.params:
+        node = config
+        for part in name.split("."):
+            if not isinstance(node, dict) or part not in node:
+                model = (config.get("model") or {}).get("class_path", "?")
+                raise InputError(f"search parameter '{name}' is not an argument of the config (model: {model})")
+            node = node[part]
+
+
+def _storage(url: str, heartbeat: int, run_dir: Path):
+    import fcntl
+
+    import optuna
+    from optuna.storages import RetryFailedTrialCallback
+
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+    def connect():
+        # a trial whose process died stops beating; the next worker marks it failed and retries its parameters once
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
+        )
+
+    # workers started together would all create the schema of a new database at once: take turns (a file lock on
+    # this machine; for a server shared by machines, retry once the winner has created it)
+    with open(run_dir / ".storage.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for attempt in range(5):
+            try:
+                return connect()
+            except Exception:  # sqlalchemy/alembic errors of a concurrent schema creation
+                if attempt == 4:
+                    raise
+                time.sleep(1 + attempt)
+
+
+def tune(
+    configs: list[str],
+    search_space: str | Path,
+    run_dir: str | Path,
+    trials: int | None = 10,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: Literal["tpe", "random", "grid"] = "tpe",
+    pruner: Literal["hyperband", "median", "none"] | None = None,
+    max_epochs: int | None = None,
+    seed: int = 0,
+    heartbeat: int = 30,
+    fit_args: list[str] | None = None,
+):
+    """Run (or resume) a study; several processes may run the same command on one storage at once.
+
+    ``trials`` counts finished (complete or pruned) trials of the whole study, so a rerun only adds what is missing.
+    Returns the Optuna study.
+    """
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from .cli import run_cli
+
+    space = load_search_space(search_space)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base_args = [a for c in configs for a in ("--config", str(c))] + list(fit_args or [])
+    config = resolved_config(base_args)
+    check_params_exist(space, config)
+    max_epochs = max_epochs or space.max_epochs
+    if sampler == "grid":
+        grid = {name: p.grid_values() for name, p in space.params.items()}
+        trials = trials or len(list(itertools.product(*grid.values())))
+        chosen_sampler = optuna.samplers.GridSampler(grid, seed=seed)
+    elif sampler == "random":
+        chosen_sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        chosen_sampler = optuna.samplers.TPESampler(seed=seed)
+    pruner = pruner or ("none" if sampler == "grid" else "hyperband")
+    chosen_pruner = {
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs),
+        "median": lambda: optuna.pruners.MedianPruner(n_warmup_steps=1),
+        "none": optuna.pruners.NopPruner,
+    }[pruner]()
+    storage_url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    study = optuna.create_study(
+        storage=_storage(storage_url, heartbeat, run_dir), study_name=study_name or run_dir.name, sampler=chosen_sampler,
+        pruner=chosen_pruner, direction=space.direction, load_if_exists=True,
+    )
+    logger = (config.get("trainer") or {}).get("logger")
+    logs_to_class = isinstance(logger, dict) and "save_dir" in (logger.get("init_args") or {})
+
+    def objective(trial: optuna.Trial) -> float:
+        trial_dir = run_dir / f"trial_{trial.number:04d}"
+        overrides = []
+        for name, param in space.params.items():
+            overrides += [f"--{name}", json.dumps(param.suggest(trial))]
+        args = ["fit", *base_args, *overrides, "--trainer.max_epochs", str(max_epochs),
+                "--trainer.default_root_dir", str(trial_dir), "--trainer.enable_progress_bar", "false",
+                "--trainer.enable_model_summary", "false"]
+        if logs_to_class:
+            args += ["--trainer.logger.init_args.save_dir", str(trial_dir)]
+        trial.set_user_attr("run_dir", str(trial_dir))
+        started = time.perf_counter()
+        pruning = PyTorchLightningPruningCallback(trial, monitor=space.monitor)
+        try:
+            cli = run_cli(args, callbacks=[pruning])
+        finally:
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+            trial.set_user_attr("epochs", len(trial.storage.get_trial(trial._trial_id).intermediate_values))
+        checkpoint = cli.trainer.checkpoint_callback
+        trial.set_user_attr("checkpoint", checkpoint.best_model_path)
+        if checkpoint.monitor == space.monitor and checkpoint.best_model_score is not None:
+            return float(checkpoint.best_model_score)
+        return float(cli.trainer.callback_metrics[space.monitor])
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    missing = None if trials is None else trials - len(study.get_trials(deepcopy=False, states=finished))
+    if missing is None or missing > 0:
+        study.optimize(
+            objective, n_trials=missing, timeout=timeout,
+            callbacks=[MaxTrialsCallback(trials, states=finished)] if trials else None,
+        )
+    _keep_best_checkpoint(study, run_dir, storage_url)
+    return study
+
+
+def _keep_best_checkpoint(study, run_dir: Path, storage_url: str) -> None:
+    """Delete the checkpoints of finished trials other than the best; label the best one's metadata."""
+    from optuna.trial import TrialState
+
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
+        return
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        checkpoints = Path(trial.user_attrs.get("run_dir", "")) if trial.user_attrs.get("run_dir") else None
+        if trial.number == best.number or checkpoints is None:
+            continue
+        for folder in checkpoints.rglob("checkpoints"):
+            shutil.rmtree(folder, ignore_errors=True)
+    checkpoint = best.user_attrs.get("checkpoint")
+    if checkpoint and (Path(checkpoint).parent / METADATA_FILE).exists():
+        path = Path(checkpoint).parent / METADATA_FILE
+        metadata = read_metadata(path)
+        states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        metadata["tune"] = {
+            "study": study.study_name, "storage": storage_url, "trial": best.number, "value": best.value,
+            "params": best.params, "trials": {state: states.count(state) for state in sorted(set(states))},
+        }
+        write_json_atomic(path, metadata)
+
+
+def trials_table(study) -> str:
+    names = sorted({name for t in study.trials for name in t.params})
+    short = [name.rsplit(".", 1)[-1] for name in names]
+    header = f"{'#':>4} {'state':<9}{'value':>9}{'epochs':>7}{'seconds':>9}  " + "  ".join(f"{s:>9}" for s in short)
+    lines = [header, "-" * len(header)]
+    for t in study.trials:
+        value = f"{t.value:.4f}" if t.value is not None else "-"
+        cells = "  ".join(f"{_fmt(t.params.get(n)):>9}" for n in names)
+        lines.append(f"{t.number:>4} {t.state.name:<9}{value:>9}{t.user_attrs.get('epochs', '-'):>7}"
+                     f"{t.user_attrs.get('seconds', 0):>9.1f}  {cells}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def summary(study, run_dir: str | Path) -> str:
+    from optuna.trial import TrialState
+
+    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    lines = [f"study '{study.study_name}': " + ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n)]
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "\n".join(lines + ["no trial has completed yet"])
+    epochs = [t.user_attrs.get("epochs", 0) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+    lines += [
+        f"best trial {best.number}: value {best.value:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()),
+        f"best checkpoint: {best.user_attrs.get('checkpoint')}",
+        f"epochs trained: {sum(epochs)} over {len(epochs)} finished trials",
+        f"see the models with: signbridge models list {run_dir}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""Every file in configs/ parses: recipes alone, partial configs on the recipe they extend, search spaces against
+the config they search."""
+
+import pytest
+import yaml
+
+from signbridge.cli import main
+from signbridge.tuning import check_params_exist, load_search_space, resolved_config
+from tests.conftest import REPO
+
+CONFIGS = REPO / "configs"
+FILES = sorted(CONFIGS.rglob("*.yaml"))
+
+
+def _is_search_space(path) -> bool:
+    return path.stem.endswith("_search")
+
+
+@pytest.mark.parametrize("config", [f for f in FILES if not _is_search_space(f)],
+                         ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_config_parses(config, tmp_path, capsys):
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    complete = "class_path" in (yaml.safe_load(config.read_text()).get("model") or {})
+    configs = [] if complete else ["--config", str(CONFIGS / "sign_digits_hybrid.yaml")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *configs, "--config", str(config), "--data.init_args.root", str(tmp_path / "data"),
+              "--print_config"])
+    assert exit_info.value.code == 0
+    assert "class_path: signbridge." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("space", [f for f in FILES if _is_search_space(f)], ids=lambda p: p.name)
+def test_search_space_parses_and_names_real_arguments(space, tmp_path):
+    searched = space.with_name(space.name.replace("_search", ""))
+    parsed = load_search_space(space)
+    assert parsed.params
+    check_params_exist(parsed, resolved_config(["--config", str(searched), "--data.init_args.root", str(tmp_path)]))
