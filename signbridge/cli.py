@@ -29,7 +29,7 @@ class SignbridgeCLI(LightningCLI):
     """LightningCLI in subclass mode: any signbridge LightningModule and LightningDataModule by class name.
 
     Every fit writes ``model.json`` beside its checkpoints (``ModelMetadata``); ``predict`` without ``--ckpt_path``
-    uses the model activated in ``--models_dir`` (``signbridge models activate``).
+    uses the model activated in ``--models_dir`` (see ``with_active_checkpoint``).
     """
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -37,24 +37,36 @@ class SignbridgeCLI(LightningCLI):
         parser.add_lightning_class_args(ModelMetadata, "model_metadata")
         parser.add_argument("--models_dir", default="runs", help="models folder whose active model predict uses")
 
-    def before_predict(self) -> None:
-        from .metadata import active_model, checkpoint_of
 
-        if self.config_init[self.subcommand].get("ckpt_path"):
-            return
-        models_dir = self.config_init[self.subcommand]["models_dir"]
-        active = active_model(models_dir) if models_dir and Path(models_dir).is_dir() else None
-        if active is None:
-            raise InputError(f"predict needs --ckpt_path, or a model activated with 'signbridge models activate "
-                             f"{models_dir} MODEL'")
-        self.config_init[self.subcommand]["ckpt_path"] = str(checkpoint_of(active))
-        print(f"predicting with the active model {active.parent} ({checkpoint_of(active).name})")
+def with_active_checkpoint(args: list[str]) -> list[str]:
+    """``predict`` without ``--ckpt_path``: add the checkpoint of the model activated in ``--models_dir``.
+
+    Added before parsing, so that LightningCLI builds the model from the hyperparameters saved in the checkpoint
+    (a tuned model's sizes differ from the config's).
+    """
+    if not args or args[0] != "predict" or any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in args):
+        return args
+    from .metadata import active_model, checkpoint_of
+
+    models_dir = "runs"
+    for i, arg in enumerate(args):
+        if arg == "--models_dir" and i + 1 < len(args):
+            models_dir = args[i + 1]
+        elif arg.startswith("--models_dir="):
+            models_dir = arg.split("=", 1)[1]
+    active = active_model(models_dir) if Path(models_dir).is_dir() else None
+    if active is None:
+        raise InputError(f"predict needs --ckpt_path, or a model activated with 'signbridge models activate "
+                         f"{models_dir} MODEL'")
+    print(f"predicting with the active model of {models_dir}: {active.parent}")
+    return [*args, "--ckpt_path", str(checkpoint_of(active))]
 
 
 def run_cli(args: Sequence[str], callbacks: list[L.Callback] | None = None) -> SignbridgeCLI:
     """Run ``signbridge fit|validate|test|predict`` from Python; ``callbacks`` are added to the configured ones."""
     # `signbridge tune` runs fits from inside a command line of its own; Lightning would warn about sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
+    args = with_active_checkpoint(list(args))
     return SignbridgeCLI(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=list(args),
@@ -163,6 +175,9 @@ def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
             return EXTRA_COMMANDS[argv[0]](argv[1:])
         if args is not None:
             return run_cli(argv)
+        argv = with_active_checkpoint(argv)
+        if argv != sys.argv[1:]:
+            sys.argv[1:] = argv  # LightningCLI reads sys.argv itself when run from the shell
         return SignbridgeCLI(
             L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
             seed_everything_default=0, save_config_kwargs={"overwrite": True},

@@ -47,6 +47,12 @@ def test_fit_writes_metadata_and_predict_uses_the_active_model(tmp_path, digits_
     with pytest.raises(Exception, match="models activate"):
         main(["predict", *atk_args(digits_folder, runs), "--models_dir", str(runs),
               "--data.init_args.predict_root", str(digits_folder / "1")])
+    activate_model(runs, "2")
+    assert "*" in models_table(runs).splitlines()[3]
+    small = tmp_path / "small.csv"  # units=32 is not the config's size: predict builds the model from the checkpoint
+    main(["predict", *atk_args(digits_folder, runs), "--models_dir", str(runs),
+          "--data.init_args.predict_root", str(digits_folder / "1"), "--prediction_writer.output", str(small)])
+    assert len(small.read_text().splitlines()) == 13
     activate_model(runs, "1")
     assert active_model(runs) == checkpoint.parent / "model.json"
     assert "*" in models_table(runs).splitlines()[2]
