@@ -46,16 +46,20 @@ def hand_model() -> Path:
     return shared_dir("models", "hand_landmarker.task")
 
 
-@pytest.fixture(scope="session")
-def digits_subset(tmp_path_factory) -> Path:
-    """A real subset of Sign Language Digits: 4 classes x 12 photos, copied so tests may add files."""
+def copy_digits(root: Path, classes: tuple[str, ...] = ("0", "1", "2", "3"), per_class: int = 12) -> Path:
+    """Copy the first photos of some Sign Language Digits classes to ``root`` (tests may then add files)."""
     source = shared_dir("data", "sign_digits", "Dataset")
-    root = tmp_path_factory.mktemp("digits") / "Dataset"
-    for name in ("0", "1", "2", "3"):
+    for name in classes:
         (root / name).mkdir(parents=True)
-        for image in sorted((source / name).glob("*.JPG"))[:12]:
+        for image in sorted((source / name).glob("*.JPG"))[:per_class]:
             shutil.copy(image, root / name / image.name)
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_subset(tmp_path_factory) -> Path:
+    """A real subset of Sign Language Digits: 4 classes x 12 photos."""
+    return copy_digits(tmp_path_factory.mktemp("digits") / "Dataset")
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +68,8 @@ def digits_cache(digits_subset, hand_model, tmp_path_factory) -> Path:
     from signbridge.hands.cache import extract_landmarks
 
     output = tmp_path_factory.mktemp("digits_cache") / "landmarks.npz"
-    extract_landmarks(digits_subset, output, model_path=hand_model, workers=0, progress=False)
+    # in a worker process: MediaPipe must not start in a process that has trained (see HandDetector)
+    extract_landmarks(digits_subset, output, model_path=hand_model, workers=1, progress=False)
     return output
 
 
@@ -87,11 +92,6 @@ def synthetic_hand(rng: np.random.Generator | None = None) -> np.ndarray:
 @pytest.fixture(scope="session")
 def digits_folder(tmp_path_factory) -> Path:
     """A real image folder for the CNN: 4 classes x 12 Sign Language Digits photos, plus one corrupt file."""
-    source = shared_dir("data", "sign_digits", "Dataset")
-    root = tmp_path_factory.mktemp("folder") / "digits"
-    for name in ("0", "1", "2", "3"):
-        (root / name).mkdir(parents=True)
-        for image in sorted((source / name).glob("*.JPG"))[:12]:
-            shutil.copy(image, root / name / image.name)
+    root = copy_digits(tmp_path_factory.mktemp("folder") / "digits")
     (root / "3" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return root

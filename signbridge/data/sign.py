@@ -104,7 +104,8 @@ class SignDataModule(ClassificationDataModule):
         contrast: see ``HandAugment``.
         brightness: see ``HandAugment``.
         predict_root: folder of images (any layout) for ``predict``.
-        extraction_workers: processes for landmark extraction (default: all cores).
+        extraction_workers: processes for landmark extraction (default: all cores; 0 runs MediaPipe in this
+            process, which is unsafe once it has trained a model: see ``HandDetector``).
         min_hand_detection_confidence: detector setting.
         min_hand_presence_confidence: detector setting.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import tempfile
+from concurrent.futures import ProcessPoolExecutor
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..files import atomic_write
 from ..imageio import list_image_folder
 from .detect import DetectorSettings, HandDetection
 from .layout import NUM_COORDS, NUM_HANDS, NUM_POINTS
@@ -102,18 +103,8 @@ class LandmarkCache:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a temporary file in the same folder, flushed, then renamed over ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **{key: getattr(self, key) for key in _ARRAYS}, meta=np.array(json.dumps(self.meta)))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, **{key: getattr(self, key) for key in _ARRAYS}, meta=np.array(json.dumps(self.meta)))
 
     def index_of(self) -> dict[str, int]:
         return {str(p): i for i, p in enumerate(self.paths)}
@@ -229,7 +220,8 @@ def extract_landmarks(
     existing cache made with the same model and settings whose file is unchanged.
 
     Args:
-        workers: detector processes (one landmarker each); ``None`` = all cores, ``0`` = in this process.
+        workers: detector processes (one landmarker each); ``None`` = all cores; ``0`` = in this process, which
+            must not be one that has trained a Lightning model (see ``HandDetector``).
         paths: image paths relative to ``root``; default: the folder-per-class listing of ``root``. With a list, the
             summary groups images by their parent folder.
     """
@@ -280,15 +272,19 @@ def extract_landmarks(
     jobs = [(str(root), p) for p in todo]
     bar = tqdm(total=len(todo), desc="hand landmarks", unit="img", disable=not progress or not todo)
     since_checkpoint = 0
+    executor = None
     try:
-        if workers == 0 or len(todo) < 2:
+        if workers == 0:
             _init_worker(str(model_path), settings.to_dict())
             results = map(_detect_one, jobs)
         else:
-            pool = multiprocessing.get_context("spawn").Pool(
-                min(workers, len(todo)), initializer=_init_worker, initargs=(str(model_path), settings.to_dict())
+            # spawned processes: fresh interpreters, never the caller's (see HandDetector on SIGPROF); a worker that
+            # dies raises BrokenProcessPool here instead of leaving the run waiting forever
+            executor = ProcessPoolExecutor(
+                min(workers, max(1, len(todo))), mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=(str(model_path), settings.to_dict()),
             )
-            results = pool.imap_unordered(_detect_one, jobs, chunksize=4)
+            results = executor.map(_detect_one, jobs, chunksize=4)
         for relative, detection, size, error in results:
             if detection is None:
                 skipped[relative] = error
@@ -305,9 +301,8 @@ def extract_landmarks(
         raise
     finally:
         bar.close()
-        if workers and len(todo) >= 2:
-            pool.close()
-            pool.join()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
         elif _worker_detector is not None:
             _worker_detector.close()
     write(complete=True)

@@ -37,7 +37,13 @@ class HandDetection:
 
 
 class HandDetector:
-    """A MediaPipe HandLandmarker in IMAGE mode. Build it once per process and close it (use ``with``)."""
+    """A MediaPipe HandLandmarker in IMAGE mode. Build it once per process and close it (use ``with``).
+
+    Known hazard (mediapipe 1.2.2 with Lightning 2.6.6 and torch 2.15, Linux): building a HandLandmarker in a
+    process that has already run ``Trainer.fit`` kills that process with SIGPROF ("Profiling timer expired"); the
+    cause lies below Python and was not found. ``extract_landmarks`` therefore detects in spawned worker
+    processes unless ``workers=0`` is asked for; build detectors before training, or in another process.
+    """
 
     def __init__(self, model_path: str | os.PathLike | None = None, settings: DetectorSettings | None = None):
         # imported here so that reading a landmark cache does not need mediapipe; quiet its C++ INFO/WARNING logs

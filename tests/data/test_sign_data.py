@@ -75,7 +75,7 @@ def test_flip_augmentation_mirrors_pixels_and_swaps_hands():
 
 def test_datamodule_batches_splits_and_timm_normalisation(digits_subset, digits_cache):
     dm = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
-                        image_size=48, batch_size=8, num_workers=0, extraction_workers=0)
+                        image_size=48, batch_size=8, num_workers=0, extraction_workers=1)
     dm.prepare_data()  # an up-to-date cache is used as it is
     dm.setup("fit")
     assert dm.classes == ["0", "1", "2", "3"] and dm.num_classes == 4
@@ -102,7 +102,7 @@ def test_datamodule_builds_a_missing_cache_and_leaves_out_unreadable_images(digi
     shutil.copytree(digits_subset, root)
     (root / "2" / "broken.jpg").write_bytes(b"not a jpeg")
     dm = SignDataModule(str(root), landmarks_file=str(tmp_path / "lm.npz"), backbone="test_efficientnet",
-                        image_size=32, num_workers=0, extraction_workers=0)
+                        image_size=32, num_workers=0, extraction_workers=1)
     with caplog.at_level("WARNING"):
         dm.prepare_data()
         dm.setup("fit")
