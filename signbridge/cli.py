@@ -66,11 +66,13 @@ def run_cli(args: Sequence[str], callbacks: list[L.Callback] | None = None) -> S
     """Run ``signbridge fit|validate|test|predict`` from Python; ``callbacks`` are added to the configured ones."""
     # `signbridge tune` runs fits from inside a command line of its own; Lightning would warn about sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
-    args = with_active_checkpoint(list(args))
     return SignbridgeCLI(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=list(args),
+        seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=with_active_checkpoint(list(args)),
         trainer_defaults={"callbacks": callbacks} if callbacks else None,
+        parser_kwargs={"prog": "signbridge",
+                       "description": "signbridge: train, test and predict with LightningCLI. Other commands: "
+                       + ", ".join(f"'signbridge {name} --help'" for name in EXTRA_COMMANDS)},
     )
 
 
@@ -173,17 +175,7 @@ def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
     try:
         if argv and argv[0] in EXTRA_COMMANDS:
             return EXTRA_COMMANDS[argv[0]](argv[1:])
-        if args is not None:
-            return run_cli(argv)
-        argv = with_active_checkpoint(argv)
-        if argv != sys.argv[1:]:
-            sys.argv[1:] = argv  # LightningCLI reads sys.argv itself when run from the shell
-        return SignbridgeCLI(
-            L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            seed_everything_default=0, save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": "signbridge: train, test and predict with LightningCLI. Other commands: "
-                           + ", ".join(f"'signbridge {name} --help'" for name in EXTRA_COMMANDS)},
-        )
+        return run_cli(argv)
     except (InputError, FileNotFoundError) as error:
         if args is not None:  # called from Python (tests, notebooks): let the caller see the exception
             raise

@@ -90,7 +90,7 @@ class ModelMetadata(Callback):
             "monitor": checkpoint.monitor,
             "mode": checkpoint.mode,
             "best": {checkpoint.monitor: float(score) if score is not None else None,
-                     "epoch": _epoch_of(checkpoint, best)},
+                     "epoch": self._epoch_with(checkpoint.monitor, score)},
             "final": _scalars(trainer.callback_metrics),
             "epochs": trainer.current_epoch,
             "hyperparameters": dict(pl_module.hparams),
@@ -103,18 +103,17 @@ class ModelMetadata(Callback):
         }
         write_json_atomic(best.parent / METADATA_FILE, metadata)
 
+    def _epoch_with(self, monitor: str | None, score) -> int | None:
+        """The first epoch of the history that reached the best checkpoint's score (the one ModelCheckpoint kept)."""
+        if monitor is None or score is None:
+            return None
+        return next((row["epoch"] for row in self.history if row.get(monitor) == float(score)), None)
+
     def state_dict(self) -> dict:
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
-
-
-def _epoch_of(checkpoint, path: Path) -> int | None:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-    except Exception:  # the epoch is informative only
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------

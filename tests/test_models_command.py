@@ -33,6 +33,9 @@ def test_fit_writes_metadata_and_predict_uses_the_active_model(tmp_path, digits_
     assert metadata["task"] == "signbridge.tasks.atk.ATKClassifier" and metadata["monitor"] == "val_acc"
     assert metadata["best"]["val_acc"] == pytest.approx(float(cli.trainer.checkpoint_callback.best_model_score))
     assert [row["epoch"] for row in metadata["history"]] == [0, 1, 2]
+    best_epoch = metadata["best"]["epoch"]
+    assert metadata["history"][best_epoch]["val_acc"] == metadata["best"]["val_acc"]
+    assert all(row["val_acc"] < metadata["best"]["val_acc"] for row in metadata["history"][:best_epoch])
     assert all("val_acc" in row and "train_loss_epoch" in row for row in metadata["history"])
     assert metadata["history"][-1]["val_acc"] == pytest.approx(metadata["final"]["val_acc"])
     assert metadata["hyperparameters"]["filters1"] == 32 and metadata["epochs"] == 3

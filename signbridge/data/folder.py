@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 class ClassificationDataModule(L.LightningDataModule):
     """What the folder-per-class datamodules share: the listing, the stratified split, loaders and class weights.
 
-    Subclasses fill ``self.datasets`` (``train``/``val``/``test``/``predict``) in ``setup``; every dataset has a
-    ``labels`` list.
+    Subclasses call ``save_hyperparameters()`` with at least ``batch_size``, ``num_workers``, ``pin_memory``,
+    ``persistent_workers``, ``val_fraction``, ``test_fraction`` and ``split_seed``, and fill ``self.datasets``
+    (``train``/``val``/``test``/``predict``) in ``setup``; every dataset has a ``labels`` list.
     """
 
-    def __init__(self, root: str, batch_size: int, num_workers: int, pin_memory: bool, persistent_workers: bool):
+    def __init__(self, root: str):
         super().__init__()
         self.root = Path(root)
         self.datasets: dict[str, Dataset] = {}
@@ -42,6 +43,20 @@ class ClassificationDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """Sample indices of the train/val/test splits (stratified, from ``split_seed``)."""
+        h = self.hparams
+        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
+        return dict(zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)))
+
+    @staticmethod
+    def report_left_out(folder: Path, reasons: dict[str, str]) -> None:
+        """Log the images left out of ``folder`` and why (the first five of them)."""
+        if reasons:
+            listed = "; ".join(f"{p}: {why}" for p, why in list(reasons.items())[:5])
+            log.warning("leaving out %d unreadable images of %s (%s%s)", len(reasons), folder, listed,
+                        ", ..." if len(reasons) > 5 else "")
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(dataset) for name, dataset in self.datasets.items()}
@@ -122,15 +137,12 @@ class ImageFolderDataModule(ClassificationDataModule):
         persistent_workers: bool = True,
         predict_root: str | None = None,
     ):
-        super().__init__(root, batch_size, num_workers, pin_memory, persistent_workers)
+        super().__init__(root)
         self.save_hyperparameters()
 
     def _readable(self, root: Path, paths: list[str]) -> list[int]:
         bad = find_unreadable(root, paths)
-        if bad:
-            reasons = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:5])
-            log.warning("leaving out %d unreadable images of %s (%s%s)", len(bad), root, reasons,
-                        ", ..." if len(bad) > 5 else "")
+        self.report_left_out(root, bad)
         return [i for i, p in enumerate(paths) if p not in bad]
 
     def setup(self, stage: str | None = None) -> None:
@@ -147,8 +159,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         kept = self._readable(self.root, all_paths)
         paths = [all_paths[i] for i in kept]
         labels = np.array([all_labels[i] for i in kept])
-        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
-        for split, indices in zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)):
+        for split, indices in self.split_indices(labels).items():
             if split == "test" and not h.test_fraction:
                 continue
             self.datasets[split] = ImageFolderDataset(

@@ -18,7 +18,6 @@ from ..hands.detect import DetectorSettings
 from ..hands.model_file import cache_dir, resolve_hand_landmarker, sha256_of
 from ..imageio import list_images, read_image_rgb
 from .folder import ClassificationDataModule
-from .splits import stratified_split
 from .transforms import HandAugment, resize_square, to_model_input
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ class SignDataModule(ClassificationDataModule):
         min_hand_detection_confidence: float = 0.5,
         min_hand_presence_confidence: float = 0.5,
     ):
-        super().__init__(root, batch_size, num_workers, pin_memory, persistent_workers)
+        super().__init__(root)
         self.save_hyperparameters()
         self.detector_settings = DetectorSettings(
             min_hand_detection_confidence=min_hand_detection_confidence,
@@ -181,25 +180,21 @@ class SignDataModule(ClassificationDataModule):
             folder = Path(self.hparams.predict_root)
             self._ensure_cache(folder, list_images(folder))
 
-    def _load(self, folder: Path, paths: list[str]) -> tuple[list[int], LandmarkCache]:
-        """Rows of the cache for ``paths``; images the detector could not read are reported and dropped."""
+    def _load(self, folder: Path, paths: list[str]) -> tuple[list[int], np.ndarray, LandmarkCache]:
+        """The indices of ``paths`` that have landmarks, their rows in the cache, and the cache; images the detector
+        could not read are reported and dropped."""
         cache = LandmarkCache.load(self.landmark_cache_path(folder))
         index = cache.index_of()
         kept = [i for i, p in enumerate(paths) if p in index]
-        if len(kept) < len(paths):
-            skipped = cache.meta.get("skipped", {})
-            missing = [p for p in paths if p not in index]
-            reasons = "; ".join(f"{p}: {skipped.get(p, 'not in the landmark cache')}" for p in missing[:5])
-            log.warning("leaving out %d unreadable images of %s (%s%s)", len(missing), folder, reasons,
-                        ", ..." if len(missing) > 5 else "")
-        return kept, cache
+        skipped = cache.meta.get("skipped", {})
+        self.report_left_out(folder, {p: skipped.get(p, "not in the landmark cache") for p in paths if p not in index})
+        return kept, np.array([index[paths[i]] for i in kept], dtype=int), cache
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
             folder = Path(self.hparams.predict_root or self.root)
             paths = list_images(folder)
-            kept, cache = self._load(folder, paths)
-            rows = [cache.index_of()[paths[i]] for i in kept]
+            kept, rows, cache = self._load(folder, paths)
             self.datasets["predict"] = SignImageDataset(
                 folder, [paths[i] for i in kept], [-1] * len(kept), cache.landmarks[rows], cache.present[rows],
                 self.image_config,
@@ -208,13 +203,10 @@ class SignDataModule(ClassificationDataModule):
         if "train" in self.datasets:
             return
         _, all_paths, all_labels = self._listing
-        kept, cache = self._load(self.root, all_paths)
+        kept, rows, cache = self._load(self.root, all_paths)
         paths = [all_paths[i] for i in kept]
         labels = [all_labels[i] for i in kept]
-        rows = np.array([cache.index_of()[p] for p in paths], dtype=int)
-        h = self.hparams
-        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
-        for split, indices in zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)):
+        for split, indices in self.split_indices(labels).items():
             self.datasets[split] = SignImageDataset(
                 self.root, [paths[i] for i in indices], [labels[i] for i in indices],
                 cache.landmarks[rows[indices]], cache.present[rows[indices]], self.image_config,
