@@ -1,9 +1,10 @@
-"""A training-time classification metric that never waits for the GPU."""
+"""Metrics torchmetrics lacks: a training-time classification metric that never waits for the GPU, and word accuracy."""
 
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.text import CharErrorRate
 
 
 class StreamingClassificationMetrics(Metric):
@@ -48,3 +49,27 @@ class StreamingClassificationMetrics(Metric):
             "top5": (self.top_k_correct / total).float(),
             "f1_macro": (f1.mean() if seen.any() else confusion.new_zeros(())).float(),
         }
+
+
+class WordAccuracy(Metric):
+    """Share of predicted strings equal to their target (exact match), summed over processes."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predictions: list[str], targets: list[str]) -> None:
+        self.correct += sum(p == t for p, t in zip(predictions, targets, strict=True))
+        self.total += len(targets)
+
+    def compute(self) -> torch.Tensor:
+        return self.correct.float() / self.total.clamp_min(1)
+
+
+def text_metrics(prefix: str) -> MetricCollection:
+    """``{prefix}word_acc`` and ``{prefix}cer`` (character error rate) of decoded strings."""
+    return MetricCollection({"word_acc": WordAccuracy(), "cer": CharErrorRate()}, prefix=prefix)

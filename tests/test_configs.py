@@ -16,12 +16,19 @@ def _is_search_space(path) -> bool:
     return path.stem.endswith("_search")
 
 
+def _base_of(path) -> list[str]:
+    """The recipe a partial config extends: named in an ``# extends: NAME`` first line, else the hybrid recipe."""
+    first = path.read_text().splitlines()[0]
+    name = first.removeprefix("# extends:").strip() if first.startswith("# extends:") else "sign_digits_hybrid.yaml"
+    return ["--config", str(CONFIGS / name)]
+
+
 @pytest.mark.parametrize("config", [f for f in FILES if not _is_search_space(f)],
                          ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_config_parses(config, tmp_path, capsys):
     (tmp_path / "data" / "a").mkdir(parents=True)
     complete = "class_path" in (yaml.safe_load(config.read_text()).get("model") or {})
-    configs = [] if complete else ["--config", str(CONFIGS / "sign_digits_hybrid.yaml")]
+    configs = [] if complete else _base_of(config)
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *configs, "--config", str(config), "--data.init_args.root", str(tmp_path / "data"),
               "--print_config"])

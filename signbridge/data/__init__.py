@@ -3,9 +3,10 @@
 from .folder import ClassificationDataModule, ImageFolderDataModule, ImageFolderDataset
 from .sign import SignDataModule, SignImageDataset
 from .splits import balanced_class_weights, stratified_split
+from .text import Charset, Degradation, TextImageDataModule, TextImageDataset
 from .transforms import HandAugment
 
 __all__ = [
-    "ClassificationDataModule", "HandAugment", "ImageFolderDataModule", "ImageFolderDataset", "SignDataModule",
-    "SignImageDataset", "balanced_class_weights", "stratified_split",
+    "Charset", "ClassificationDataModule", "Degradation", "HandAugment", "ImageFolderDataModule", "ImageFolderDataset", "SignDataModule",
+    "SignImageDataset", "TextImageDataModule", "TextImageDataset", "balanced_class_weights", "stratified_split",
 ]

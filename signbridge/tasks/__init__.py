@@ -3,5 +3,8 @@
 from .atk import ATKClassifier
 from .classification import ClassificationTask
 from .hybrid import HybridSignClassifier
+from .recognizer import FrozenRecognizer, TextRecognizer
+from .restoration import RestorationGAN
 
-__all__ = ["ATKClassifier", "ClassificationTask", "HybridSignClassifier"]
+__all__ = ["ATKClassifier", "ClassificationTask", "FrozenRecognizer", "HybridSignClassifier", "RestorationGAN",
+           "TextRecognizer"]

@@ -1,0 +1,353 @@
+"""Text-line images (captchas, word crops) with their transcriptions, and the degradations a restorer learns to undo."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import InputError
+from ..imageio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_rgb
+from .splits import stratified_split
+
+log = logging.getLogger(__name__)
+
+
+class Charset:
+    """The characters a CTC recognizer can emit. Class 0 is the CTC blank; character ``i`` of ``chars`` is class
+    ``i + 1``.
+
+    Args:
+        chars: the characters, each once; their order fixes the class indices.
+    """
+
+    def __init__(self, chars: str):
+        if not chars:
+            raise InputError("the character set is empty")
+        repeated = sorted({c for c in chars if chars.count(c) > 1})
+        if repeated:
+            raise InputError(f"the character set {chars!r} repeats {''.join(repeated)!r}")
+        self.chars = chars
+        self._index = {c: i + 1 for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str]) -> Charset:
+        """The sorted set of characters that occur in ``texts``."""
+        return cls("".join(sorted(set("".join(texts)))))
+
+    @property
+    def num_classes(self) -> int:
+        """Characters plus the blank."""
+        return len(self.chars) + 1
+
+    def unknown(self, text: str) -> str:
+        """The characters of ``text`` that are not in the set, each once, in order of appearance."""
+        return "".join(dict.fromkeys(c for c in text if c not in self._index))
+
+    def encode(self, text: str) -> list[int]:
+        unknown = self.unknown(text)
+        if unknown:
+            raise InputError(f"{text!r} has characters outside the character set {self.chars!r}: {unknown!r}")
+        return [self._index[c] for c in text]
+
+    def decode(self, indices: Sequence[int]) -> str:
+        return "".join(self.chars[i - 1] for i in indices if 0 < i <= len(self.chars))
+
+    def decode_greedy(self, logits: torch.Tensor) -> list[str]:
+        """Best-path CTC decoding of ``(B, T, classes)`` logits: argmax per step, merge repeats, drop blanks."""
+        best = logits.argmax(dim=-1)
+        keep = best != 0
+        keep[:, 1:] &= best[:, 1:] != best[:, :-1]
+        return [self.decode(row[mask].tolist()) for row, mask in zip(best.cpu(), keep.cpu())]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Charset) and other.chars == self.chars
+
+    def __repr__(self) -> str:
+        return f"Charset({self.chars!r})"
+
+
+def read_labels(root: Path, labels_file: str | None) -> list[tuple[str, str]]:
+    """``(path relative to root, text)`` pairs: from a TSV file (``path<TAB>text`` per line, optional header
+    ``path<TAB>text``), or else every image under ``root`` labelled by its file stem."""
+    if labels_file is None:
+        return [(p, Path(p).stem) for p in list_images(root)]
+    tsv = Path(labels_file) if Path(labels_file).is_absolute() else root / labels_file
+    if not tsv.is_file():
+        raise FileNotFoundError(f"labels file not found: {tsv}")
+    pairs = []
+    with open(tsv, newline="", encoding="utf-8") as f:
+        for line_number, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+            if not row or (line_number == 1 and [c.strip().lower() for c in row] == ["path", "text"]):
+                continue
+            if len(row) != 2 or not row[0]:
+                raise InputError(f"{tsv}:{line_number}: expected 'path<TAB>text', got {row!r}")
+            if Path(row[0]).suffix.lower() not in IMAGE_EXTENSIONS:
+                raise InputError(f"{tsv}:{line_number}: {row[0]!r} is not an image file name")
+            pairs.append((row[0], row[1]))
+    if not pairs:
+        raise InputError(f"{tsv}: no labelled images")
+    return pairs
+
+
+def fit_to_height(image: np.ndarray, height: int, width: int, pad_value: int = 255) -> np.ndarray:
+    """Resize ``image`` to ``height`` keeping its aspect ratio, then pad on the right (or shrink) to ``width``."""
+    h, w = image.shape[:2]
+    new_width = min(width, max(1, round(w * height / h)))
+    resized = cv2.resize(image, (new_width, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_CUBIC)
+    if new_width == width:
+        return resized
+    padding = [(0, 0), (0, width - new_width)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(resized, padding, constant_values=pad_value)
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """How a clean text image is degraded: blur, downscale, noise, JPEG, then back to full size unless kept small.
+
+    Each range ``(low, high)`` is sampled uniformly per sample; ``scales`` are picked from uniformly.
+    """
+
+    scales: tuple[int, ...] = (2, 4)
+    keep_low_res: bool = False
+    blur_sigma: tuple[float, float] = (0.0, 1.0)
+    noise_std: tuple[float, float] = (0.0, 0.04)
+    jpeg_quality: tuple[int, int] = (30, 80)
+
+    def __post_init__(self):
+        if not self.scales or any(s < 1 for s in self.scales):
+            raise ValueError(f"scales must be positive integers, got {self.scales}")
+        if self.keep_low_res and len(set(self.scales)) != 1:
+            raise ValueError(f"keep_low_res needs one scale (batches must have one size), got {self.scales}")
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Degrade a uint8 ``(H, W)`` or ``(H, W, 3)`` image."""
+        height, width = image.shape[:2]
+        out = image
+        sigma = rng.uniform(*self.blur_sigma)
+        if sigma > 0.05:
+            out = cv2.GaussianBlur(out, (0, 0), sigma)
+        scale = int(rng.choice(self.scales))
+        if scale > 1:
+            out = cv2.resize(out, (width // scale, height // scale), interpolation=cv2.INTER_AREA)
+        std = rng.uniform(*self.noise_std)
+        if std > 0:
+            noisy = out.astype(np.float32) + rng.normal(0.0, 255.0 * std, out.shape).astype(np.float32)
+            out = np.clip(noisy, 0, 255).astype(np.uint8)
+        quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+        if quality < 100:
+            ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        if scale > 1 and not self.keep_low_res:
+            out = cv2.resize(out, (width, height), interpolation=cv2.INTER_CUBIC)
+        return out
+
+
+def sample_seed(path: str, seed: int) -> list[int]:
+    """The degradation seed of one sample: its path and the dataset seed (stable across runs, splits and workers)."""
+    return [seed, zlib.crc32(path.encode())]
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(H, W, C)`` to float ``(C, H, W)`` in [0, 1]."""
+    tensor = torch.from_numpy(image).float().div_(255)
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+class TextImageDataset(Dataset):
+    """Preloaded text images; an item is ``{"clean", "degraded" (if a degradation is given), "text", "target",
+    "path"}``. The degradation of a sample depends only on its path and ``seed``.
+
+    Args:
+        images: uint8 images already fitted to the model's size.
+        texts: their transcriptions.
+        paths: their paths (relative to the dataset root).
+        charset: encodes the texts to CTC targets.
+        degradation: makes the degraded input; ``None`` for recognizer training.
+        seed: degradation seed.
+    """
+
+    def __init__(self, images: list[np.ndarray], texts: list[str], paths: list[str], charset: Charset,
+                 degradation: Degradation | None = None, seed: int = 0):
+        self.images, self.texts, self.paths = images, texts, paths
+        self.targets = [torch.tensor(charset.encode(t), dtype=torch.long) for t in texts]
+        self.degradation, self.seed = degradation, seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        image = self.images[index]
+        item = {"clean": to_tensor(image), "text": self.texts[index], "target": self.targets[index],
+                "path": self.paths[index]}
+        if self.degradation is not None:
+            rng = np.random.default_rng(sample_seed(self.paths[index], self.seed))
+            item["degraded"] = to_tensor(self.degradation(image, rng))
+        return item
+
+
+def collate_text_batch(items: list[dict]) -> dict:
+    """Stack images; CTC targets are concatenated with their lengths (``targets``, ``target_lengths``)."""
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("clean", "degraded") if key in items[0]}
+    batch["text"] = [item["text"] for item in items]
+    batch["path"] = [item["path"] for item in items]
+    batch["targets"] = torch.cat([item["target"] for item in items])
+    batch["target_lengths"] = torch.tensor([len(item["target"]) for item in items], dtype=torch.long)
+    return batch
+
+
+class TextImageDataModule(L.LightningDataModule):
+    """Text-line images labelled by file stem (``ROOT/<text>.png``, as the captcha set) or by a TSV file.
+
+    Images are read once in ``setup`` and kept in memory at the model's size (a text-line dataset is small at
+    32 px high: 1000 captchas take 4 MB). An unreadable image, an empty label or a character outside ``charset``
+    stops setup with the file named. Splits are random from ``split_seed`` (90/10 by default).
+
+    Args:
+        root: dataset folder.
+        labels_file: TSV of ``path<TAB>text`` (relative to ``root`` or absolute); default: label = file stem.
+        charset: the characters the model knows; default: every character in the labels (sorted). Give it
+            explicitly to train and test on different data with one model.
+        height: images are resized to this height keeping their aspect ratio...
+        width: ...then padded on the right (or shrunk) to this width.
+        grayscale: one channel instead of RGB.
+        pad_value: grey level of the padding (255: white).
+        degrade: give each sample a degraded copy (restoration); off for recognizer training.
+        scales: downscale factors, one picked per sample.
+        keep_low_res: keep the degraded image at ``1/scale`` size (super-resolution) instead of scaling it back.
+        blur_sigma: Gaussian blur sigma range (pixels of the full-size image).
+        noise_std: Gaussian noise standard deviation range (fraction of full range).
+        jpeg_quality: JPEG quality range.
+        degradation_seed: seed of the per-sample degradations.
+        batch_size: samples per batch.
+        val_fraction: share of the images for validation.
+        test_fraction: share for testing; 0 tests on the validation split.
+        split_seed: seed of the split.
+        num_workers: DataLoader worker processes.
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep workers alive between epochs.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        labels_file: str | None = None,
+        charset: str | None = None,
+        height: int = 32,
+        width: int = 128,
+        grayscale: bool = True,
+        pad_value: int = 255,
+        degrade: bool = False,
+        scales: tuple[int, ...] = (2, 4),
+        keep_low_res: bool = False,
+        blur_sigma: tuple[float, float] = (0.0, 1.0),
+        noise_std: tuple[float, float] = (0.0, 0.04),
+        jpeg_quality: tuple[int, int] = (30, 80),
+        degradation_seed: int = 0,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        split_seed: int = 42,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.degradation = Degradation(tuple(scales), keep_low_res, tuple(blur_sigma), tuple(noise_std),
+                                       tuple(jpeg_quality)) if degrade else None
+        self.datasets: dict[str, TextImageDataset] = {}
+
+    @cached_property
+    def _labels(self) -> list[tuple[str, str]]:
+        # read on first use, not in __init__: building the datamodule does no file I/O
+        pairs = read_labels(self.root, self.hparams.labels_file)
+        for path, text in pairs:
+            if not text:
+                raise InputError(f"{self.root / path}: empty label")
+        return pairs
+
+    @cached_property
+    def charset(self) -> Charset:
+        if self.hparams.charset is None:
+            return Charset.from_texts([text for _, text in self._labels])
+        charset = Charset(self.hparams.charset)
+        for path, text in self._labels:
+            unknown = charset.unknown(text)
+            if unknown:
+                raise InputError(f"{self.root / path}: label {text!r} has characters outside the character set "
+                                 f"{charset.chars!r}: {unknown!r}")
+        return charset
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.hparams.grayscale else 3
+
+    @property
+    def max_text_length(self) -> int:
+        return max(len(text) for _, text in self._labels)
+
+    def _load(self, path: str) -> np.ndarray:
+        h = self.hparams
+        file = self.root / path
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: listed in {h.labels_file} but not found")
+        rgb = read_image_rgb(file)
+        image = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if h.grayscale else rgb
+        return fit_to_height(image, h.height, h.width, h.pad_value)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        h = self.hparams
+        charset = self.charset
+        pairs = self._labels
+        try:
+            images = [self._load(path) for path, _ in pairs]
+        except ImageReadError as error:
+            # a text dataset is a list of labelled files: a file that cannot be read is an error, not a skip
+            raise InputError(f"{error} (fix or remove it{' from ' + h.labels_file if h.labels_file else ''})") from None
+        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
+        splits = stratified_split([0] * len(pairs), fractions, h.split_seed)
+        for name, indices in zip(("train", "val", "test"), splits):
+            self.datasets[name] = TextImageDataset(
+                [images[i] for i in indices], [pairs[i][1] for i in indices], [pairs[i][0] for i in indices],
+                charset, self.degradation, h.degradation_seed,
+            )
+        if not h.test_fraction:
+            self.datasets["test"] = self.datasets["val"]
+        self.datasets["predict"] = self.datasets["test"]
+        log.info("text images in %s: %s, charset %r", self.root,
+                 ", ".join(f"{k} {len(v)}" for k, v in self.datasets.items() if k != "predict"), charset.chars)
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        h = self.hparams
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset, batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers, pin_memory=h.pin_memory,
+            persistent_workers=h.persistent_workers and h.num_workers > 0, collate_fn=collate_text_batch,
+            drop_last=shuffle and len(dataset) > h.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")

@@ -1,0 +1,202 @@
+"""CTC text recognition (``TextRecognizer``) and the frozen recognizer that guides restoration."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..data.text import Charset
+from ..errors import InputError
+from ..losses import ctc_loss
+from ..metrics import text_metrics
+from ..models.crnn import CRNN
+
+
+def check_text_data(datamodule, charset: Charset, in_channels: int, height: int, timesteps_of) -> None:
+    """Raise a clear error when a text datamodule does not fit a recognizer (charset, channels, height, length)."""
+    if datamodule is None or not hasattr(datamodule, "charset"):
+        return
+    unknown = "".join(c for c in datamodule.charset.chars if c not in charset.chars)
+    if unknown:
+        raise InputError(f"the data under {datamodule.root} has characters the recognizer does not know: {unknown!r} "
+                         f"(recognizer charset {charset.chars!r})")
+    h = datamodule.hparams
+    if datamodule.channels != in_channels or h.height != height:
+        raise InputError(f"the recognizer reads {in_channels}-channel images {height} px high, the data gives "
+                         f"{datamodule.channels}-channel images {h.height} px high (data.init_args.grayscale/height)")
+    if datamodule.max_text_length > timesteps_of(h.width):
+        raise InputError(f"the longest label has {datamodule.max_text_length} characters but images {h.width} px wide "
+                         f"give only {timesteps_of(h.width)} CTC timesteps: widen data.init_args.width")
+
+
+class TextRecognizer(L.LightningModule):
+    """A CRNN trained with CTC. Logs ``{stage}_loss``, and ``{val,test}_word_acc`` / ``_cer`` of greedy decoding.
+
+    Args:
+        charset: the characters to recognise (the datamodule's labels must use only these).
+        in_channels: image channels (1 for grayscale data).
+        height: image height; must equal the datamodule's.
+        channels: output channels of the CRNN's four conv blocks.
+        hidden_size: LSTM size per direction.
+        num_layers: LSTM layers.
+        dropout: CRNN dropout.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        lr_schedule: ``cosine`` (to ``min_lr`` over ``trainer.max_epochs``), ``plateau`` (ReduceLROnPlateau on
+            ``val_loss``) or ``constant``. CTC training first sits on a plateau (blanks only) whose length varies
+            from run to run; a plateau schedule can decay the rate before the model leaves it.
+        lr_factor: ReduceLROnPlateau factor.
+        lr_patience: ReduceLROnPlateau patience in epochs.
+        min_lr: the lowest learning rate of either schedule.
+        image_key: batch key of the images to read (``clean``, or ``degraded`` to train on degraded images).
+        channels_last: run the convolutions in channels-last memory format (faster on GPUs).
+        compile: ``torch.compile`` the CRNN.
+    """
+
+    def __init__(
+        self,
+        charset: str,
+        in_channels: int = 1,
+        height: int = 32,
+        channels: Sequence[int] = (64, 128, 256, 256),
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.25,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        lr_schedule: Literal["cosine", "plateau", "constant"] = "cosine",
+        lr_factor: float = 0.5,
+        lr_patience: int = 8,
+        min_lr: float = 1e-6,
+        image_key: Literal["clean", "degraded"] = "clean",
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.charset = Charset(charset)
+        self.model = build_crnn(self.hparams)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.val_metrics = text_metrics("val_")
+        self.test_metrics = text_metrics("test_")
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.model.compile()
+            self._compiled = True
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        check_text_data(datamodule, self.charset, self.hparams.in_channels, self.hparams.height, self.model.timesteps)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-timestep logits ``(B, T, classes)``."""
+        return self.model(images)
+
+    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch[self.hparams.image_key])
+        return ctc_loss(logits, batch["targets"], batch["target_lengths"]), logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.model_step(batch)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["text"]))
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        loss, logits = self.model_step(batch)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(self.charset.decode_greedy(logits), batch["text"])
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(batch["text"]), sync_dist=True)
+        self.log_dict(metrics, prog_bar=True, batch_size=len(batch["text"]))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"path": batch["path"], "text": self.charset.decode_greedy(self(batch[self.hparams.image_key]))}
+
+    def configure_optimizers(self) -> dict:
+        h = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        if h.lr_schedule == "constant":
+            return {"optimizer": optimizer}
+        if h.lr_schedule == "cosine":
+            epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs > 0 else 100
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=h.min_lr)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=h.lr_factor, patience=h.lr_patience, min_lr=h.min_lr
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+
+
+def build_crnn(hparams) -> CRNN:
+    """The CRNN a ``TextRecognizer`` with these hyperparameters holds."""
+    arguments = inspect.signature(CRNN).parameters
+    return CRNN(num_classes=Charset(hparams["charset"]).num_classes,
+                **{k: v for k, v in dict(hparams).items() if k in arguments and k != "num_classes"})
+
+
+class FrozenRecognizer(nn.Module):
+    """A trained recognizer that judges generated images and is never trained.
+
+    Always in eval mode (``train()`` leaves it there, so BatchNorm uses its running statistics and dropout is off),
+    parameters frozen and not handed to any optimiser, but differentiable with respect to its input: losses on its
+    outputs train whatever produced the image.
+
+    Args:
+        model: the recognizer network.
+        charset: its characters.
+        feature_layer: the CRNN layer whose features ``forward`` returns (default: after the last conv block).
+    """
+
+    def __init__(self, model: CRNN, charset: Charset, feature_layer: str = "block4"):
+        super().__init__()
+        model._check_layer(feature_layer)
+        self.model, self.charset, self.feature_layer = model, charset, feature_layer
+        self.requires_grad_(False)
+        super().train(False)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, feature_layer: str = "block4") -> FrozenRecognizer:
+        """Load a ``TextRecognizer`` checkpoint (weights and hyperparameters only: ``weights_only=True``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"recognizer checkpoint not found: {path}")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise InputError(f"{path}: cannot load the recognizer checkpoint ({error})") from None
+        hparams, state = checkpoint.get("hyper_parameters"), checkpoint.get("state_dict")
+        if not isinstance(hparams, dict) or "charset" not in hparams or not isinstance(state, dict):
+            raise InputError(f"{path}: not a TextRecognizer checkpoint (no charset in its hyperparameters)")
+        model = build_crnn(hparams)
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        return cls(model, Charset(hparams["charset"]), feature_layer)
+
+    def train(self, mode: bool = True) -> FrozenRecognizer:
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, T, classes), features of feature_layer)``."""
+        return self.model.forward_with_features(images, self.feature_layer)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(images, self.feature_layer)
+
+    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(features, self.feature_layer)
+
+    def read(self, images: torch.Tensor) -> list[str]:
+        """Greedy transcriptions of ``images``."""
+        return self.charset.decode_greedy(self.model(images))
