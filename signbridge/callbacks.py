@@ -114,7 +114,10 @@ class ProgressiveTraining(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write ``predict`` results as CSV: one row per image (path, predicted class, probability).
+    """Write ``predict`` results as CSV, one row per image.
+
+    Classifiers give (path, predicted class, probability); other tasks return a dict of per-image lists (e.g. the
+    recognizer's ``path, text``), whose keys become the columns.
 
     Args:
         output: CSV file; default ``predictions.csv`` in the trainer's log folder. Under several processes each rank
@@ -125,24 +128,34 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output = output
         self._path: Path | None = None
+        self._header_written = False
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = Path(self.output) if self.output else Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv"
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerow(["path", "predicted_class", "probability"])
-        self._path = path
+        path.write_text("")
+        self._path, self._header_written = path, False
+
+    @staticmethod
+    def _rows(prediction: dict, class_names: list[str] | None) -> tuple[list[str], list[list]]:
+        if "predicted" in prediction:  # a classifier
+            rows = [[path, class_names[p] if class_names else p, f"{probability:.6f}"] for path, p, probability in zip(
+                prediction["path"], prediction["predicted"].tolist(), prediction["probability"].tolist())]
+            return ["path", "predicted_class", "probability"], rows
+        columns = list(prediction)
+        values = [v.tolist() if hasattr(v, "tolist") else list(v) for v in prediction.values()]
+        return columns, [list(row) for row in zip(*values)]
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        names = getattr(pl_module, "class_names", None)
+        header, rows = self._rows(prediction, getattr(pl_module, "class_names", None))
         with open(self._path, "a", newline="") as f:
             writer = csv.writer(f)
-            for path, predicted, probability in zip(
-                prediction["path"], prediction["predicted"].tolist(), prediction["probability"].tolist()
-            ):
-                writer.writerow([path, names[predicted] if names else predicted, f"{probability:.6f}"])
+            if not self._header_written:
+                writer.writerow(header)
+                self._header_written = True
+            writer.writerows(rows)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:

@@ -95,3 +95,14 @@ def digits_folder(tmp_path_factory) -> Path:
     root = copy_digits(tmp_path_factory.mktemp("folder") / "digits")
     (root / "3" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return root
+
+
+@pytest.fixture(scope="session")
+def captcha_subset(tmp_path_factory) -> Path:
+    """64 real captchas (``<text>.png``), the first in sorted order."""
+    source = shared_dir("data", "captcha", "images")
+    root = tmp_path_factory.mktemp("captcha") / "images"
+    root.mkdir()
+    for image in sorted(source.glob("*.png"))[:64]:
+        shutil.copy(image, root / image.name)
+    return root

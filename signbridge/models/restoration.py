@@ -7,7 +7,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+# the hook-based spectral norm: the parametrization version cannot be pickled, which ddp_spawn does
+from torch.nn.utils import spectral_norm
 
 
 class ResidualBlock(nn.Module):

@@ -204,8 +204,10 @@ class RestorationGAN(L.LightningModule):
         self.untoggle_optimizer(opt_g)
 
         logs.update(train_pixel_loss=pixel.detach(), train_feat_loss=feature_loss.detach())
-        self.log("train_loss", g_loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log_dict(logs, on_step=True, on_epoch=True, batch_size=size)
+        self.log("train_loss", g_loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=size,
+                 sync_dist=True)
+        # the loss terms per epoch only: cheaper than per step, and averaged over processes
+        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         self.log("train_ctc_weight", ctc_weight, on_step=False, on_epoch=True, batch_size=size)
 
     # -- evaluation ---------------------------------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""The recognizer and the recognizer-guided restoration GAN, through the real LightningCLI on real captchas."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from signbridge.cli import main
+from signbridge.data import TextImageDataModule
+from signbridge.errors import InputError
+from signbridge.losses import ctc_loss
+from signbridge.tasks import FrozenRecognizer, RestorationGAN, TextRecognizer
+from tests.conftest import REPO
+
+CONFIGS = REPO / "configs"
+
+
+def recognizer_args(tmp_path: Path, root: Path, *extra: str) -> list[str]:
+    return ["--config", str(CONFIGS / "recognizer_captcha.yaml"), "--config", str(CONFIGS / "recognizer_captcha_smoke.yaml"),
+            "--data.init_args.root", str(root), "--data.init_args.test_fraction", "0.1",
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+            *extra]
+
+
+def gan_args(tmp_path: Path, root: Path, recognizer: Path, *extra: str) -> list[str]:
+    return ["--config", str(CONFIGS / "restoration_captcha.yaml"),
+            "--config", str(CONFIGS / "restoration_captcha_smoke.yaml"),
+            "--data.init_args.root", str(root), "--model.init_args.recognizer_checkpoint", str(recognizer),
+            "--model.init_args.generator_channels", "8", "--model.init_args.discriminator_channels", "8",
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+            *extra]
+
+
+@pytest.fixture(scope="session")
+def recognizer_checkpoint(tmp_path_factory, captcha_subset) -> Path:
+    """A small recognizer trained for 2 short epochs through ``signbridge fit`` (it reads little, which is enough)."""
+    tmp_path = tmp_path_factory.mktemp("recognizer")
+    cli = main(["fit", *recognizer_args(tmp_path, captcha_subset)])
+    return Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+
+
+def test_recognizer_fit_test_predict(recognizer_checkpoint, captcha_subset, tmp_path):
+    assert recognizer_checkpoint.exists()
+    cli = main(["test", *recognizer_args(tmp_path, captcha_subset), "--ckpt_path", str(recognizer_checkpoint)])
+    metrics = cli.trainer.callback_metrics
+    assert {"test_loss", "test_word_acc", "test_cer"} <= set(metrics)
+    assert 0 <= metrics["test_word_acc"] <= 1 and metrics["test_cer"] >= 0
+    output = tmp_path / "texts.csv"
+    main(["predict", *recognizer_args(tmp_path, captcha_subset), "--ckpt_path", str(recognizer_checkpoint),
+          "--prediction_writer.output", str(output)])
+    lines = output.read_text().splitlines()
+    assert lines[0] == "path,text" and len(lines) == 1 + 6
+
+
+def test_recognizer_rejects_data_it_cannot_read(captcha_subset):
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False)
+    data = TextImageDataModule(str(captcha_subset), num_workers=0)
+    with pytest.raises(InputError, match="characters the recognizer does not know"):
+        trainer.fit(TextRecognizer("234567", channels=(4, 4, 4, 4), hidden_size=4), datamodule=data)
+    with pytest.raises(InputError, match="give only 4 CTC timesteps"):
+        trainer.fit(TextRecognizer("2345678bcdefgmnpwxy", channels=(4, 4, 4, 4), hidden_size=4),
+                    datamodule=TextImageDataModule(str(captcha_subset), width=16, num_workers=0))
+
+
+def test_ctc_loss_runs_in_float32_under_autocast():
+    logits = torch.randn(2, 16, 5, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = ctc_loss(logits, torch.tensor([1, 2, 3, 4, 4]), torch.tensor([3, 2]))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def tiny_gan(checkpoint: Path, **kwargs) -> RestorationGAN:
+    return RestorationGAN(str(checkpoint), generator_channels=8, generator_blocks=1, discriminator_channels=8,
+                          **kwargs)
+
+
+def test_frozen_recognizer_is_frozen_but_passes_gradients(recognizer_checkpoint):
+    frozen = FrozenRecognizer.from_checkpoint(recognizer_checkpoint)
+    frozen.train()
+    assert not frozen.training and not any(m.training for m in frozen.modules())
+    assert not any(p.requires_grad for p in frozen.parameters())
+    images = torch.rand(2, 1, 32, 128, requires_grad=True)
+    logits, features = frozen(images)
+    assert logits.shape[:2] == (2, 32) and features.shape == frozen.features(images).shape
+    features.square().mean().backward()
+    assert images.grad.abs().sum() > 0
+    assert all(p.grad is None for p in frozen.parameters())
+    # identical images give a feature loss of exactly zero
+    same = images.detach()
+    assert F.mse_loss(frozen.features(same), frozen.features(same.clone())) == 0
+    with pytest.raises(InputError, match="not a TextRecognizer checkpoint"):
+        path = recognizer_checkpoint.with_name("other.ckpt")
+        torch.save({"state_dict": {}}, path)
+        FrozenRecognizer.from_checkpoint(path)
+
+
+def test_ctc_monitor_has_no_gradient_path(recognizer_checkpoint):
+    gan = tiny_gan(recognizer_checkpoint)
+    generated = gan.generator(torch.rand(2, 1, 32, 128))
+    features = gan.recognizer.features(generated)
+    assert features.requires_grad
+    monitor = gan.ctc_monitor(features, {"targets": torch.tensor([1, 2, 3, 4, 5, 6]),
+                                         "target_lengths": torch.tensor([3, 3])})
+    assert monitor.grad_fn is None and not monitor.requires_grad and torch.isfinite(monitor)
+
+
+class _Snapshot(L.Callback):
+    """Recognizer weights before training; generator gradients after the last step."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.recognizer = {k: v.clone() for k, v in pl_module.recognizer.state_dict().items()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.generator_grad = sum(p.grad.abs().sum() for p in pl_module.generator.parameters() if p.grad is not None)
+        self.recognizer_training = pl_module.recognizer.training
+
+
+def test_training_leaves_the_recognizer_bit_identical(recognizer_checkpoint, captcha_subset):
+    gan = tiny_gan(recognizer_checkpoint, warmup_epochs=0, rec_feat_loss_weight=1.0)
+    optimised = {id(p) for opt in gan.configure_optimizers() for group in opt.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in gan.recognizer.parameters()}
+    snapshot = _Snapshot()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, callbacks=[snapshot], enable_progress_bar=False)
+    trainer.fit(gan, datamodule=TextImageDataModule(str(captcha_subset), degrade=True, batch_size=8, num_workers=0))
+    after = gan.recognizer.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in snapshot.recognizer.items())  # BatchNorm statistics included
+    assert not snapshot.recognizer_training
+    assert snapshot.generator_grad > 0
+    assert {"train_feat_loss", "train_ctc_monitor", "train_d_loss", "train_pixel_loss"} <= set(trainer.callback_metrics)
+
+
+def test_gan_fit_test_and_resume_through_the_cli(recognizer_checkpoint, captcha_subset, tmp_path):
+    cli = main(["fit", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint, "--trainer.max_epochs", "2")])
+    metrics = cli.trainer.callback_metrics
+    for name in ("train_ctc_monitor", "train_pixel_loss", "train_adv_loss", "val_psnr", "val_ssim",
+                 "val_word_acc", "val_cer", "val_input_psnr", "val_clean_word_acc"):
+        assert name in metrics, name
+    assert metrics["train_ctc_weight"] == 0  # monitored, not trained on
+    last = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert len(checkpoint["optimizer_states"]) == 2 and checkpoint["epoch"] == 1
+    assert any(k.startswith("recognizer.") for k in checkpoint["state_dict"])
+    steps = cli.trainer.global_step
+
+    resumed = main(["fit", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint, "--trainer.max_epochs", "3"),
+                    "--ckpt_path", str(last)])
+    # 2 batches per epoch; the warm-up epoch steps the generator only, later epochs both networks
+    assert steps == 2 + 2 * 2
+    assert resumed.trainer.current_epoch == 3 and resumed.trainer.global_step == steps + 2 * 2
+    generator_state = resumed.trainer.optimizers[0].state
+    assert generator_state and all(s["step"] == 3 * 2 for s in generator_state.values())  # Adam state resumed
+
+    tested = main(["test", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint), "--ckpt_path", str(last)])
+    assert {"test_psnr", "test_ssim", "test_word_acc", "test_input_word_acc"} <= set(tested.trainer.callback_metrics)
+
+
+def test_ctc_loss_weight_is_annealed_in(recognizer_checkpoint, captcha_subset, tmp_path):
+    cli = main(["fit", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint, "--trainer.max_epochs", "2",
+                                 "--model.init_args.warmup_epochs", "0", "--model.init_args.ctc_loss_weight", "0.5",
+                                 "--model.init_args.ctc_anneal_epochs", "4")])
+    assert cli.trainer.callback_metrics["train_ctc_weight"] == pytest.approx(0.25)  # epoch 1 of a 4-epoch ramp
+
+
+def test_restoration_checks_its_data(recognizer_checkpoint, captcha_subset):
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False)
+    with pytest.raises(InputError, match="degrade: true"):
+        trainer.fit(tiny_gan(recognizer_checkpoint), datamodule=TextImageDataModule(str(captcha_subset), num_workers=0))
+    with pytest.raises(InputError, match="upscales x1 but the data's degraded images are x2 smaller"):
+        trainer.fit(tiny_gan(recognizer_checkpoint), datamodule=TextImageDataModule(
+            str(captcha_subset), degrade=True, scales=(2,), keep_low_res=True, num_workers=0))
+
+
+def test_gan_ddp_spawn_on_two_cpu_processes(recognizer_checkpoint, captcha_subset, tmp_path):
+    cli = main(["fit", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint, "--trainer.max_epochs", "2",
+                                 "--trainer.strategy", "ddp_spawn_find_unused_parameters_true",
+                                 "--trainer.devices", "2")])
+    assert cli.trainer.world_size == 2
+    assert (Path(cli.trainer.checkpoint_callback.best_model_path).parent / "last.ckpt").exists()
+    assert "val_word_acc" in cli.trainer.callback_metrics
