@@ -169,6 +169,17 @@ EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def _input_error(error: BaseException | None) -> BaseException | None:
+    """The ``InputError`` or ``FileNotFoundError`` that ``error`` is, or was raised from."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (InputError, FileNotFoundError)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
     """Entry point of ``signbridge`` and ``python -m signbridge``; ``args`` defaults to ``sys.argv[1:]``."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -176,8 +187,10 @@ def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
         if argv and argv[0] in EXTRA_COMMANDS:
             return EXTRA_COMMANDS[argv[0]](argv[1:])
         return run_cli(argv)
-    except (InputError, FileNotFoundError) as error:
-        if args is not None:  # called from Python (tests, notebooks): let the caller see the exception
+    except Exception as raised:
+        # jsonargparse re-raises what a class's __init__ raised as its own ValueError: find the input error inside
+        error = _input_error(raised)
+        if error is None or args is not None:  # called from Python (tests, notebooks): the caller sees the exception
             raise
         # DataLoader workers wrap the original message in a traceback; its last line is the message itself
         message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)

@@ -153,6 +153,16 @@ class Degradation:
         return out
 
 
+def random_affine(image: np.ndarray, rng: np.random.Generator, pad_value: int = 255) -> np.ndarray:
+    """A small random shift, scale and rotation (text stays inside the image): recognizer training augmentation."""
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-3, 3), rng.uniform(0.9, 1.05))
+    matrix[:, 2] += (rng.uniform(-0.04, 0.04) * width, rng.uniform(-0.06, 0.06) * height)
+    border = (pad_value,) * (1 if image.ndim == 2 else image.shape[2])
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=border)
+
+
 def sample_seed(path: str, seed: int) -> list[int]:
     """The degradation seed of one sample: its path and the dataset seed (stable across runs, splits and workers)."""
     return [seed, zlib.crc32(path.encode())]
@@ -175,19 +185,25 @@ class TextImageDataset(Dataset):
         charset: encodes the texts to CTC targets.
         degradation: makes the degraded input; ``None`` for recognizer training.
         seed: degradation seed.
+        augment: a random affine per access (``random_affine``), before the degradation; then a sample differs
+            from epoch to epoch.
+        pad_value: grey level of the area the augmentation uncovers.
     """
 
     def __init__(self, images: list[np.ndarray], texts: list[str], paths: list[str], charset: Charset,
-                 degradation: Degradation | None = None, seed: int = 0):
+                 degradation: Degradation | None = None, seed: int = 0, augment: bool = False, pad_value: int = 255):
         self.images, self.texts, self.paths = images, texts, paths
         self.targets = [torch.tensor(charset.encode(t), dtype=torch.long) for t in texts]
-        self.degradation, self.seed = degradation, seed
+        self.degradation, self.seed, self.augment, self.pad_value = degradation, seed, augment, pad_value
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict:
         image = self.images[index]
+        if self.augment:
+            # seeded from torch, which Lightning seeds per worker and epoch: reproducible runs, new draws each epoch
+            image = random_affine(image, np.random.default_rng(int(torch.randint(2**31, ()))), self.pad_value)
         item = {"clean": to_tensor(image), "text": self.texts[index], "target": self.targets[index],
                 "path": self.paths[index]}
         if self.degradation is not None:
@@ -229,6 +245,8 @@ class TextImageDataModule(L.LightningDataModule):
         noise_std: Gaussian noise standard deviation range (fraction of full range).
         jpeg_quality: JPEG quality range.
         degradation_seed: seed of the per-sample degradations.
+        augment: small random shifts, scales and rotations of training images (new each epoch). For recognizer
+            training; with ``degrade`` the pairs then differ between epochs.
         batch_size: samples per batch.
         val_fraction: share of the images for validation.
         test_fraction: share for testing; 0 tests on the validation split.
@@ -254,6 +272,7 @@ class TextImageDataModule(L.LightningDataModule):
         noise_std: tuple[float, float] = (0.0, 0.04),
         jpeg_quality: tuple[int, int] = (30, 80),
         degradation_seed: int = 0,
+        augment: bool = False,
         batch_size: int = 32,
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
@@ -323,7 +342,8 @@ class TextImageDataModule(L.LightningDataModule):
         for name, indices in zip(("train", "val", "test"), splits):
             self.datasets[name] = TextImageDataset(
                 [images[i] for i in indices], [pairs[i][1] for i in indices], [pairs[i][0] for i in indices],
-                charset, self.degradation, h.degradation_seed,
+                charset, self.degradation, h.degradation_seed, augment=h.augment and name == "train",
+                pad_value=h.pad_value,
             )
         if not h.test_fraction:
             self.datasets["test"] = self.datasets["val"]

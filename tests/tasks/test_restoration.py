@@ -181,3 +181,16 @@ def test_gan_ddp_spawn_on_two_cpu_processes(recognizer_checkpoint, captcha_subse
     assert cli.trainer.world_size == 2
     assert (Path(cli.trainer.checkpoint_callback.best_model_path).parent / "last.ckpt").exists()
     assert "val_word_acc" in cli.trainer.callback_metrics
+
+
+def test_missing_recognizer_checkpoint_is_one_line_from_the_shell(captcha_subset, tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "signbridge", "fit", *gan_args(tmp_path, captcha_subset, tmp_path / "missing.ckpt")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"signbridge: error: recognizer checkpoint not found: {tmp_path / 'missing.ckpt'}")
