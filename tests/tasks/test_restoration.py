@@ -140,6 +140,12 @@ def test_gan_fit_test_and_resume_through_the_cli(recognizer_checkpoint, captcha_
                  "val_word_acc", "val_cer", "val_input_psnr", "val_clean_word_acc"):
         assert name in metrics, name
     assert metrics["train_ctc_weight"] == 0  # monitored, not trained on
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(cli.trainer.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    samples = events.Images("val_samples")  # (degraded, generated, clean) per row, after every validation
+    assert len(samples) == 2 and samples[-1].width > samples[-1].height
     last = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     assert len(checkpoint["optimizer_states"]) == 2 and checkpoint["epoch"] == 1
