@@ -227,7 +227,8 @@ class TextImageDataModule(L.LightningDataModule):
 
     Images are read once in ``setup`` and kept in memory at the model's size (a text-line dataset is small at
     32 px high: 1000 captchas take 4 MB). An unreadable image, an empty label or a character outside ``charset``
-    stops setup with the file named. Splits are random from ``split_seed`` (90/10 by default).
+    stops setup with the file named. Splits are random from ``split_seed`` (90/10 by default); ``test`` is the
+    validation split when ``test_fraction`` is 0, and ``predict`` reads the test split.
 
     Args:
         root: dataset folder.
