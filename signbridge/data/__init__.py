@@ -1,5 +1,6 @@
 """LightningDataModules and their datasets and transforms."""
 
+from .base import SplitDataModule
 from .folder import ClassificationDataModule, ImageFolderDataModule, ImageFolderDataset
 from .sign import SignDataModule, SignImageDataset
 from .splits import balanced_class_weights, stratified_split
@@ -8,5 +9,5 @@ from .transforms import HandAugment
 
 __all__ = [
     "Charset", "ClassificationDataModule", "Degradation", "HandAugment", "ImageFolderDataModule", "ImageFolderDataset", "SignDataModule",
-    "SignImageDataset", "TextImageDataModule", "TextImageDataset", "balanced_class_weights", "stratified_split",
+    "SignImageDataset", "SplitDataModule", "TextImageDataModule", "TextImageDataset", "balanced_class_weights", "stratified_split",
 ]

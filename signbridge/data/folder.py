@@ -6,30 +6,23 @@ import logging
 from functools import cached_property
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..imageio import find_unreadable, list_image_folder, list_images, read_image_rgb
-from .splits import balanced_class_weights, stratified_split
+from .base import SplitDataModule
+from .splits import balanced_class_weights
 from .transforms import resize_square
 
 log = logging.getLogger(__name__)
 
 
-class ClassificationDataModule(L.LightningDataModule):
-    """What the folder-per-class datamodules share: the listing, the stratified split, loaders and class weights.
+class ClassificationDataModule(SplitDataModule):
+    """What the folder-per-class datamodules share: the listing, the stratified split and class weights.
 
-    Subclasses call ``save_hyperparameters()`` with at least ``batch_size``, ``num_workers``, ``pin_memory``,
-    ``persistent_workers``, ``val_fraction``, ``test_fraction`` and ``split_seed``, and fill ``self.datasets``
-    (``train``/``val``/``test``/``predict``) in ``setup``; every dataset has a ``labels`` list.
+    Subclasses follow ``SplitDataModule``; every dataset they make has a ``labels`` list.
     """
-
-    def __init__(self, root: str):
-        super().__init__()
-        self.root = Path(root)
-        self.datasets: dict[str, Dataset] = {}
 
     @cached_property
     def _listing(self) -> tuple[list[str], list[str], list[int]]:
@@ -43,12 +36,6 @@ class ClassificationDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
-        """Sample indices of the train/val/test splits (stratified, from ``split_seed``)."""
-        h = self.hparams
-        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
-        return dict(zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)))
 
     @staticmethod
     def report_left_out(folder: Path, reasons: dict[str, str]) -> None:
@@ -65,26 +52,6 @@ class ClassificationDataModule(L.LightningDataModule):
         """Balanced class weights from the training split."""
         self.setup("fit")
         return torch.from_numpy(balanced_class_weights(self.datasets["train"].labels, self.num_classes))
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        h = self.hparams
-        return DataLoader(
-            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
-            pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")
 
 
 class ImageFolderDataset(Dataset):

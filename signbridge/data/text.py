@@ -11,14 +11,13 @@ from functools import cached_property
 from pathlib import Path
 
 import cv2
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..imageio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_rgb
-from .splits import stratified_split
+from .base import SplitDataModule
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +221,7 @@ def collate_text_batch(items: list[dict]) -> dict:
     return batch
 
 
-class TextImageDataModule(L.LightningDataModule):
+class TextImageDataModule(SplitDataModule):
     """Text-line images labelled by file stem (``ROOT/<text>.png``, as the captcha set) or by a TSV file.
 
     Images are read once in ``setup`` and kept in memory at the model's size (a text-line dataset is small at
@@ -257,6 +256,8 @@ class TextImageDataModule(L.LightningDataModule):
         persistent_workers: keep workers alive between epochs.
     """
 
+    collate_fn = staticmethod(collate_text_batch)
+
     def __init__(
         self,
         root: str,
@@ -282,12 +283,10 @@ class TextImageDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
     ):
-        super().__init__()
+        super().__init__(root)
         self.save_hyperparameters()
-        self.root = Path(root)
         self.degradation = Degradation(tuple(scales), keep_low_res, tuple(blur_sigma), tuple(noise_std),
                                        tuple(jpeg_quality)) if degrade else None
-        self.datasets: dict[str, TextImageDataset] = {}
 
     @cached_property
     def _labels(self) -> list[tuple[str, str]]:
@@ -338,9 +337,7 @@ class TextImageDataModule(L.LightningDataModule):
         except ImageReadError as error:
             # a text dataset is a list of labelled files: a file that cannot be read is an error, not a skip
             raise InputError(f"{error} (fix or remove it{' from ' + h.labels_file if h.labels_file else ''})") from None
-        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
-        splits = stratified_split([0] * len(pairs), fractions, h.split_seed)
-        for name, indices in zip(("train", "val", "test"), splits):
+        for name, indices in self.split_indices([0] * len(pairs)).items():  # one "class": a plain seeded split
             self.datasets[name] = TextImageDataset(
                 [images[i] for i in indices], [pairs[i][1] for i in indices], [pairs[i][0] for i in indices],
                 charset, self.degradation, h.degradation_seed, augment=h.augment and name == "train",
@@ -351,24 +348,3 @@ class TextImageDataModule(L.LightningDataModule):
         self.datasets["predict"] = self.datasets["test"]
         log.info("text images in %s: %s, charset %r", self.root,
                  ", ".join(f"{k} {len(v)}" for k, v in self.datasets.items() if k != "predict"), charset.chars)
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        h = self.hparams
-        dataset = self.datasets[split]
-        return DataLoader(
-            dataset, batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers, pin_memory=h.pin_memory,
-            persistent_workers=h.persistent_workers and h.num_workers > 0, collate_fn=collate_text_batch,
-            drop_last=shuffle and len(dataset) > h.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")

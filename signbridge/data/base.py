@@ -1,0 +1,54 @@
+"""What every signbridge datamodule shares: a root, named split datasets, a seeded split and the loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from .splits import stratified_split
+
+
+class SplitDataModule(L.LightningDataModule):
+    """A dataset under ``root`` split into ``train``/``val``/``test``/``predict`` datasets (``self.datasets``).
+
+    Subclasses call ``save_hyperparameters()`` with at least ``batch_size``, ``num_workers``, ``pin_memory``,
+    ``persistent_workers``, ``val_fraction``, ``test_fraction`` and ``split_seed``, fill ``self.datasets`` in
+    ``setup``, and set ``collate_fn`` when their items need more than the default collation.
+    """
+
+    collate_fn: Callable[[list], dict] | None = None
+
+    def __init__(self, root: str):
+        super().__init__()
+        self.root = Path(root)
+        self.datasets: dict[str, Dataset] = {}
+
+    def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """Sample indices of the train/val/test splits (stratified by ``labels``, from ``split_seed``)."""
+        h = self.hparams
+        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
+        return dict(zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)))
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        h = self.hparams
+        return DataLoader(
+            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
+            pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,
+            collate_fn=self.collate_fn, drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
