@@ -18,7 +18,7 @@ from ..metrics import text_metrics
 from ..models.crnn import CRNN
 
 
-def check_text_data(datamodule, charset: Charset, in_channels: int, height: int, timesteps_of) -> None:
+def check_text_data(datamodule, charset: Charset, model: CRNN) -> None:
     """Raise a clear error when a text datamodule does not fit a recognizer (charset, channels, height, length)."""
     if datamodule is None or not hasattr(datamodule, "charset"):
         return
@@ -27,12 +27,13 @@ def check_text_data(datamodule, charset: Charset, in_channels: int, height: int,
         raise InputError(f"the data under {datamodule.root} has characters the recognizer does not know: {unknown!r} "
                          f"(recognizer charset {charset.chars!r})")
     h = datamodule.hparams
+    in_channels, height = model.in_channels, model.height
     if datamodule.channels != in_channels or h.height != height:
         raise InputError(f"the recognizer reads {in_channels}-channel images {height} px high, the data gives "
                          f"{datamodule.channels}-channel images {h.height} px high (data.init_args.grayscale/height)")
-    if datamodule.max_text_length > timesteps_of(h.width):
+    if datamodule.max_text_length > model.timesteps(h.width):
         raise InputError(f"the longest label has {datamodule.max_text_length} characters but images {h.width} px wide "
-                         f"give only {timesteps_of(h.width)} CTC timesteps: widen data.init_args.width")
+                         f"give only {model.timesteps(h.width)} CTC timesteps: widen data.init_args.width")
 
 
 class TextRecognizer(L.LightningModule):
@@ -94,7 +95,7 @@ class TextRecognizer(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        check_text_data(datamodule, self.charset, self.hparams.in_channels, self.hparams.height, self.model.timesteps)
+        check_text_data(datamodule, self.charset, self.model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Per-timestep logits ``(B, T, classes)``."""

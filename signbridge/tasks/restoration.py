@@ -112,8 +112,7 @@ class RestorationGAN(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        model = self.recognizer.model
-        check_text_data(datamodule, self.recognizer.charset, model.in_channels, model.height, model.timesteps)
+        check_text_data(datamodule, self.recognizer.charset, self.recognizer.model)
         if datamodule is not None and hasattr(datamodule, "degradation"):
             degradation = datamodule.degradation
             if degradation is None:
