@@ -37,6 +37,17 @@ class SignbridgeCLI(LightningCLI):
         parser.add_lightning_class_args(ModelMetadata, "model_metadata")
         parser.add_argument("--models_dir", default="runs", help="models folder whose active model predict uses")
 
+    def _check_class_count(self) -> None:
+        # before the trainer starts: a wrong num_classes must not wait for minutes of landmark extraction
+        from .tasks.classification import check_class_count
+
+        hparams = getattr(self.model, "hparams", {})
+        classes = getattr(self.datamodule, "classes", None) if "num_classes" in hparams else None
+        if classes is not None:
+            check_class_count(hparams["num_classes"], classes)
+
+    before_fit = before_validate = before_test = _check_class_count
+
 
 def with_active_checkpoint(args: list[str]) -> list[str]:
     """``predict`` without ``--ckpt_path``: add the checkpoint of the model activated in ``--models_dir``.

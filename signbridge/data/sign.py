@@ -38,7 +38,10 @@ def resolve_image_config(backbone: str, image_size: int | None = None) -> dict:
 
 
 class SignImageDataset(Dataset):
-    """Images with their landmarks; yields dicts ``image, landmarks, present, label, path``."""
+    """Images with their landmarks; yields dicts ``image, landmarks, present, aspect, label, path``.
+
+    Without ``image_config`` no image is decoded and the items have no ``image`` (landmark-only training).
+    """
 
     def __init__(
         self,
@@ -47,7 +50,8 @@ class SignImageDataset(Dataset):
         labels: list[int],
         landmarks: np.ndarray,
         present: np.ndarray,
-        image_config: dict,
+        image_size: np.ndarray,
+        image_config: dict | None,
         augment: HandAugment | None = None,
     ):
         self.root = root
@@ -55,6 +59,9 @@ class SignImageDataset(Dataset):
         self.labels = labels
         self.landmarks = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))
         self.present = torch.from_numpy(np.ascontiguousarray(present, dtype=bool))
+        # width / height of each photo: the landmarks' x and y are in units of the photo's width and height
+        sizes = np.asarray(image_size, dtype=np.float32).reshape(-1, 2)
+        self.aspect = torch.from_numpy(sizes[:, 0] / np.maximum(sizes[:, 1], 1))
         self.image_config = image_config
         self.augment = augment
 
@@ -63,18 +70,23 @@ class SignImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         config = self.image_config
-        image = torch.from_numpy(read_image_rgb(self.root / self.paths[index])).permute(2, 0, 1)
-        image = resize_square(image, config["image_size"], config["interpolation"])
+        image = None
+        if config is not None:
+            image = torch.from_numpy(read_image_rgb(self.root / self.paths[index])).permute(2, 0, 1)
+            image = resize_square(image, config["image_size"], config["interpolation"])
         landmarks, present = self.landmarks[index], self.present[index]
         if self.augment is not None:
             image, landmarks, present = self.augment(image, landmarks, present)
-        return {
-            "image": to_model_input(image, config["mean"], config["std"]),
+        item = {
             "landmarks": landmarks,
             "present": present,
+            "aspect": self.aspect[index],
             "label": self.labels[index],
             "path": self.paths[index],
         }
+        if image is not None:
+            item["image"] = to_model_input(image, config["mean"], config["std"])
+        return item
 
 
 class SignDataModule(ClassificationDataModule):
@@ -96,12 +108,18 @@ class SignDataModule(ClassificationDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: pin batches for faster host-to-GPU copies.
         persistent_workers: keep workers alive between epochs.
+        num_folds: with a value, the test split is fold ``fold`` of a stratified k-fold split (``test_fraction`` is
+            then unused) and validation is ``val_fraction`` of the rest.
+        fold: which fold is the test split (0-based).
+        train_per_class: keep at most this many training photos per class (to simulate a smaller dataset).
         augment: apply ``HandAugment`` to the training split.
         flip_prob: see ``HandAugment``.
         max_rotation_degrees: see ``HandAugment``.
         zoom: see ``HandAugment``.
         contrast: see ``HandAugment``.
         brightness: see ``HandAugment``.
+        landmark_stretch: see ``HandAugment``.
+        landmark_jitter: see ``HandAugment``.
         predict_root: folder of images (any layout) for ``predict``.
         extraction_workers: processes for landmark extraction (default: all cores; 0 runs MediaPipe in this
             process, which is unsafe once it has trained a model: see ``HandDetector``).
@@ -119,16 +137,21 @@ class SignDataModule(ClassificationDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 42,
+        num_folds: int | None = None,
+        fold: int = 0,
+        train_per_class: int | None = None,
         batch_size: int = 32,
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
         augment: bool = True,
-        flip_prob: float = 0.5,
-        max_rotation_degrees: float = 54.0,
+        flip_prob: float = 0.0,
+        max_rotation_degrees: float = 15.0,
         zoom: float = 0.15,
         contrast: float = 0.2,
         brightness: float = 0.2,
+        landmark_stretch: float = 0.1,
+        landmark_jitter: float = 0.0,
         predict_root: str | None = None,
         extraction_workers: int | None = None,
         min_hand_detection_confidence: float = 0.5,
@@ -140,12 +163,17 @@ class SignDataModule(ClassificationDataModule):
             min_hand_detection_confidence=min_hand_detection_confidence,
             min_hand_presence_confidence=min_hand_presence_confidence,
         )
-        self.augmenter = HandAugment(flip_prob, max_rotation_degrees, zoom, contrast, brightness) if augment else None
+        self.augmenter = (
+            HandAugment(flip_prob, max_rotation_degrees, zoom, contrast, brightness, landmark_stretch, landmark_jitter)
+            if augment else None
+        )
+
+    load_images = True
 
     @cached_property
-    def image_config(self) -> dict:
-        """Input size, interpolation, mean and std (from the backbone's timm data config)."""
-        return resolve_image_config(self.hparams.backbone, self.hparams.image_size)
+    def image_config(self) -> dict | None:
+        """Input size, interpolation, mean and std (from the backbone's timm data config); None without images."""
+        return resolve_image_config(self.hparams.backbone, self.hparams.image_size) if self.load_images else None
 
     def landmark_cache_path(self, folder: Path | None = None) -> Path:
         folder = folder or self.root
@@ -197,7 +225,7 @@ class SignDataModule(ClassificationDataModule):
             kept, rows, cache = self._load(folder, paths)
             self.datasets["predict"] = SignImageDataset(
                 folder, [paths[i] for i in kept], [-1] * len(kept), cache.landmarks[rows], cache.present[rows],
-                self.image_config,
+                cache.image_size[rows], self.image_config,
             )
             return
         if "train" in self.datasets:
@@ -207,8 +235,25 @@ class SignDataModule(ClassificationDataModule):
         paths = [all_paths[i] for i in kept]
         labels = [all_labels[i] for i in kept]
         for split, indices in self.split_indices(labels).items():
+            if split == "test" and not len(indices):
+                continue
             self.datasets[split] = SignImageDataset(
                 self.root, [paths[i] for i in indices], [labels[i] for i in indices],
-                cache.landmarks[rows[indices]], cache.present[rows[indices]], self.image_config,
-                augment=self.augmenter if split == "train" else None,
+                cache.landmarks[rows[indices]], cache.present[rows[indices]], cache.image_size[rows[indices]],
+                self.image_config, augment=self.augmenter if split == "train" else None,
             )
+
+
+class LandmarkDataModule(SignDataModule):
+    """The hand landmarks of a folder-per-class sign dataset, without its pixels: the same cache, classes and
+    splits as ``SignDataModule`` (with the same ``split_seed`` the splits are identical), but no image is decoded
+    after the landmark cache exists, so an epoch takes milliseconds.
+
+    Photos without a detected hand stay in every split (their landmarks are zeros): a landmark-only model's accuracy
+    is then comparable with a hybrid's on the same test split. The arguments are ``SignDataModule``'s; those about
+    pixels (``backbone``, ``image_size``, ``zoom``, ``contrast``, ``brightness``) have no effect, and
+    ``max_rotation_degrees``, ``landmark_stretch`` and ``landmark_jitter`` augment the training landmarks.
+    ``configs/sign_landmarks.yaml`` sets loader settings fit for tensors in memory (no worker processes).
+    """
+
+    load_images = False

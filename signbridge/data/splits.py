@@ -37,6 +37,34 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: in
     return [np.sort(np.concatenate(p)) if p else np.array([], int) for p in parts]
 
 
+def kfold_split(
+    labels: Sequence[int], num_folds: int, fold: int, val_fraction: float, seed: int
+) -> list[np.ndarray]:
+    """Train/val/test indices for fold ``fold`` of a stratified ``num_folds``-fold split.
+
+    The test parts of the folds are disjoint and together cover every sample; the validation part is
+    ``val_fraction`` of each class of the rest (stratified, from ``seed``), the training part what remains.
+    """
+    if not 0 <= fold < num_folds or num_folds < 2:
+        raise ValueError(f"fold must be in 0..{num_folds - 1} and num_folds at least 2, got fold={fold}, "
+                         f"num_folds={num_folds}")
+    labels = np.asarray(labels)
+    test = stratified_split(labels, [1 / num_folds] * num_folds, seed)[fold]
+    rest = np.setdiff1d(np.arange(len(labels)), test)
+    train, val = stratified_split(labels[rest], (1 - val_fraction, val_fraction), seed + 1)
+    return [rest[train], rest[val], test]
+
+
+def limit_per_class(indices: np.ndarray, labels: Sequence[int], per_class: int, seed: int) -> np.ndarray:
+    """At most ``per_class`` of ``indices`` from each class, drawn from ``seed`` (to simulate a smaller dataset)."""
+    labels = np.asarray(labels)
+    kept = []
+    for label in np.unique(labels[indices]):
+        members = indices[labels[indices] == label]
+        kept.append(np.random.default_rng([seed, int(label)]).permutation(members)[:per_class])
+    return np.sort(np.concatenate(kept)) if kept else indices[:0]
+
+
 def balanced_class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
     """``n_samples / (n_classes * count_c)`` (scikit-learn's "balanced"); a class with no samples gets weight 0."""
     counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)

@@ -8,16 +8,17 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from ..hands.layout import flip_landmarks
+from ..hands.layout import NUM_COORDS, PALM_POINTS, WRIST, flip_landmarks
 
 
 class HandAugment:
-    """The seed's augmentation applied to a square image and its wrist-relative landmarks together.
+    """Augmentation of a square image and its wrist-relative landmarks together (or of landmarks alone).
 
     A horizontal flip mirrors x and swaps the hand slots; rotation and zoom (about the image centre) rotate and scale
-    the landmark vectors exactly as they move the pixels; contrast and brightness touch the image only. Defaults
-    follow the seed's Keras layers: ``RandomRotation(0.15)`` is +-0.15 of a full turn (54 degrees),
-    ``RandomZoom(0.15)``, ``RandomContrast(0.2)``, ``RandomBrightness(0.2)``.
+    the landmark vectors exactly as they move the pixels; contrast and brightness touch the image only; stretch and
+    jitter touch the landmarks only (see ``random_hand_transform``). The defaults were chosen by measurement
+    (``docs/hybrid.md``): flips are off because they turn a right-hand sign into a left-hand one, which hurt on a
+    one-handed dataset, and the rotation is +-15 degrees.
 
     Args:
         flip_prob: probability of a horizontal flip.
@@ -25,40 +26,49 @@ class HandAugment:
         zoom: scale drawn uniformly from ``[1 - zoom, 1 + zoom]``.
         contrast: contrast factor drawn from ``[1 - contrast, 1 + contrast]``.
         brightness: brightness factor drawn from ``[1 - brightness, 1 + brightness]``.
+        landmark_stretch: per-axis landmark scale drawn from ``[1 - stretch, 1 + stretch]``.
+        landmark_jitter: standard deviation of per-point landmark noise, in palm sizes.
     """
 
     def __init__(
         self,
-        flip_prob: float = 0.5,
-        max_rotation_degrees: float = 54.0,
+        flip_prob: float = 0.0,
+        max_rotation_degrees: float = 15.0,
         zoom: float = 0.15,
         contrast: float = 0.2,
         brightness: float = 0.2,
+        landmark_stretch: float = 0.1,
+        landmark_jitter: float = 0.0,
     ):
         self.flip_prob = flip_prob
         self.max_rotation_degrees = max_rotation_degrees
         self.zoom = zoom
         self.contrast = contrast
         self.brightness = brightness
+        self.landmark_stretch = landmark_stretch
+        self.landmark_jitter = landmark_jitter
 
     def __call__(
-        self, image: torch.Tensor, landmarks: torch.Tensor, present: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``image`` is ``(3, S, S)`` uint8; returns the augmented image, landmarks and presence."""
-        if torch.rand(()) < self.flip_prob:
-            image = image.flip(-1)
+        self, image: torch.Tensor | None, landmarks: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """``image`` is ``(3, S, S)`` uint8 or None; returns the augmented image, landmarks and presence."""
+        if self.flip_prob and torch.rand(()) < self.flip_prob:
+            image = image.flip(-1) if image is not None else None
             landmarks, present = flip_landmarks(landmarks, present)
         angle = float(torch.empty(()).uniform_(-self.max_rotation_degrees, self.max_rotation_degrees))
         scale = float(torch.empty(()).uniform_(1 - self.zoom, 1 + self.zoom))
         if angle or scale != 1:
-            image = F.affine(
-                image, angle=angle, translate=[0, 0], scale=scale, shear=[0.0, 0.0],
-                interpolation=InterpolationMode.BILINEAR,
-            )
+            if image is not None:
+                image = F.affine(
+                    image, angle=angle, translate=[0, 0], scale=scale, shear=[0.0, 0.0],
+                    interpolation=InterpolationMode.BILINEAR,
+                )
             landmarks = rotate_scale_landmarks(landmarks, angle, scale)
-        if self.contrast:
+        if self.landmark_stretch or self.landmark_jitter:
+            landmarks = random_hand_transform(landmarks, present, 0.0, self.landmark_stretch, self.landmark_jitter)
+        if image is not None and self.contrast:
             image = F.adjust_contrast(image, float(torch.empty(()).uniform_(1 - self.contrast, 1 + self.contrast)))
-        if self.brightness:
+        if image is not None and self.brightness:
             factor = float(torch.empty(()).uniform_(1 - self.brightness, 1 + self.brightness))
             image = F.adjust_brightness(image, factor)
         return image, landmarks, present
@@ -86,3 +96,43 @@ def resize_square(image: torch.Tensor, size: int, interpolation: str = "bicubic"
     """Resize ``(3, H, W)`` uint8 to ``(3, size, size)``, squashing rather than cropping so no finger is cut off and
     normalised landmark coordinates stay valid."""
     return F.resize(image, [size, size], interpolation=InterpolationMode(interpolation), antialias=True)
+
+
+def random_hand_transform(
+    landmarks: torch.Tensor,
+    present: torch.Tensor,
+    max_rotation_degrees: float = 15.0,
+    max_stretch: float = 0.1,
+    jitter: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Landmark augmentation: an in-plane rotation about each wrist, a per-axis stretch (another camera aspect, a hand
+    seen slightly from the side) and Gaussian jitter of every point, relative to the palm size.
+
+    One rotation and stretch per sample apply to both its hands, so their relation is kept; missing hands stay zeros.
+
+    Args:
+        landmarks: ``(..., 2, 21, 3)`` wrist-relative landmarks.
+        present: ``(..., 2)`` hand presence.
+        max_rotation_degrees: rotation drawn uniformly from +-this.
+        max_stretch: each axis scaled by a factor drawn from ``[1 - max_stretch, 1 + max_stretch]``.
+        jitter: standard deviation of the per-point noise, in palm sizes.
+    """
+    batch = landmarks.shape[:-3]
+    points = landmarks.float()
+
+    def uniform(bound: float, *shape: int) -> torch.Tensor:
+        return (torch.rand((*batch, *shape), generator=generator) * 2 - 1) * bound
+
+    theta = torch.deg2rad(uniform(max_rotation_degrees))
+    cos, sin, zero, one = theta.cos(), theta.sin(), torch.zeros_like(theta), torch.ones_like(theta)
+    rotation = torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], -1).unflatten(-1, (3, 3))
+    stretch = torch.diag_embed(1 + uniform(max_stretch, NUM_COORDS))
+    transform = (rotation @ stretch).to(points.device)  # (..., 3, 3)
+    points = points @ transform.transpose(-1, -2).unsqueeze(-3)
+    if jitter:
+        palm = landmarks[..., PALM_POINTS, :].float().norm(dim=-1).mean(-1)  # (..., 2)
+        noise = torch.randn(points.shape, generator=generator).to(points.device)
+        points = points + noise * jitter * palm[..., None, None]
+        points = points - points[..., WRIST : WRIST + 1, :]
+    return points * present.to(points.dtype)[..., None, None]

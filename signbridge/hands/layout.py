@@ -16,7 +16,8 @@ WRIST = 0
 FINGERTIPS = (4, 8, 12, 16, 20)
 # wrist -> four points of each finger (thumb, index, middle, ring, pinky); joint angles are taken at the middle three
 FINGER_CHAINS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
-INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 5, 9, 17
+INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP = 5, 9, 13, 17
+PALM_POINTS = (INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP)  # the four finger knuckles: their distance to the wrist is the palm size
 GEOMETRY_PER_HAND = 34  # 5 tip-wrist + 10 tip-tip distances, 15 joint angles, 3 palm normal, 1 openness
 GEOMETRY_FEATURES = NUM_HANDS * GEOMETRY_PER_HAND
 

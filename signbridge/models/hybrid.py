@@ -1,4 +1,4 @@
-"""The hybrid image + hand-landmark sign classifier (DESIGN.md, "Hybrid sign classifier")."""
+"""The hybrid image + hand-landmark sign classifier and its landmark-only counterpart."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import torch
 from torch import nn
 
 from ..hands.features import hand_geometry
-from ..hands.layout import GEOMETRY_FEATURES, NUM_COORDS, NUM_HANDS, NUM_POINTS
+from ..hands.layout import GEOMETRY_FEATURES
+from .landmarks import LandmarkEncoder, LandmarkEncoderKind
 
 Inputs = Literal["both", "image", "landmarks"]
+Fusion = Literal["cross_attention", "concat", "late"]
+# the classifiers of a two-branch model that can give its prediction (see HybridSignNet.output)
+OUTPUTS = ("fused", "image", "landmarks", "mean")
+GEOMETRY_DIM = 64
 
 
 class SpatialAttention(nn.Module):
@@ -23,34 +28,6 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(self.gate(x))
-
-
-class LandmarkEncoder(nn.Module):
-    """The seed's per-point MLP over the 42 points (dense 128 -> dropout 0.3 -> dense 256), one token per point.
-
-    A learned embedding per point slot is added so that the tokens know which joint of which hand they are (the seed
-    pooled them right away; attention needs the identity). Tokens of a missing hand are zero.
-    """
-
-    def __init__(self, hidden: int = 128, dim: int = 256, dropout: float = 0.3):
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(NUM_COORDS, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.ReLU()
-        )
-        self.point_embedding = nn.Parameter(torch.zeros(NUM_HANDS * NUM_POINTS, dim))
-        nn.init.trunc_normal_(self.point_embedding, std=0.02)
-
-    def forward(self, landmarks: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, 2, 21, 3)``, ``(B, 2)`` -> tokens ``(B, 42, dim)`` and their validity ``(B, 42)``."""
-        valid = present.bool().repeat_interleave(NUM_POINTS, dim=1)
-        tokens = self.mlp(landmarks.flatten(1, 2)) + self.point_embedding
-        return tokens * valid.unsqueeze(-1), valid
-
-
-def masked_mean(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over valid tokens; zeros where none is valid."""
-    weights = valid.unsqueeze(-1).to(tokens.dtype)
-    return (tokens * weights).sum(1) / weights.sum(1).clamp_min(1)
 
 
 class CrossAttentionFusion(nn.Module):
@@ -81,28 +58,150 @@ class CrossAttentionFusion(nn.Module):
         return self.image_norm(image_tokens + attended), self.hands_norm(hand_tokens + looked)
 
 
-class HybridSignNet(nn.Module):
-    """Image + hand-landmark classifier.
+def classifier_head(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
 
-    Image branch: timm backbone feature map -> spatial-attention gate -> one token per position, projected to
-    ``embed_dim``. Landmark branch: ``LandmarkEncoder`` tokens, pooled over present points -> dense ``embed_dim``.
-    Fusion: ``cross_attention`` (``CrossAttentionFusion``, then the pooled tokens of both are concatenated) or
-    ``concat`` (pooled branch outputs concatenated). Optional geometric hand features (68, computed from the landmarks
-    unless given) are embedded and concatenated too. Head: dense 512 -> dropout 0.5 -> dense 256 -> dropout 0.4 ->
-    classes.
+
+class LandmarkNet(nn.Module):
+    """Landmark-only classifier: ``LandmarkEncoder`` (hand normalisation + encoder) -> dropout -> linear.
+
+    It is also the hybrid's landmark branch, so a landmark-only model and the branch inside a hybrid are the same
+    network.
+
+    Args:
+        num_classes: number of classes.
+        encoder: ``mlp`` (whole-hand MLP) or ``attention`` (self-attention over the 42 points).
+        rotate_hands: normalise each hand's in-plane rotation.
+        use_geometry: add the 68 geometric hand features (distances, joint angles, palm normal, openness).
+        dim: feature width.
+        dropout: dropout before the classifier.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        encoder: LandmarkEncoderKind = "mlp",
+        rotate_hands: bool = False,
+        use_geometry: bool = False,
+        dim: int = 256,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        self.encoder = LandmarkEncoder(encoder, dim, rotate=rotate_hands)
+        self.geometry = (
+            nn.Sequential(nn.LayerNorm(GEOMETRY_FEATURES), nn.Linear(GEOMETRY_FEATURES, GEOMETRY_DIM), nn.GELU())
+            if use_geometry else None
+        )
+        self.num_features = dim + (GEOMETRY_DIM if use_geometry else 0)
+        self.head = classifier_head(self.num_features, num_classes, dropout)
+
+    def forward_features(
+        self,
+        landmarks: torch.Tensor,
+        present: torch.Tensor,
+        aspect: torch.Tensor | None = None,
+        geometry: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled feature ``(B, num_features)``, hand tokens ``(B, T, dim)`` and their validity ``(B, T)``."""
+        feature, tokens, valid = self.encoder(landmarks, present, aspect)
+        if self.geometry is not None:
+            geometry = hand_geometry(landmarks, present) if geometry is None else geometry
+            feature = torch.cat([feature, self.geometry(geometry.to(feature.dtype))], dim=1)
+        return feature, tokens, valid
+
+    def forward(
+        self,
+        landmarks: torch.Tensor,
+        present: torch.Tensor,
+        aspect: torch.Tensor | None = None,
+        geometry: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Class logits ``(B, num_classes)``."""
+        return self.head(self.forward_features(landmarks, present, aspect, geometry)[0])
+
+
+class ImageNet(nn.Module):
+    """The image branch: timm backbone feature map -> spatial-attention gate -> one token per position, projected
+    to ``dim`` -> mean-pooled feature -> dropout -> linear classifier.
 
     Args:
         num_classes: number of classes.
         backbone: timm model name.
         pretrained: load the backbone's pretrained weights (from ``weights_path`` when given, else timm's source).
         weights_path: local file of backbone weights (safetensors or a PyTorch state dict).
-        inputs: which inputs the model uses; the unused branch is not built.
-        fusion: how the two branches are combined when both are used.
         spatial_attention: gate the backbone feature map.
-        use_geometry: add the geometric hand features as a third input.
-        embed_dim: token and pooled-feature width.
+        dim: token width.
+        drop_path_rate: stochastic depth of the backbone.
+        dropout: dropout before the classifier.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "tf_efficientnetv2_s",
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        spatial_attention: bool = True,
+        dim: int = 256,
+        drop_path_rate: float = 0.0,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        overlay = {"file": weights_path} if weights_path else None
+        self.backbone = timm.create_model(
+            backbone, pretrained=pretrained or bool(weights_path), pretrained_cfg_overlay=overlay,
+            num_classes=0, global_pool="", drop_path_rate=drop_path_rate,
+        )
+        channels = self.backbone.num_features
+        self.attention = SpatialAttention(channels) if spatial_attention else nn.Identity()
+        self.proj = nn.Linear(channels, dim)
+        self.num_features = dim
+        self.head = classifier_head(dim, num_classes, dropout)
+
+    def forward_tokens(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` normalised image -> tokens ``(B, positions, dim)``."""
+        feature_map = self.attention(self.backbone.forward_features(image))
+        return self.proj(feature_map.flatten(2).transpose(1, 2))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, num_classes)``."""
+        return self.head(self.forward_tokens(image).mean(1))
+
+
+class HybridSignNet(nn.Module):
+    """Image + hand-landmark classifier: an ``ImageNet`` branch and a ``LandmarkNet`` branch, fused.
+
+    Each branch keeps its own classifier, trained with its own loss (``forward_branches`` gives all logits), so
+    neither branch can lean on the other and a weak branch cannot starve a strong one. The fusion head (``fused``):
+
+    - ``concat``: the pooled branch features, concatenated, through dense 512 -> dropout 0.5 -> dense 256 ->
+      dropout 0.4 -> classes.
+    - ``cross_attention``: the image tokens and hand tokens first attend to each other (``CrossAttentionFusion``),
+      then the same head.
+    - ``late``: no fusion head.
+
+    Which classifier gives the prediction is ``output``: ``fused``, ``image``, ``landmarks`` or ``mean`` (the mean of
+    the others' log-probabilities). It is a buffer, saved in checkpoints; ``HybridSignClassifier`` sets it to the one
+    with the lowest validation loss, so the model is never worse on validation than its best branch.
+
+    With ``modality_dropout`` p, during training each sample's image feature or landmark feature is zeroed with
+    probability p each (never both) before the fusion head, so the fused classifier works from either branch alone.
+
+    Args:
+        num_classes: number of classes.
+        backbone: timm model name of the image branch.
+        pretrained: load the backbone's pretrained weights (timm's source, or ``weights_path``).
+        weights_path: local file of backbone weights (nothing is downloaded).
+        inputs: ``both``, or one branch alone (its own classifier is then the prediction).
+        fusion: ``cross_attention``, ``concat`` or ``late``.
+        landmark_encoder: ``mlp`` or ``attention`` (see ``LandmarkEncoder``).
+        rotate_hands: normalise each hand's in-plane rotation.
+        spatial_attention: gate the backbone feature map.
+        use_geometry: geometric hand features in the landmark branch.
+        embed_dim: token and pooled-feature width of both branches.
         num_heads: attention heads (key dim = embed_dim / num_heads).
         drop_path_rate: stochastic depth of the backbone.
+        modality_dropout: see above.
     """
 
     def __init__(
@@ -112,105 +211,126 @@ class HybridSignNet(nn.Module):
         pretrained: bool = False,
         weights_path: str | None = None,
         inputs: Inputs = "both",
-        fusion: Literal["cross_attention", "concat"] = "cross_attention",
+        fusion: Fusion = "cross_attention",
+        landmark_encoder: LandmarkEncoderKind = "mlp",
+        rotate_hands: bool = False,
         spatial_attention: bool = True,
         use_geometry: bool = False,
         embed_dim: int = 256,
         num_heads: int = 4,
         drop_path_rate: float = 0.0,
+        modality_dropout: float = 0.0,
     ):
         super().__init__()
         self.inputs = inputs
         self.fusion_mode = fusion
-        self.use_geometry = use_geometry
-        # progressive training switches a branch off for a stage; it then contributes zeros to the head
+        self.modality_dropout = modality_dropout
+        self.register_buffer("output_index", torch.tensor(0 if inputs == "both" and fusion != "late" else 3))
+        # progressive training switches a branch off for a stage; it then contributes zeros to the fusion head
         self.active_inputs: Inputs = inputs
-        self.embed_dim = embed_dim
-        head_in = 0
-        self.backbone = self.attention = self.image_proj = None
+        self.image = self.landmarks = self.fusion = self.head = None
         if inputs in ("both", "image"):
-            overlay = {"file": weights_path} if weights_path else None
-            self.backbone = timm.create_model(
-                backbone, pretrained=pretrained or bool(weights_path), pretrained_cfg_overlay=overlay,
-                num_classes=0, global_pool="", drop_path_rate=drop_path_rate,
-            )
-            channels = self.backbone.num_features
-            self.attention = SpatialAttention(channels) if spatial_attention else nn.Identity()
-            self.image_proj = nn.Linear(channels, embed_dim)
-            head_in += embed_dim
-        self.landmark_encoder = self.landmark_pool = self.geometry = None
+            self.image = ImageNet(num_classes, backbone, pretrained, weights_path, spatial_attention, embed_dim,
+                                  drop_path_rate)
         if inputs in ("both", "landmarks"):
-            self.landmark_encoder = LandmarkEncoder(dim=embed_dim)
-            self.landmark_pool = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.ReLU())
-            head_in += embed_dim
-            if use_geometry:
-                self.geometry = nn.Sequential(nn.LayerNorm(GEOMETRY_FEATURES), nn.Linear(GEOMETRY_FEATURES, 64), nn.ReLU())
-                head_in += 64
-        self.fusion = (
-            CrossAttentionFusion(embed_dim, num_heads) if inputs == "both" and fusion == "cross_attention" else None
-        )
-        self.head = nn.Sequential(
-            nn.Linear(head_in, 512), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.4),
-            nn.Linear(256, num_classes),
-        )
-        self.num_features = head_in
+            self.landmarks = LandmarkNet(num_classes, landmark_encoder, rotate_hands, use_geometry, embed_dim)
+        if inputs == "both" and fusion != "late":
+            if fusion == "cross_attention":
+                self.fusion = CrossAttentionFusion(embed_dim, num_heads)
+            head_in = self.image.num_features + self.landmarks.num_features
+            self.head = nn.Sequential(
+                nn.Linear(head_in, 512), nn.ReLU(), nn.Dropout(0.5),
+                nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.4),
+                nn.Linear(256, num_classes),
+            )
+
+    @property
+    def output(self) -> str:
+        """The classifier that gives the prediction (``fused``, ``image``, ``landmarks`` or ``mean``)."""
+        return OUTPUTS[int(self.output_index)] if self.inputs == "both" else self.inputs
+
+    @output.setter
+    def output(self, name: str) -> None:
+        if self.inputs != "both" or name not in self.outputs():
+            raise ValueError(f"output must be one of {self.outputs()}, got '{name}'")
+        self.output_index.fill_(OUTPUTS.index(name))
+
+    def outputs(self) -> tuple[str, ...]:
+        """The classifiers this model has."""
+        if self.inputs != "both":
+            return (self.inputs,)
+        return OUTPUTS if self.head is not None else ("image", "landmarks", "mean")
 
     def parameter_groups(self) -> dict[str, list[nn.Module]]:
         """Modules by role, for progressive training: ``image``, ``landmarks``, ``fusion``, ``head``."""
-        groups = {
-            "image": [self.backbone, self.attention, self.image_proj],
-            "landmarks": [self.landmark_encoder, self.landmark_pool, self.geometry],
-            "fusion": [self.fusion],
-            "head": [self.head],
-        }
+        groups = {"image": [self.image], "landmarks": [self.landmarks], "fusion": [self.fusion], "head": [self.head]}
         return {name: [m for m in modules if m is not None] for name, modules in groups.items()}
 
-    def forward_features(
+    def forward_branches(
         self,
         image: torch.Tensor | None,
         landmarks: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
+        aspect: torch.Tensor | None = None,
         geometry: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Pooled, fused features ``(B, num_features)`` (the head's input)."""
-        use_image = self.backbone is not None and self.active_inputs != "landmarks"
-        use_hands = self.landmark_encoder is not None and self.active_inputs != "image"
-        batch = (image if image is not None else landmarks).shape[0]
+    ) -> dict[str, torch.Tensor]:
+        """Logits ``(B, num_classes)`` of every classifier (``fused``, ``image``, ``landmarks``, ``mean``, as far as
+        the model and its active inputs have them) and of the prediction (``logits``, one of them: ``output``)."""
+        use_image = self.image is not None and self.active_inputs != "landmarks"
+        use_hands = self.landmarks is not None and self.active_inputs != "image"
+        out: dict[str, torch.Tensor] = {}
         if use_image:
-            feature_map = self.attention(self.backbone.forward_features(image))
-            image_tokens = self.image_proj(feature_map.flatten(2).transpose(1, 2))
+            image_tokens = self.image.forward_tokens(image)
+            out["image"] = self.image.head(image_tokens.mean(1))
         if use_hands:
-            hand_tokens, hand_valid = self.landmark_encoder(landmarks, present)
-            if use_image and self.fusion is not None:
-                image_tokens, hand_tokens = self.fusion(image_tokens, hand_tokens, hand_valid)
-        parts = []
-        if self.backbone is not None:
-            parts.append(image_tokens.mean(1) if use_image else self._zeros(batch, self.embed_dim))
-        if self.landmark_encoder is not None:
-            parts.append(self.landmark_pool(masked_mean(hand_tokens, hand_valid)) if use_hands
-                         else self._zeros(batch, self.embed_dim))
-            if self.geometry is not None:
-                if use_hands:
-                    geometry = hand_geometry(landmarks, present) if geometry is None else geometry
-                    parts.append(self.geometry(geometry.to(parts[-1].dtype)))
-                else:
-                    parts.append(self._zeros(batch, 64))
-        return torch.cat([p.to(parts[0].dtype) for p in parts], dim=1)
+            hand_feature, hand_tokens, hand_valid = self.landmarks.forward_features(landmarks, present, aspect, geometry)
+            out["landmarks"] = self.landmarks.head(hand_feature)
+        if self.inputs != "both":
+            out["logits"] = out[self.inputs]
+            return out
+        if self.head is not None:
+            out["fused"] = self._fuse(image_tokens if use_image else None, hand_feature if use_hands else None,
+                                      hand_tokens if use_hands else None, hand_valid if use_hands else None)
+        members = [out[name].float().log_softmax(-1) for name in ("fused", "image", "landmarks") if name in out]
+        out["mean"] = torch.stack(members).mean(0)
+        # a branch switched off (progressive training) falls back to the mean of what is there
+        out["logits"] = out.get(self.output, out["mean"])
+        return out
 
-    def _zeros(self, batch: int, width: int) -> torch.Tensor:
+    def _fuse(
+        self,
+        image_tokens: torch.Tensor | None,
+        hand_feature: torch.Tensor | None,
+        hand_tokens: torch.Tensor | None,
+        hand_valid: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The fusion head's logits; a missing branch (switched off) contributes zeros."""
         weight = self.head[0].weight
-        return weight.new_zeros(batch, width)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+        batch = (image_tokens if image_tokens is not None else hand_feature).shape[0]
+        if image_tokens is not None and hand_feature is not None and self.fusion is not None:
+            image_tokens, hand_tokens = self.fusion(image_tokens, hand_tokens, hand_valid)
+            width = hand_tokens.shape[-1]
+            weights = hand_valid.unsqueeze(-1).to(hand_tokens.dtype)
+            fused_hands = (hand_tokens * weights).sum(1) / weights.sum(1).clamp_min(1)
+            hand_feature = torch.cat([fused_hands.to(hand_feature.dtype), hand_feature[:, width:]], dim=1)
+        image_feature = (image_tokens.mean(1) if image_tokens is not None
+                         else weight.new_zeros(batch, self.image.num_features))
+        if hand_feature is None:
+            hand_feature = weight.new_zeros(batch, self.landmarks.num_features)
+        if self.training and self.modality_dropout > 0 and image_tokens is not None and hand_tokens is not None:
+            draw = torch.rand(batch, device=weight.device)
+            keep_image = (draw >= self.modality_dropout).to(image_feature.dtype)[:, None]
+            keep_hands = (draw < 1 - self.modality_dropout).to(hand_feature.dtype)[:, None]
+            image_feature, hand_feature = image_feature * keep_image, hand_feature * keep_hands
+        return self.head(torch.cat([image_feature, hand_feature.to(image_feature.dtype)], dim=1))
 
     def forward(
         self,
         image: torch.Tensor | None,
         landmarks: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
+        aspect: torch.Tensor | None = None,
         geometry: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Class logits ``(B, num_classes)``."""
-        return self.forward_head(self.forward_features(image, landmarks, present, geometry))
+        """Class logits ``(B, num_classes)`` of the final prediction."""
+        return self.forward_branches(image, landmarks, present, aspect, geometry)["logits"]

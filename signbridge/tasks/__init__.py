@@ -2,9 +2,10 @@
 
 from .atk import ATKClassifier
 from .classification import ClassificationTask
-from .hybrid import HybridSignClassifier
+from .hybrid import HybridSignClassifier, LandmarkClassifier
 from .recognizer import FrozenRecognizer, TextRecognizer
 from .restoration import RestorationGAN
 
-__all__ = ["ATKClassifier", "ClassificationTask", "FrozenRecognizer", "HybridSignClassifier", "RestorationGAN",
+__all__ = ["ATKClassifier", "ClassificationTask", "FrozenRecognizer", "HybridSignClassifier", "LandmarkClassifier",
+           "RestorationGAN",
            "TextRecognizer"]

@@ -13,7 +13,7 @@ class ATKClassifier(ClassificationTask):
     """``ATKCNN`` trained as a classifier on batches of ``ImageFolderDataModule``.
 
     Args:
-        num_classes: number of classes.
+        num_classes: number of classes (default: the datamodule's).
         filters1: first convolution's channels (searched over 32, 64, 96, 128 in the seed).
         filters2: second convolution's channels (same choices).
         units: hidden dense width (32..256 in steps of 32).
@@ -24,7 +24,7 @@ class ATKClassifier(ClassificationTask):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None = None,
         filters1: int = 32,
         filters2: int = 64,
         units: int = 128,

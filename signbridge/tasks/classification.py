@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import lightning as L
@@ -11,7 +12,16 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from ..errors import InputError
 from ..metrics import StreamingClassificationMetrics
+
+
+def check_class_count(num_classes: int | None, classes: list) -> None:
+    """A one-line error when a given ``num_classes`` disagrees with the data's classes."""
+    if num_classes is not None and num_classes != len(classes):
+        shown = ", ".join(map(str, classes[:12])) + (", ..." if len(classes) > 12 else "")
+        raise InputError(f"the model has num_classes={num_classes} but the data has {len(classes)} classes "
+                         f"({shown}): leave num_classes out to take it from the data")
 
 
 class ClassificationTask(L.LightningModule):
@@ -21,15 +31,22 @@ class ClassificationTask(L.LightningModule):
     Logged per stage: ``{stage}_loss``, ``{stage}_acc``, ``{stage}_top5``, ``{stage}_f1_macro``, plus a confusion
     matrix figure in TensorBoard for validation and test.
 
+    The number of classes comes from the datamodule: with ``num_classes`` left out, the model is built in
+    ``setup`` once the data's classes are known, and the number is saved with the hyperparameters, so a checkpoint
+    rebuilds the same model.
+
     Args:
-        num_classes: number of classes; must match the datamodule.
+        num_classes: number of classes; default: the datamodule's. A given value must match the data.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         label_smoothing: cross-entropy label smoothing.
         class_weights: ``none``, ``balanced`` (from the datamodule's training split) or one weight per class.
-        lr_factor: ReduceLROnPlateau factor (on ``val_loss``).
+        lr_schedule: ``plateau``: ReduceLROnPlateau on ``val_loss``; ``cosine``: linear warm-up for
+            ``warmup_epochs``, then cosine decay to ``min_lr`` at the end of ``max_epochs`` (stepped every batch).
+        lr_factor: ReduceLROnPlateau factor.
         lr_patience: ReduceLROnPlateau patience in epochs.
-        min_lr: ReduceLROnPlateau floor.
+        min_lr: the lowest learning rate of either schedule.
+        warmup_epochs: linear warm-up of the cosine schedule.
         channels_last: run the model in channels-last memory format (faster convolutions on GPUs).
         compile: ``torch.compile`` the model.
     """
@@ -39,25 +56,32 @@ class ClassificationTask(L.LightningModule):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         label_smoothing: float = 0.0,
         class_weights: Literal["none", "balanced"] | list[float] = "none",
+        lr_schedule: Literal["plateau", "cosine"] = "plateau",
         lr_factor: float = 0.5,
         lr_patience: int = 7,
         min_lr: float = 1e-7,
+        warmup_epochs: int = 0,
         channels_last: bool = False,
         compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.model = self.build_model()
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.class_names: list[str] | None = None
         # filled in setup(); not saved, since "balanced" weights depend on the data the task is trained on
         self.register_buffer("loss_weight", None, persistent=False)
+        self.model: nn.Module | None = None
+        if num_classes is not None:
+            self._build()
+
+    def _build(self) -> None:
+        self.model = self.build_model()
+        if self.hparams.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.build_metrics()
 
     def build_model(self) -> nn.Module:
@@ -87,12 +111,14 @@ class ClassificationTask(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         classes = getattr(datamodule, "classes", None)
         if classes is not None:
-            if len(classes) != self.hparams.num_classes:
-                raise ValueError(
-                    f"the model has num_classes={self.hparams.num_classes} but the data has {len(classes)} classes "
-                    f"({', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''})"
-                )
+            check_class_count(self.hparams.num_classes, classes)
             self.class_names = list(classes)
+            if self.model is None:
+                self.hparams.num_classes = len(classes)
+                self._build()
+        if self.model is None:
+            raise InputError("num_classes is not set and the datamodule has no classes to take it from: "
+                             "set --model.init_args.num_classes")
         weights = self.hparams.class_weights
         if stage == "fit" and weights != "none":
             if weights == "balanced":
@@ -113,12 +139,15 @@ class ClassificationTask(L.LightningModule):
     def forward(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
-    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch)
-        loss = F.cross_entropy(
-            logits.float(), batch["label"], weight=self.loss_weight, label_smoothing=self.hparams.label_smoothing
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.float(), labels, weight=self.loss_weight, label_smoothing=self.hparams.label_smoothing
         )
-        return loss, logits
+
+    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss and prediction logits of one batch."""
+        logits = self(batch)
+        return self.classification_loss(logits, batch["label"]), logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logits = self.model_step(batch)
@@ -134,7 +163,8 @@ class ClassificationTask(L.LightningModule):
             self.train_metrics.reset()
 
     def _eval_step(self, batch: dict, stage: str) -> None:
-        loss, logits = self.model_step(batch)
+        logits = self(batch)
+        loss = self.classification_loss(logits, batch["label"])
         size = len(batch["label"])
         metrics, confusion = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_confusion")
         metrics(logits, batch["label"])
@@ -203,8 +233,24 @@ class ClassificationTask(L.LightningModule):
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
             fused=self.device.type == "cuda" and not self._has_grad_scaler(),
         )
+        h = self.hparams
+        if h.lr_schedule == "cosine":
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._cosine(optimizer), "interval": "step"}}
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=self.hparams.lr_factor, patience=self.hparams.lr_patience,
-            min_lr=self.hparams.min_lr,
+            optimizer, mode="min", factor=h.lr_factor, patience=h.lr_patience, min_lr=h.min_lr,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+
+    def _cosine(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = min(total - 1, round(total * self.hparams.warmup_epochs / epochs))
+        floor = self.hparams.min_lr / self.hparams.lr
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,43 +1,59 @@
-"""LightningModule of the hybrid sign classifier."""
+"""LightningModules of the hybrid sign classifier and of the landmark-only classifier."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
-from ..models.hybrid import HybridSignNet, Inputs
+from ..models.hybrid import OUTPUTS, Fusion, HybridSignNet, Inputs, LandmarkNet
+from ..models.landmarks import LandmarkEncoderKind
 from .classification import ClassificationTask
-
 
 class HybridSignClassifier(ClassificationTask):
     """``HybridSignNet`` trained as a classifier on batches of ``SignDataModule``.
 
+    With both inputs the training loss is the fusion head's cross-entropy plus ``auxiliary_loss_weight`` times each
+    branch classifier's. Every validation scores each classifier of the model (``fused``, ``image``,
+    ``landmarks``, ``mean``): their losses and accuracies are logged as ``val_{name}_loss`` and ``val_{name}_acc``,
+    and with ``select_output`` the one with the lowest validation loss becomes the model's prediction
+    (``HybridSignNet.output``, saved in checkpoints). ``val_loss``, ``val_acc``, ``val_top5`` and ``val_f1_macro``
+    are those of the chosen classifier, so the model is never worse on validation than its best branch.
+
     Args:
-        num_classes: number of classes.
+        num_classes: number of classes (default: the datamodule's).
         backbone: timm image backbone (``test_efficientnet`` is a tiny one for tests).
-        pretrained: load pretrained backbone weights.
+        pretrained: start from the backbone's pretrained weights (downloaded by timm, or ``weights_path``).
         weights_path: local backbone weights file (nothing is downloaded when given).
         inputs: ``both``, ``image`` or ``landmarks`` (ablation).
-        fusion: ``cross_attention`` or ``concat`` (ablation).
+        fusion: ``concat``, ``cross_attention`` or ``late`` (see ``HybridSignNet``).
+        landmark_encoder: ``mlp`` or ``attention`` (see ``LandmarkEncoder``).
+        rotate_hands: normalise each hand's in-plane rotation.
         spatial_attention: spatial-attention gate on the backbone features (ablation).
-        use_geometry: geometric hand features as a third input (ablation).
+        use_geometry: geometric hand features in the landmark branch (ablation).
         drop_path_rate: stochastic depth of the backbone.
+        modality_dropout: probability of hiding each branch from the fusion head per training sample.
+        auxiliary_loss_weight: weight of each branch classifier's loss.
+        select_output: let the validation loss choose the classifier that predicts (else the fusion head).
         **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
     """
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None = None,
         backbone: str = "tf_efficientnetv2_s",
         pretrained: bool = False,
         weights_path: str | None = None,
         inputs: Inputs = "both",
-        fusion: Literal["cross_attention", "concat"] = "cross_attention",
+        fusion: Fusion = "concat",
+        landmark_encoder: LandmarkEncoderKind = "mlp",
+        rotate_hands: bool = False,
         spatial_attention: bool = True,
         use_geometry: bool = False,
         drop_path_rate: float = 0.0,
+        modality_dropout: float = 0.2,
+        auxiliary_loss_weight: float = 1.0,
+        select_output: bool = True,
         **kwargs,
     ):
         super().__init__(num_classes=num_classes, **kwargs)
@@ -46,12 +62,109 @@ class HybridSignClassifier(ClassificationTask):
         h = self.hparams
         return HybridSignNet(
             h.num_classes, backbone=h.backbone, pretrained=h.pretrained, weights_path=h.weights_path,
-            inputs=h.inputs, fusion=h.fusion, spatial_attention=h.spatial_attention, use_geometry=h.use_geometry,
-            drop_path_rate=h.drop_path_rate,
+            inputs=h.inputs, fusion=h.fusion, landmark_encoder=h.landmark_encoder, rotate_hands=h.rotate_hands,
+            spatial_attention=h.spatial_attention, use_geometry=h.use_geometry, drop_path_rate=h.drop_path_rate,
+            modality_dropout=h.modality_dropout,
         )
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        image = batch["image"]
-        if self.hparams.channels_last:
+    @property
+    def _scores_outputs(self) -> bool:
+        return self.hparams.inputs == "both"
+
+    def build_metrics(self) -> None:
+        super().build_metrics()
+        if self._scores_outputs:
+            names = self.model.outputs()
+            self.val_outputs = nn.ModuleDict({name: self.val_metrics.clone() for name in names})
+            self.val_output_loss = nn.ModuleDict({name: MeanMetric() for name in names})
+
+    def forward_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The logits of every classifier of the model and of its prediction (``logits``)."""
+        image = batch.get("image")
+        if image is not None and self.hparams.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return self.model(image, batch["landmarks"], batch["present"])
+        return self.model.forward_branches(image, batch["landmarks"], batch["present"], batch.get("aspect"))
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.forward_outputs(batch)["logits"]
+
+    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.forward_outputs(batch)
+        labels = batch["label"]
+        if not self._scores_outputs:
+            return self.classification_loss(outputs["logits"], labels), outputs["logits"]
+        branch_weight = self.hparams.auxiliary_loss_weight if "fused" in outputs else 1.0
+        loss = sum(
+            (1.0 if name == "fused" else branch_weight) * self.classification_loss(outputs[name], labels)
+            for name in ("fused", "image", "landmarks") if name in outputs
+        )
+        return loss, outputs["logits"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if not self._scores_outputs:
+            return super().validation_step(batch, batch_idx)
+        outputs = self.forward_outputs(batch)
+        labels = batch["label"]
+        for name in self.val_outputs:
+            if name in outputs:
+                self.val_outputs[name].update(outputs[name], labels)
+                self.val_output_loss[name].update(self.classification_loss(outputs[name], labels), len(labels))
+        self.val_confusion.update(outputs["logits"], labels)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._scores_outputs:
+            self._choose_output()
+        super().on_validation_epoch_end()
+
+    def _choose_output(self) -> None:
+        # every rank computes the same synchronised values, so every rank makes the same choice
+        scored = [name for name in self.val_outputs if self.val_output_loss[name].update_count]
+        losses = {name: self.val_output_loss[name].compute() for name in scored}
+        values = {name: self.val_outputs[name].compute() for name in scored}
+        for metric in (*self.val_outputs.values(), *self.val_output_loss.values()):
+            metric.reset()
+        if not losses:
+            return
+        for name in scored:
+            self.log(f"val_{name}_loss", losses[name])
+            self.log(f"val_{name}_acc", values[name]["val_acc"])
+        chosen = self.model.output if self.model.output in losses else min(losses, key=lambda n: losses[n].item())
+        if self.hparams.select_output:
+            chosen = min(losses, key=lambda n: losses[n].item())
+            if not self.trainer.sanity_checking:
+                self.model.output = chosen
+        self.log("val_loss", losses[chosen], prog_bar=True)
+        self.log_dict(values[chosen], prog_bar=True)
+        self.log("val_output", float(OUTPUTS.index(chosen)))
+
+
+class LandmarkClassifier(ClassificationTask):
+    """``LandmarkNet`` trained on the hand landmarks alone (``LandmarkDataModule``): no image is decoded, so it
+    trains in seconds on a CPU. Its network is the hybrid's landmark branch.
+
+    Args:
+        num_classes: number of classes (default: the datamodule's).
+        encoder: ``mlp`` (whole-hand MLP) or ``attention`` (self-attention over the points).
+        rotate_hands: normalise each hand's in-plane rotation.
+        use_geometry: add the 68 geometric hand features.
+        dropout: dropout before the classifier.
+        **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
+    """
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        encoder: LandmarkEncoderKind = "mlp",
+        rotate_hands: bool = False,
+        use_geometry: bool = False,
+        dropout: float = 0.3,
+        **kwargs,
+    ):
+        super().__init__(num_classes=num_classes, **kwargs)
+
+    def build_model(self) -> nn.Module:
+        h = self.hparams
+        return LandmarkNet(h.num_classes, h.encoder, h.rotate_hands, h.use_geometry, dropout=h.dropout)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.model(batch["landmarks"], batch["present"], batch.get("aspect"))

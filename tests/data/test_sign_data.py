@@ -47,7 +47,7 @@ def test_rotation_and_zoom_move_landmarks_with_the_pixels(angle, scale):
     image = _dots(size, [wrist, tip])
     landmarks = torch.zeros(2, 21, 3)
     landmarks[0, 8] = torch.tensor([(tip[0] - wrist[0]) / size, (tip[1] - wrist[1]) / size, 0.01])
-    augment = HandAugment(flip_prob=0, max_rotation_degrees=0, zoom=0, contrast=0, brightness=0)
+    augment = HandAugment(flip_prob=0, max_rotation_degrees=0, zoom=0, contrast=0, brightness=0, landmark_stretch=0)
     from torchvision.transforms.v2 import functional as F
 
     moved = F.affine(image, angle=angle, translate=[0, 0], scale=scale, shear=[0.0, 0.0])
@@ -66,7 +66,7 @@ def test_flip_augmentation_mirrors_pixels_and_swaps_hands():
     image = _dots(65, [(10, 32), (30, 40)])
     landmarks = torch.randn(2, 21, 3)
     present = torch.tensor([True, False])
-    augment = HandAugment(flip_prob=1.0, max_rotation_degrees=0, zoom=0, contrast=0, brightness=0)
+    augment = HandAugment(flip_prob=1.0, max_rotation_degrees=0, zoom=0, contrast=0, brightness=0, landmark_stretch=0)
     flipped, flipped_landmarks, flipped_present = augment(image, landmarks, present)
     assert torch.equal(flipped, image.flip(-1))
     assert flipped_present.tolist() == [False, True]
@@ -117,3 +117,30 @@ def test_unknown_backbone_is_a_clear_error(tmp_path):
     datamodule = SignDataModule(str(tmp_path), backbone="no_such_net")  # cheap: no file or registry access yet
     with pytest.raises(InputError, match="unknown timm backbone 'no_such_net'"):
         datamodule.image_config
+
+
+def test_kfold_test_parts_are_disjoint_cover_the_data_and_leave_train_and_val_apart():
+    from signbridge.data.splits import kfold_split, limit_per_class
+
+    labels = np.repeat(np.arange(4), [30, 25, 12, 7])
+    tests = []
+    for fold in range(5):
+        train, val, test = kfold_split(labels, 5, fold, val_fraction=0.1, seed=3)
+        assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+        assert len(train) + len(val) + len(test) == len(labels)
+        assert set(np.unique(labels[test])) == {0, 1, 2, 3}  # stratified: every class in every fold
+        tests.append(test)
+    assert sorted(np.concatenate(tests).tolist()) == list(range(len(labels)))
+    with pytest.raises(ValueError, match="fold must be in 0..4"):
+        kfold_split(labels, 5, 5, 0.1, 3)
+    train = kfold_split(labels, 5, 0, 0.1, 3)[0]
+    few = limit_per_class(train, labels, 3, seed=0)
+    assert set(few) <= set(train) and np.bincount(labels[few]).tolist() == [3, 3, 3, 3]
+
+
+def test_augmentation_without_an_image_moves_only_the_landmarks():
+    augment = HandAugment(max_rotation_degrees=20, landmark_stretch=0.1)
+    landmarks = torch.zeros(2, 21, 3)
+    landmarks[0, 8] = torch.tensor([0.1, -0.3, 0.01])
+    image, moved, present = augment(None, landmarks, torch.tensor([True, False]))
+    assert image is None and not torch.equal(moved, landmarks) and torch.count_nonzero(moved[1]) == 0

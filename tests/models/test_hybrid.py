@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from signbridge.models import HybridSignNet
+from signbridge.models import HybridSignNet, LandmarkNet
 
 
 def _inputs(batch=4, size=32):
@@ -12,15 +12,19 @@ def _inputs(batch=4, size=32):
 
 
 @pytest.mark.parametrize("options", [
-    {}, {"fusion": "concat"}, {"spatial_attention": False}, {"use_geometry": True},
+    {}, {"fusion": "cross_attention"}, {"fusion": "late"}, {"spatial_attention": False}, {"use_geometry": True},
+    {"landmark_encoder": "attention"}, {"landmark_encoder": "attention", "fusion": "cross_attention"},
+    {"rotate_hands": True}, {"modality_dropout": 0.5},
     {"inputs": "image"}, {"inputs": "landmarks"}, {"inputs": "landmarks", "use_geometry": True},
 ])
 def test_every_ablation_gives_finite_logits_and_gradients(options):
     model = HybridSignNet(5, backbone="test_efficientnet", **options)
     image, landmarks, present = _inputs()
-    logits = model(image, landmarks, present)
-    assert logits.shape == (4, 5) and torch.isfinite(logits).all()
-    logits.sum().backward()
+    outputs = model.forward_branches(image, landmarks, present, aspect=torch.tensor([1.0, 0.75, 1.33, 1.0]))
+    assert set(outputs) == {"logits", *model.outputs()}
+    for logits in outputs.values():
+        assert logits.shape == (4, 5) and torch.isfinite(logits).all()
+    sum(outputs[name].sum() for name in model.outputs()).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     built = {name for name, modules in model.parameter_groups().items() if modules}
@@ -29,32 +33,53 @@ def test_every_ablation_gives_finite_logits_and_gradients(options):
 
 
 def test_parameter_groups_cover_every_parameter_once():
-    model = HybridSignNet(3, backbone="test_efficientnet", use_geometry=True)
+    model = HybridSignNet(3, backbone="test_efficientnet", fusion="cross_attention", use_geometry=True)
     grouped = [p for modules in model.parameter_groups().values() for m in modules for p in m.parameters()]
     assert len(grouped) == len(list(model.parameters()))
     assert {id(p) for p in grouped} == {id(p) for p in model.parameters()}
 
 
-def test_missing_hands_do_not_change_the_image_path_and_never_give_nan():
-    model = HybridSignNet(4, backbone="test_efficientnet").eval()
+@pytest.mark.parametrize("fusion", ["concat", "cross_attention", "late"])
+def test_missing_hands_never_give_nan_and_their_landmark_values_are_ignored(fusion):
+    model = HybridSignNet(4, backbone="test_efficientnet", fusion=fusion).eval()
     image, landmarks, _ = _inputs()
     nobody = torch.zeros(4, 2, dtype=torch.bool)
-    logits = model(image, torch.zeros_like(landmarks), nobody)
-    assert torch.isfinite(logits).all()
-    # with no hands the landmarks' values are ignored entirely
-    assert torch.allclose(logits, model(image, torch.randn_like(landmarks), nobody))
+    for name in model.outputs():
+        model.output = name
+        logits = model(image, torch.zeros_like(landmarks), nobody)
+        assert torch.isfinite(logits).all()
+        assert torch.allclose(logits, model(image, torch.randn_like(landmarks), nobody), atol=1e-6)
 
 
-def test_switching_off_a_branch_zeroes_its_features():
+def test_the_output_chooses_the_classifier_and_is_saved_with_the_weights():
+    model = HybridSignNet(4, backbone="test_efficientnet").eval()
+    image, landmarks, present = _inputs()
+    outputs = model.forward_branches(image, landmarks, present)
+    assert model.output == "fused" and torch.equal(outputs["logits"], outputs["fused"])
+    model.output = "landmarks"
+    assert torch.equal(model(image, landmarks, present), outputs["landmarks"])
+    mean = torch.stack([outputs[n].log_softmax(-1) for n in ("fused", "image", "landmarks")]).mean(0)
+    model.output = "mean"
+    assert torch.allclose(model(image, landmarks, present), mean, atol=1e-6)
+    model.output = "image"
+    copy = HybridSignNet(4, backbone="test_efficientnet")
+    copy.load_state_dict(model.state_dict())
+    assert copy.output == "image"
+    with pytest.raises(ValueError, match="output must be one of"):
+        model.output = "nonsense"
+    with pytest.raises(ValueError, match="output must be one of"):
+        HybridSignNet(4, backbone="test_efficientnet", fusion="late").output = "fused"
+
+
+def test_switching_off_a_branch_leaves_the_other_classifiers_working():
     model = HybridSignNet(4, backbone="test_efficientnet").eval()
     image, landmarks, present = _inputs()
     model.active_inputs = "image"
-    features = model.forward_features(image, landmarks, present)
-    assert torch.count_nonzero(features[:, model.embed_dim:]) == 0
-    assert torch.count_nonzero(features[:, :model.embed_dim]) > 0
+    outputs = model.forward_branches(image, landmarks, present)
+    assert "landmarks" not in outputs and {"image", "fused", "logits"} <= set(outputs)
     model.active_inputs = "landmarks"
-    features = model.forward_features(image, landmarks, present)
-    assert torch.count_nonzero(features[:, :model.embed_dim]) == 0
+    outputs = model.forward_branches(image, landmarks, present)
+    assert "image" not in outputs and {"landmarks", "fused", "logits"} <= set(outputs)
 
 
 def test_geometry_can_be_given_or_computed():
@@ -67,6 +92,15 @@ def test_geometry_can_be_given_or_computed():
     assert torch.allclose(computed, given)
 
 
+def test_the_landmark_branch_is_a_landmark_net():
+    hybrid = HybridSignNet(4, backbone="test_efficientnet").eval()
+    alone = LandmarkNet(4).eval()
+    alone.load_state_dict(hybrid.landmarks.state_dict())
+    _, landmarks, present = _inputs()
+    hybrid.active_inputs = "landmarks"  # no image needed
+    assert torch.equal(alone(landmarks, present), hybrid.forward_branches(None, landmarks, present)["landmarks"])
+
+
 def test_backbone_weights_from_a_local_file(tmp_path):
     import timm
     from safetensors.torch import save_file
@@ -76,8 +110,11 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     path = tmp_path / "backbone.safetensors"
     save_file(source.state_dict(), str(path))
     model = HybridSignNet(4, backbone="test_efficientnet", weights_path=str(path))
-    loaded = model.backbone.state_dict()
+    loaded = model.image.backbone.state_dict()
     assert loaded.keys() <= source.state_dict().keys()  # the classifier is dropped
     assert all(torch.equal(loaded[k], source.state_dict()[k]) for k in loaded)
     fresh = HybridSignNet(4, backbone="test_efficientnet")
-    assert not torch.equal(fresh.backbone.conv_stem.weight, model.backbone.conv_stem.weight)
+    assert not torch.equal(fresh.image.backbone.conv_stem.weight, model.image.backbone.conv_stem.weight)
+    # pretrained=True with a weights file reads the file too (timm's download is only used without one)
+    again = HybridSignNet(4, backbone="test_efficientnet", pretrained=True, weights_path=str(path))
+    assert torch.equal(again.image.backbone.conv_stem.weight, source.conv_stem.weight)

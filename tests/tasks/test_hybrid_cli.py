@@ -11,6 +11,7 @@ import torch
 
 from signbridge.callbacks import ProgressiveTraining, Stage
 from signbridge.cli import main
+from signbridge.errors import InputError
 from signbridge.data import SignDataModule
 from signbridge.tasks import HybridSignClassifier
 from tests.conftest import REPO
@@ -24,7 +25,7 @@ def cli_args(tmp_path: Path, root: Path, cache: Path, *extra: str) -> list[str]:
         "--data.init_args.root", str(root), "--data.init_args.landmarks_file", str(cache),
         "--data.init_args.backbone", "test_efficientnet", "--data.init_args.image_size", "32",
         "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
-        "--model.init_args.num_classes", "4", "--model.init_args.backbone", "test_efficientnet",
+        "--model.init_args.backbone", "test_efficientnet",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
         "--trainer.max_epochs", "2", *extra,
     ]
@@ -33,12 +34,17 @@ def cli_args(tmp_path: Path, root: Path, cache: Path, *extra: str) -> list[str]:
 def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
     cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache)])
     assert cli.trainer.current_epoch == 2
+    assert cli.model.hparams.num_classes == 4  # from the data: the config does not set it
     for name in ("train_loss_epoch", "train_acc", "train_top5", "train_f1_macro", "val_loss", "val_acc", "val_f1_macro"):
         assert name in cli.trainer.callback_metrics, name
     log_dir = Path(cli.trainer.log_dir)
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     last = log_dir / "checkpoints" / "last.ckpt"
-    assert best.exists() and last.exists() and "val_acc" in best.name
+    assert best.exists() and last.exists() and "val_loss" in best.name
+    for name in ("val_fused_acc", "val_image_acc", "val_landmarks_acc", "val_mean_acc", "val_output"):
+        assert name in cli.trainer.callback_metrics, name
+    chosen = cli.model.model.output
+    assert cli.trainer.callback_metrics["val_loss"] == cli.trainer.callback_metrics[f"val_{chosen}_loss"]
     assert any(log_dir.glob("events.out.tfevents*"))
 
     tested = main(["test", *cli_args(tmp_path, digits_subset, digits_cache), "--ckpt_path", str(best)])
@@ -50,6 +56,7 @@ def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
     trained = cli.model.eval()
     reloaded = HybridSignClassifier.load_from_checkpoint(last, weights_only=True).eval()
     assert reloaded.class_names == ["0", "1", "2", "3"]
+    assert reloaded.model.output == trained.model.output  # the chosen classifier travels in the checkpoint
     batch = next(iter(cli.datamodule.val_dataloader()))
     with torch.no_grad():
         assert torch.equal(trained(batch), reloaded(batch))
@@ -104,7 +111,7 @@ class _Probe(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         model = pl_module.model
-        bn = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        bn = next(m for m in model.image.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
         self._bn, self._mean = bn, bn.running_mean.clone()
         self.epochs.append({
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
@@ -126,7 +133,7 @@ def test_progressive_training_runs_the_seed_stages(tmp_path, digits_subset, digi
     probe = _Probe()
     datamodule = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
                                 image_size=32, batch_size=8, num_workers=0)
-    model = HybridSignClassifier(4, backbone="test_efficientnet")
+    model = HybridSignClassifier(4, backbone="test_efficientnet", fusion="cross_attention")
     trainer = L.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, callbacks=[ProgressiveTraining(stages), probe])
     trainer.fit(model, datamodule)
@@ -151,9 +158,14 @@ def test_progressive_training_refuses_ddp_without_unused_parameter_detection():
         ProgressiveTraining().setup(trainer, HybridSignClassifier(3, backbone="test_efficientnet"), "fit")
 
 
-def test_wrong_number_of_classes_and_missing_root_are_clear_errors(tmp_path, digits_subset, digits_cache):
-    with pytest.raises(ValueError, match="num_classes=7 but the data has 4 classes"):
-        main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--model.init_args.num_classes", "7")])
+def test_the_class_count_comes_from_the_data_and_a_wrong_one_stops_before_extraction(tmp_path, digits_subset):
+    not_yet = tmp_path / "never_built.npz"
+    with pytest.raises(InputError, match="num_classes=7 but the data has 4 classes"):
+        main(["fit", *cli_args(tmp_path, digits_subset, not_yet, "--model.init_args.num_classes", "7")])
+    assert not not_yet.exists()  # refused before any landmark extraction
+
+
+def test_missing_root_is_a_clear_error(tmp_path, digits_cache):
     with pytest.raises(FileNotFoundError, match="dataset root is not a folder"):
         main(["fit", *cli_args(tmp_path, tmp_path / "nowhere", digits_cache)])
 

@@ -1,0 +1,73 @@
+"""The hybrid is not worse than its better branch when the other branch carries no information."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from signbridge.tasks import HybridSignClassifier
+from tests.conftest import synthetic_hand
+
+CLASSES = 4
+
+
+def _synthetic(n: int, informative: str, seed: int) -> list[dict]:
+    """Class k: a hand with finger k bent towards the palm, and an image of brightness k; one of them is noise."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        label = i % CLASSES
+        hand = synthetic_hand(rng)
+        if informative == "landmarks":
+            tip = 4 * (label + 1)
+            hand[tip - 1:tip + 1] *= 0.3
+        else:  # the landmarks of a random class: no information
+            tip = 4 * (int(rng.integers(CLASSES)) + 1)
+            hand[tip - 1:tip + 1] *= 0.3
+        level = 40 + 50 * label if informative == "image" else int(rng.integers(40, 200))
+        image = torch.full((3, 16, 16), level / 255.0) + 0.05 * torch.randn(3, 16, 16, generator=None)
+        landmarks = torch.zeros(2, 21, 3)
+        landmarks[0] = torch.from_numpy(hand)
+        items.append({"image": image, "landmarks": landmarks, "present": torch.tensor([True, False]),
+                      "aspect": torch.tensor(1.0), "label": label})
+    return items
+
+
+class _Synthetic(L.LightningDataModule):
+    classes = [str(k) for k in range(CLASSES)]
+
+    def __init__(self, informative: str):
+        super().__init__()
+        self.splits = {name: _synthetic(n, informative, seed) for name, n, seed in
+                       (("train", 160, 0), ("val", 80, 1), ("test", 200, 2))}
+
+    def train_dataloader(self):
+        return DataLoader(self.splits["train"], batch_size=32, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.splits["val"], batch_size=80)
+
+    def test_dataloader(self):
+        return DataLoader(self.splits["test"], batch_size=200)
+
+
+@pytest.mark.parametrize("informative, noise", [("landmarks", "image"), ("image", "landmarks")])
+def test_fusion_is_not_worse_than_the_informative_branch(informative, noise):
+    torch.manual_seed(0)
+    data = _Synthetic(informative)
+    model = HybridSignClassifier(backbone="test_efficientnet", lr=3e-3)
+    trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, data)
+    assert model.hparams.num_classes == CLASSES  # taken from the data
+    batch = next(iter(data.test_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        outputs = model.forward_outputs(batch)
+    accuracy = {name: (logits.argmax(-1) == batch["label"]).float().mean().item() for name, logits in outputs.items()}
+    assert accuracy[informative] > 0.9, accuracy  # the task is learnable from this branch
+    assert accuracy[noise] < 0.6, accuracy  # and not from the other one
+    # the chosen prediction is as good as the informative branch (within one test sample of 200)
+    assert accuracy["logits"] >= accuracy[informative] - 0.005, (model.model.output, accuracy)
+    assert model.model.output != noise

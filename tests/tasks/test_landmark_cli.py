@@ -1,0 +1,55 @@
+"""The landmark-only classifier through the real LightningCLI, on the landmarks of real Sign Language Digits photos."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from signbridge.cli import main
+from signbridge.data import LandmarkDataModule, SignDataModule
+from signbridge.tasks import LandmarkClassifier
+from tests.conftest import REPO
+
+
+def _args(tmp_path: Path, root: Path, cache: Path, *extra: str) -> list[str]:
+    return ["--config", str(REPO / "configs" / "sign_landmarks.yaml"), "--data.init_args.root", str(root),
+            "--data.init_args.landmarks_file", str(cache), "--data.init_args.batch_size", "8",
+            "--data.init_args.val_fraction", "0.25", "--data.init_args.test_fraction", "0.25",
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+            "--trainer.max_epochs", "3", *extra]
+
+
+def test_fit_and_test_without_reading_an_image(tmp_path, digits_subset, digits_cache, monkeypatch):
+    import signbridge.data.sign as sign
+
+    def no_images(path):
+        raise AssertionError(f"landmark-only training decoded {path}")
+
+    monkeypatch.setattr(sign, "read_image_rgb", no_images)
+    cli = main(["fit", *_args(tmp_path, digits_subset, digits_cache)])
+    assert cli.model.hparams.num_classes == 4
+    assert {"train_loss_epoch", "val_loss", "val_acc", "val_f1_macro"} <= set(cli.trainer.callback_metrics)
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    metadata = json.loads((best.parent / "model.json").read_text())
+    assert metadata["classes"] == ["0", "1", "2", "3"] and metadata["monitor"] == "val_loss"
+    assert metadata["task"].endswith("LandmarkClassifier")
+
+    tested = main(["test", *_args(tmp_path, digits_subset, digits_cache), "--ckpt_path", str(best)])
+    assert 0.0 <= float(tested.trainer.callback_metrics["test_acc"]) <= 1.0
+    reloaded = LandmarkClassifier.load_from_checkpoint(best, weights_only=True).eval()
+    batch = next(iter(tested.datamodule.test_dataloader()))
+    assert "image" not in batch
+    with torch.no_grad():
+        assert reloaded(batch).shape == (len(batch["label"]), 4)
+
+
+def test_landmark_and_image_datamodules_split_alike(digits_subset, digits_cache):
+    kwargs = {"landmarks_file": str(digits_cache), "num_folds": 3, "fold": 1, "num_workers": 0}
+    landmarks = LandmarkDataModule(str(digits_subset), **kwargs)
+    images = SignDataModule(str(digits_subset), backbone="test_efficientnet", image_size=32, **kwargs)
+    for data in (landmarks, images):
+        data.prepare_data()
+        data.setup("fit")
+        data.setup("test")
+    for split in ("train", "val", "test"):
+        assert landmarks.datasets[split].paths == images.datasets[split].paths, split
