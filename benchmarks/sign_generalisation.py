@@ -146,16 +146,15 @@ def baseline_predictions(args, fold: int, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def scores(labels: np.ndarray, predictions: np.ndarray, present: np.ndarray) -> dict[str, float]:
+    from torchmetrics.functional.classification import multiclass_f1_score, multiclass_recall
+
     correct = labels == predictions
-    classes = np.unique(labels)
-    per_class = np.array([correct[labels == c].mean() for c in classes])
-    f1 = []
-    for c in classes:
-        tp = np.sum((predictions == c) & (labels == c))
-        precision = tp / max(np.sum(predictions == c), 1)
-        recall = tp / max(np.sum(labels == c), 1)
-        f1.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
-    return {"acc": float(correct.mean()), "f1_macro": float(np.mean(f1)), "worst_class_acc": float(per_class.min()),
+    target, predicted = torch.as_tensor(labels), torch.as_tensor(predictions)
+    num_classes = int(max(labels.max(), predictions.max())) + 1
+    tested = torch.as_tensor(np.unique(labels))  # classes of the test split (recall of any other is undefined)
+    f1 = multiclass_f1_score(predicted, target, num_classes, average="none")[tested]
+    per_class = multiclass_recall(predicted, target, num_classes, average="none")[tested]
+    return {"acc": float(correct.mean()), "f1_macro": float(f1.mean()), "worst_class_acc": float(per_class.min()),
             "no_hand_acc": float(correct[~present].mean()) if (~present).any() else float("nan"),
             "with_hand_acc": float(correct[present].mean()) if present.any() else float("nan"),
             "test_images": int(len(labels)), "no_hand_images": int((~present).sum())}

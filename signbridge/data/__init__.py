@@ -8,6 +8,7 @@ from .text import Charset, Degradation, TextImageDataModule, TextImageDataset
 from .transforms import HandAugment
 
 __all__ = [
-    "LandmarkDataModule", "Charset", "ClassificationDataModule", "Degradation", "HandAugment", "ImageFolderDataModule", "ImageFolderDataset", "SignDataModule",
+    "Charset", "ClassificationDataModule", "Degradation", "HandAugment", "ImageFolderDataModule", "ImageFolderDataset",
+    "LandmarkDataModule", "SignDataModule",
     "SignImageDataset", "SplitDataModule", "TextImageDataModule", "TextImageDataset", "balanced_class_weights", "stratified_split",
 ]

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..hands.features import hand_geometry
 from ..hands.layout import GEOMETRY_FEATURES
-from .landmarks import LandmarkEncoder, LandmarkEncoderKind
+from .landmarks import LandmarkEncoder, LandmarkEncoderKind, masked_mean
 
 Inputs = Literal["both", "image", "landmarks"]
 Fusion = Literal["cross_attention", "concat", "late"]
@@ -310,8 +310,7 @@ class HybridSignNet(nn.Module):
         if image_tokens is not None and hand_feature is not None and self.fusion is not None:
             image_tokens, hand_tokens = self.fusion(image_tokens, hand_tokens, hand_valid)
             width = hand_tokens.shape[-1]
-            weights = hand_valid.unsqueeze(-1).to(hand_tokens.dtype)
-            fused_hands = (hand_tokens * weights).sum(1) / weights.sum(1).clamp_min(1)
+            fused_hands = masked_mean(hand_tokens, hand_valid)
             hand_feature = torch.cat([fused_hands.to(hand_feature.dtype), hand_feature[:, width:]], dim=1)
         image_feature = (image_tokens.mean(1) if image_tokens is not None
                          else weight.new_zeros(batch, self.image.num_features))

@@ -128,11 +128,10 @@ class HybridSignClassifier(ClassificationTask):
         for name in scored:
             self.log(f"val_{name}_loss", losses[name])
             self.log(f"val_{name}_acc", values[name]["val_acc"])
-        chosen = self.model.output if self.model.output in losses else min(losses, key=lambda n: losses[n].item())
-        if self.hparams.select_output:
-            chosen = min(losses, key=lambda n: losses[n].item())
-            if not self.trainer.sanity_checking:
-                self.model.output = chosen
+        best = min(losses, key=lambda n: losses[n].item())
+        chosen = best if self.hparams.select_output or self.model.output not in losses else self.model.output
+        if self.hparams.select_output and not self.trainer.sanity_checking:
+            self.model.output = best
         self.log("val_loss", losses[chosen], prog_bar=True)
         self.log_dict(values[chosen], prog_bar=True)
         self.log("val_output", float(OUTPUTS.index(chosen)))
