@@ -3,7 +3,7 @@
 1. ``TextRecognizer`` (configs/recognizer_captcha.yaml) on the clean captchas; its test word accuracy.
 2. ``RestorationGAN`` (configs/restoration_captcha.yaml) guided by that recognizer, for the same number of epochs in
    each variant: (a) pixel only, (b) pixel + adversarial, (c) pixel + adversarial + recognizer features,
-   (d) pixel + adversarial + CTC (the seed's baseline). Each is tested with its last checkpoint, so every variant
+   (d) pixel + adversarial + CTC (the reference project's baseline). Each is tested with its last checkpoint, so every variant
    has exactly the same budget; the degraded inputs are identical in every run.
 
 Writes ``RUN_DIR/results.json`` and prints a table.

@@ -46,7 +46,7 @@ SEED_STAGES = [
 
 
 class ProgressiveTraining(Callback):
-    """Train the hybrid model in stages (the seed: visual, landmark, fusion + head, end-to-end).
+    """Train the hybrid model in stages (the reference design's: visual, landmark, fusion + head, end-to-end).
 
     At each stage start the learning rate of every parameter group is set and a ReduceLROnPlateau scheduler is reset;
     inside a stage the scheduler works as usual. The stage follows ``current_epoch``, so a resumed run continues in
@@ -55,7 +55,7 @@ class ProgressiveTraining(Callback):
     parameters get no gradient.
 
     Args:
-        stages: the stages in order; default: the seed's four (120 epochs).
+        stages: the stages in order; default: the reference design's four (120 epochs).
     """
 
     def __init__(self, stages: list[Stage] | None = None):

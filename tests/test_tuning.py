@@ -64,7 +64,7 @@ def test_seed_space_and_unknown_argument(tmp_path):
 
 
 def test_tune_prunes_keeps_the_best_checkpoint_and_labels_it(tmp_path, digits_folder):
-    # the seed's space judged on val_loss: on 48 images val_acc is mostly ties, which Hyperband never prunes
+    # the reference search space judged on val_loss: on 48 images val_acc is mostly ties, which Hyperband never prunes
     space = yaml.safe_load(Path(SPACE).read_text()) | {"monitor": "val_loss", "direction": "minimize"}
     space_file = write(tmp_path, yaml.safe_dump(space))
     run_dir = tmp_path / "run"

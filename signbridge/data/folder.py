@@ -79,8 +79,8 @@ class ImageFolderDataModule(ClassificationDataModule):
     Args:
         root: dataset folder, ``root/<class>/<image>``.
         image_size: images are resized to ``image_size x image_size``.
-        batch_size: samples per batch (the seed's 15).
-        val_fraction: share of each class for validation (the seed's 10 %).
+        batch_size: samples per batch (the reference project's 15).
+        val_fraction: share of each class for validation (the reference project's 10 %).
         test_fraction: share of each class for testing (0: no test split).
         split_seed: seed of the stratified split (stable across runs and machines).
         horizontal_flip: random horizontal flips of training images.

@@ -1,4 +1,4 @@
-"""The landmark cache file (DESIGN.md, "Landmark cache") and the resumable extraction that builds it."""
+"""The landmark cache file (``docs/contracts.md``, "Landmark cache") and the resumable extraction that builds it."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ _ARRAYS = {  # key -> (dtype kind, shape after N)
 class LandmarkCache:
     """Landmarks of a dataset, one row per image; ``paths`` are relative to the dataset root with ``/``.
 
-    ``file_size`` is an addition to the DESIGN.md keys: it lets a rerun notice an image replaced under the same name.
+    ``file_size`` is an addition to the keys of ``docs/contracts.md``: it lets a rerun notice an image replaced under the same name.
     """
 
     paths: np.ndarray

@@ -1,4 +1,4 @@
-"""MediaPipe Tasks HandLandmarker wrapped to produce the DESIGN.md landmark layout."""
+"""MediaPipe Tasks HandLandmarker wrapped to produce the landmark layout of ``docs/contracts.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Geometric hand features, vectorised over any batch shape (DESIGN.md: 34 per hand, 68 for both)."""
+"""Geometric hand features, vectorised over any batch shape (``docs/contracts.md``: 34 per hand, 68 for both)."""
 
 from __future__ import annotations
 

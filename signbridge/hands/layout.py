@@ -1,4 +1,4 @@
-"""The landmark layout of DESIGN.md: ``(2, 21, 3)`` per image, slot 0 = "Right", slot 1 = "Left" (MediaPipe's labels
+"""The landmark layout (``docs/contracts.md``): ``(2, 21, 3)`` per image, slot 0 = "Right", slot 1 = "Left" (MediaPipe's labels
 for the unflipped image), coordinates relative to each hand's wrist; a missing hand is zeros with ``present=False``."""
 
 from __future__ import annotations

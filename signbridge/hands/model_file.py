@@ -1,4 +1,4 @@
-"""Finding the MediaPipe hand landmarker model file (DESIGN.md, "Hand landmarker model").
+"""Finding the MediaPipe hand landmarker model file (``docs/contracts.md``, "Hand landmarker model").
 
 Resolution order: explicit argument -> ``$SIGNBRIDGE_HAND_LANDMARKER`` -> user cache -> download from Google's official
 URL, verified against the pinned sha256. A download that fails or does not verify leaves nothing behind.

@@ -1,4 +1,4 @@
-"""The seed's small tunable CNN (DESIGN.md, "ATK CNN")."""
+"""The small tunable CNN of the reference project ("ATK CNN", see ``docs/origins.md``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class ATKCNN(nn.Module):
         filters2: channels of the second convolution.
         units: width of the hidden dense layer.
         dropout: dropout rate before the output layer.
-        image_size: side of the square input (300 in the seed); fixes the flattened size.
+        image_size: side of the square input (300 in the reference project); fixes the flattened size.
     """
 
     def __init__(

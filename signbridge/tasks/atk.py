@@ -14,7 +14,7 @@ class ATKClassifier(ClassificationTask):
 
     Args:
         num_classes: number of classes (default: the datamodule's).
-        filters1: first convolution's channels (searched over 32, 64, 96, 128 in the seed).
+        filters1: first convolution's channels (the reference search: 32, 64, 96, 128).
         filters2: second convolution's channels (same choices).
         units: hidden dense width (32..256 in steps of 32).
         dropout: dropout rate (0.2..0.5).

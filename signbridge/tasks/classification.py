@@ -25,7 +25,7 @@ def check_class_count(num_classes: int | None, classes: list) -> None:
 
 
 class ClassificationTask(L.LightningModule):
-    """Cross-entropy classification with the DESIGN.md metrics and the seed's optimisation.
+    """Cross-entropy classification with the metrics of ``docs/contracts.md`` and AdamW optimisation.
 
     Subclasses implement ``build_model()`` (a plain nn.Module, stored as ``self.model``) and ``forward(batch)``.
     Logged per stage: ``{stage}_loss``, ``{stage}_acc``, ``{stage}_top5``, ``{stage}_f1_macro``, plus a confusion

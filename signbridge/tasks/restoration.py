@@ -30,7 +30,7 @@ class RestorationGAN(L.LightningModule):
     ``R`` is a frozen ``TextRecognizer`` (``FrozenRecognizer``); its features come from ``feature_layer``. The CTC
     loss of the generated images is always logged as ``train_ctc_monitor``, computed without a gradient path.
     Training the generator on it directly (``ctc_loss_weight > 0``, ramped up over ``ctc_anneal_epochs``) is the
-    seed's failed baseline, kept so it can be measured.
+    reference project's failed baseline, kept so it can be measured.
 
     Manual optimisation: per batch one critic step, then one generator step (``trainer.global_step`` counts both).
     Logged per evaluation stage: ``_loss`` (L1), ``_psnr``, ``_ssim``, ``_word_acc`` and ``_cer`` of the recognizer
