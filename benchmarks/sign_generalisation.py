@@ -1,8 +1,10 @@
 """Does the hybrid beat its branches and a plain landmark MLP? k-fold evaluation on one sign dataset.
 
 For each test fold of a stratified k-fold split (validation = 10 % of the rest), every variant is trained with the
-library's own recipe (``signbridge fit`` in a subprocess, best checkpoint by ``val_acc``) and its test predictions are
-scored: accuracy, macro F1, the worst class's accuracy and the accuracy on the photos without a detected hand. The
+library's own recipe (``signbridge fit`` in a subprocess, best checkpoint by ``val_loss``) and its test predictions are
+scored: accuracy, macro F1, the worst class's accuracy and the accuracy on the photos without a detected hand. For
+the hybrid, the test accuracy of each of its classifiers (``fused``, ``image``, ``landmarks``, ``mean``) is recorded
+too (``classifier_acc``), so the one it chose on validation can be compared with its own branches. The
 baseline is the plain PyTorch landmark MLP that the hybrid must beat (126 wrist-relative coordinates + 2 presence
 flags, standardised per feature, two hidden layers of 256, AdamW 1e-3, 300 epochs, Gaussian input noise).
 
@@ -87,8 +89,9 @@ def run_fit(args, variant: str, base: str, overrides: dict, fold: int) -> Path:
     return metadata.parent / json.loads(metadata.read_text())["checkpoint"]
 
 
-def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, predictions and hand presence on the test fold."""
+def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Labels, predictions and hand presence on the test fold, and the test accuracy of each classifier of a
+    hybrid."""
     task_class = LandmarkClassifier if base == "landmarks" else HybridSignClassifier
     model = task_class.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
     data_class = LandmarkDataModule if base == "landmarks" else SignDataModule
@@ -100,14 +103,20 @@ def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.n
     data.setup("test")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
-    labels, predictions, present = [], [], []
+    labels, predictions, present, correct = [], [], [], {}
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         for batch in data.test_dataloader():
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            predictions.append(model(batch).float().argmax(-1).cpu())
+            outputs = model.forward_outputs(batch) if base != "landmarks" else {"logits": model(batch)}
+            for name, logits in outputs.items():
+                correct.setdefault(name, []).append((logits.argmax(-1) == batch["label"]).cpu())
+            predictions.append(outputs["logits"].float().argmax(-1).cpu())
             labels.append(batch["label"].cpu())
             present.append(batch["present"].any(-1).cpu())
-    return torch.cat(labels).numpy(), torch.cat(predictions).numpy(), torch.cat(present).numpy()
+    classifier_acc = {name: float(torch.cat(hits).float().mean()) for name, hits in correct.items() if name != "logits"}
+    if hasattr(model.model, "output"):
+        classifier_acc["chosen"] = model.model.output
+    return torch.cat(labels).numpy(), torch.cat(predictions).numpy(), torch.cat(present).numpy(), classifier_acc
 
 
 def baseline_predictions(args, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,14 +176,17 @@ def run_job(args, variant: str, base: str, overrides: dict, fold: int) -> dict:
         result = scores(*baseline_predictions(args, fold, args.seed + fold))
     else:
         checkpoint = run_fit(args, variant, base, overrides, fold)
-        result = scores(*test_predictions(args, base, checkpoint, fold))
-        result["checkpoint"] = str(checkpoint)
+        *predicted, classifier_acc = test_predictions(args, base, checkpoint, fold)
+        result = scores(*predicted)
+        result.update(checkpoint=str(checkpoint), classifier_acc=classifier_acc)
     result.update(variant=variant, fold=fold, seconds=round(time.perf_counter() - start, 1))
     with open(Path(args.run_dir) / "results.jsonl", "a") as f:
         f.write(json.dumps(result) + "\n")
+    branches = "  ".join(f"{name} {value if isinstance(value, str) else f'{value:.4f}'}"
+                         for name, value in result.get("classifier_acc", {}).items() if len(result["classifier_acc"]) > 1)
     print(f"{variant:<40} fold {fold}: acc {result['acc']:.4f}  f1 {result['f1_macro']:.4f}  "
-          f"worst {result['worst_class_acc']:.3f}  no-hand {result['no_hand_acc']:.3f}  {result['seconds']:.0f} s",
-          flush=True)
+          f"worst {result['worst_class_acc']:.3f}  no-hand {result['no_hand_acc']:.3f}  {result['seconds']:.0f} s"
+          f"  {branches}", flush=True)
     return result
 
 
@@ -191,6 +203,12 @@ def summary(results: list[dict], variants: list[str]) -> str:
             values = np.array([r[key] for r in rows], dtype=float)
             cells.append(f"{np.nanmean(values):.3f} ± {np.nanstd(values):.3f}")
         lines.append(f"| {variant} | {len(rows)} | {' | '.join(cells)} |")
+    for row in sorted(results, key=lambda r: (r["variant"], r["fold"])):
+        if row["variant"] in variants and len(row.get("classifier_acc", {})) > 1:
+            accuracies = ", ".join(f"{name} {value:.4f}" for name, value in row["classifier_acc"].items()
+                                   if name != "chosen")
+            lines.append(f"{row['variant']} fold {row['fold']}: chose {row['classifier_acc']['chosen']}; "
+                         f"test accuracy of its classifiers: {accuracies}")
     return "\n".join(lines)
 
 
@@ -228,7 +246,7 @@ def main() -> None:
                 future.result()
             except subprocess.CalledProcessError as error:
                 print(f"a job failed: {error}", flush=True)
-    results = [json.loads(line) for line in results_file.read_text().splitlines()]
+    results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
     print(summary(results, [v for v, _, _ in variants]))
 
 

@@ -193,7 +193,7 @@ class HybridSignNet(nn.Module):
         pretrained: load the backbone's pretrained weights (timm's source, or ``weights_path``).
         weights_path: local file of backbone weights (nothing is downloaded).
         inputs: ``both``, or one branch alone (its own classifier is then the prediction).
-        fusion: ``cross_attention``, ``concat`` or ``late``.
+        fusion: ``concat``, ``cross_attention`` or ``late``.
         landmark_encoder: ``mlp`` or ``attention`` (see ``LandmarkEncoder``).
         rotate_hands: normalise each hand's in-plane rotation.
         spatial_attention: gate the backbone feature map.
@@ -211,7 +211,7 @@ class HybridSignNet(nn.Module):
         pretrained: bool = False,
         weights_path: str | None = None,
         inputs: Inputs = "both",
-        fusion: Fusion = "cross_attention",
+        fusion: Fusion = "concat",
         landmark_encoder: LandmarkEncoderKind = "mlp",
         rotate_hands: bool = False,
         spatial_attention: bool = True,
