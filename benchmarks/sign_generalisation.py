@@ -40,11 +40,13 @@ from signbridge.data import LandmarkDataModule, SignDataModule  # noqa: E402
 from signbridge.metadata import METADATA_FILE  # noqa: E402
 from signbridge.tasks import HybridSignClassifier, LandmarkClassifier  # noqa: E402
 
+HYBRID = ("configs/sign_digits_hybrid.yaml",)
 CONFIGS = {
-    "hybrid": ("configs/sign_digits_hybrid.yaml", {}),
-    "image": ("configs/sign_digits_hybrid.yaml", {"inputs": "image"}),
-    "landmarks": ("configs/sign_landmarks.yaml", {}),
-    "hybrid_landmarks": ("configs/sign_digits_hybrid.yaml", {"inputs": "landmarks"}),
+    "hybrid": (HYBRID, {}),
+    "image": (HYBRID, {"inputs": "image"}),
+    "landmarks": (("configs/sign_landmarks.yaml",), {}),
+    "hybrid_landmarks": (HYBRID, {"inputs": "landmarks"}),
+    "progressive": ((*HYBRID, "configs/sign_digits_progressive.yaml"), {}),
 }
 
 
@@ -68,10 +70,10 @@ def split_args(args, fold: int) -> list[str]:
 
 def run_fit(args, variant: str, base: str, overrides: dict, fold: int) -> Path:
     """Train one variant on one fold; returns the best checkpoint."""
-    config = CONFIGS[base][0]
+    configs = [argument for config in CONFIGS[base][0] for argument in ("--config", str(REPO / config))]
     save_dir = Path(args.run_dir) / variant.replace(":", "_").replace(",", "_").replace("=", "-") / f"fold{fold}"
     command = [
-        sys.executable, "-m", "signbridge", "fit", "--config", str(REPO / config),
+        sys.executable, "-m", "signbridge", "fit", *configs,
         *(args.fit_args if base != "landmarks" else []),
         "--data.init_args.root", args.root, "--data.init_args.landmarks_file", args.landmarks_file,
         *split_args(args, fold), "--seed_everything", str(args.seed + fold),

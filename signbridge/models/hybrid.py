@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import timm
@@ -13,9 +14,12 @@ from ..hands.layout import GEOMETRY_FEATURES
 from .landmarks import LandmarkEncoder, LandmarkEncoderKind, masked_mean
 
 Inputs = Literal["both", "image", "landmarks"]
+INPUTS = ("both", "image", "landmarks")
 Fusion = Literal["cross_attention", "concat", "late"]
 # the classifiers of a two-branch model that can give its prediction (see HybridSignNet.output)
 OUTPUTS = ("fused", "image", "landmarks", "mean")
+ParameterGroup = Literal["image", "landmarks", "fusion", "head"]
+PARAMETER_GROUPS = ("image", "landmarks", "fusion", "head")
 GEOMETRY_DIM = 64
 
 
@@ -226,8 +230,9 @@ class HybridSignNet(nn.Module):
         self.fusion_mode = fusion
         self.modality_dropout = modality_dropout
         self.register_buffer("output_index", torch.tensor(0 if inputs == "both" and fusion != "late" else 3))
-        # progressive training switches a branch off for a stage; it then contributes zeros to the fusion head
-        self.active_inputs: Inputs = inputs
+        # progressive training switches a branch off for a stage (it then contributes zeros to the fusion head); a
+        # buffer, so a checkpoint from that stage is evaluated with the inputs it was trained with
+        self.register_buffer("active_index", torch.tensor(INPUTS.index(inputs)))
         self.image = self.landmarks = self.fusion = self.head = None
         if inputs in ("both", "image"):
             self.image = ImageNet(num_classes, backbone, pretrained, weights_path, spatial_attention, embed_dim,
@@ -255,6 +260,29 @@ class HybridSignNet(nn.Module):
             raise ValueError(f"output must be one of {self.outputs()}, got '{name}'")
         self.output_index.fill_(OUTPUTS.index(name))
 
+    @property
+    def active_inputs(self) -> Inputs:
+        """The inputs the model reads now: ``inputs``, or one branch of it during a progressive-training stage."""
+        return INPUTS[int(self.active_index)]
+
+    @active_inputs.setter
+    def active_inputs(self, inputs: Inputs) -> None:
+        if inputs not in INPUTS or (self.inputs != "both" and inputs != self.inputs):
+            raise ValueError(f"active inputs must be '{self.inputs}' or one branch of it, got '{inputs}'")
+        self.active_index.fill_(INPUTS.index(inputs))
+
+    def set_stage(self, train: Iterable[str], inputs: Inputs) -> None:
+        """Train only the ``parameter_groups`` named in ``train`` and read ``inputs`` (a stage of progressive
+        training). The other groups are frozen and in eval mode, so their BatchNorm statistics stay as they are."""
+        unknown = set(train) - set(PARAMETER_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown parameter groups {sorted(unknown)}: choose from {PARAMETER_GROUPS}")
+        for name, modules in self.parameter_groups().items():
+            for module in modules:
+                module.requires_grad_(name in train)
+                module.train(self.training and name in train)
+        self.active_inputs = inputs if self.inputs == "both" else self.inputs
+
     def outputs(self) -> tuple[str, ...]:
         """The classifiers this model has."""
         if self.inputs != "both":
@@ -263,7 +291,7 @@ class HybridSignNet(nn.Module):
 
     def parameter_groups(self) -> dict[str, list[nn.Module]]:
         """Modules by role, for progressive training: ``image``, ``landmarks``, ``fusion``, ``head``."""
-        groups = {"image": [self.image], "landmarks": [self.landmarks], "fusion": [self.fusion], "head": [self.head]}
+        groups = dict(zip(PARAMETER_GROUPS, ([self.image], [self.landmarks], [self.fusion], [self.head])))
         return {name: [m for m in modules if m is not None] for name, modules in groups.items()}
 
     def forward_branches(

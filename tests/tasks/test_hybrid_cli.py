@@ -9,7 +9,6 @@ import lightning as L
 import pytest
 import torch
 
-from signbridge.callbacks import ProgressiveTraining, Stage
 from signbridge.cli import main
 from signbridge.errors import InputError
 from signbridge.data import SignDataModule
@@ -103,59 +102,6 @@ def test_ddp_spawn_on_two_cpu_processes(tmp_path, digits_subset, digits_cache):
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     assert best.exists() and (best.parent / "model.json").exists()
     assert "val_acc" in cli.trainer.callback_metrics
-
-
-class _Probe(L.Callback):
-    def __init__(self):
-        self.epochs = []
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        model = pl_module.model
-        bn = next(m for m in model.image.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
-        self._bn, self._mean = bn, bn.running_mean.clone()
-        self.epochs.append({
-            "lr": trainer.optimizers[0].param_groups[0]["lr"],
-            "inputs": model.active_inputs,
-            "trained": {name: all(p.requires_grad for m in mods for p in m.parameters())
-                        for name, mods in model.parameter_groups().items()},
-            "backbone_training": bn.training,
-        })
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.epochs[-1]["bn_changed"] = not torch.equal(self._bn.running_mean, self._mean)
-
-
-def test_progressive_training_runs_the_seed_stages(tmp_path, digits_subset, digits_cache):
-    stages = [Stage("visual", 1, 1e-3, ["image", "head"], "image"),
-              Stage("landmark", 1, 2e-3, ["landmarks", "head"], "landmarks"),
-              Stage("fusion", 1, 3e-4, ["fusion", "head"]),
-              Stage("end_to_end", 1, 5e-5)]
-    probe = _Probe()
-    datamodule = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
-                                image_size=32, batch_size=8, num_workers=0)
-    model = HybridSignClassifier(4, backbone="test_efficientnet", fusion="cross_attention")
-    trainer = L.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, callbacks=[ProgressiveTraining(stages), probe])
-    trainer.fit(model, datamodule)
-    seen = probe.epochs
-    assert [e["lr"] for e in seen] == [1e-3, 2e-3, 3e-4, 5e-5]
-    assert [e["inputs"] for e in seen] == ["image", "landmarks", "both", "both"]
-    assert seen[0]["trained"] == {"image": True, "landmarks": False, "fusion": False, "head": True}
-    assert seen[1]["trained"] == {"image": False, "landmarks": True, "fusion": False, "head": True}
-    assert seen[2]["trained"] == {"image": False, "landmarks": False, "fusion": True, "head": True}
-    assert all(seen[3]["trained"].values())
-    # a frozen backbone keeps its BatchNorm statistics; a trained one updates them
-    assert [e["backbone_training"] for e in seen] == [True, False, False, True]
-    assert [e["bn_changed"] for e in seen] == [True, False, False, True]
-    assert model.model.active_inputs == "both" and all(p.requires_grad for p in model.parameters())
-
-
-def test_progressive_training_refuses_ddp_without_unused_parameter_detection():
-    from lightning.pytorch.strategies import DDPStrategy
-
-    trainer = L.Trainer(accelerator="cpu", devices=1, strategy=DDPStrategy(), logger=False)
-    with pytest.raises(ValueError, match="ddp_find_unused_parameters_true"):
-        ProgressiveTraining().setup(trainer, HybridSignClassifier(3, backbone="test_efficientnet"), "fit")
 
 
 def test_the_class_count_comes_from_the_data_and_a_wrong_one_stops_before_extraction(tmp_path, digits_subset):
