@@ -97,8 +97,7 @@ def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.n
     task_class = LandmarkClassifier if base == "landmarks" else HybridSignClassifier
     model = task_class.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
     data_class = LandmarkDataModule if base == "landmarks" else SignDataModule
-    extra = {} if base == "landmarks" else {"backbone": model.hparams.backbone,
-                                            "image_size": args.image_size}
+    extra = {} if base == "landmarks" else {"image_size": args.image_size}
     data = data_class(args.root, landmarks_file=args.landmarks_file, num_folds=args.folds, fold=fold,
                       split_seed=args.split_seed, num_workers=2, batch_size=64, **extra)
     data.prepare_data()

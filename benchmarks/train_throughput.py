@@ -31,7 +31,8 @@ def make_batches(count: int, batch_size: int, image_size: int, num_classes: int,
     for _ in range(count):
         present = torch.rand(batch_size, 2, generator=generator) < 0.6
         batches.append({
-            "image": torch.randn(batch_size, 3, image_size, image_size, generator=generator),
+            "image": torch.randint(0, 256, (batch_size, 3, image_size, image_size), generator=generator,
+                                   dtype=torch.uint8),
             "landmarks": torch.randn(batch_size, 2, 21, 3, generator=generator) * 0.1 * present[..., None, None],
             "present": present,
             "label": torch.randint(0, num_classes, (batch_size,), generator=generator),

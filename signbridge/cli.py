@@ -37,16 +37,17 @@ class SignbridgeCLI(LightningCLI):
         parser.add_lightning_class_args(ModelMetadata, "model_metadata")
         parser.add_argument("--models_dir", default="runs", help="models folder whose active model predict uses")
 
-    def _check_class_count(self) -> None:
-        # before the trainer starts: a wrong num_classes must not wait for minutes of landmark extraction
-        from .tasks.classification import check_class_count
+    def _check_data_settings(self) -> None:
+        # before the trainer starts: a wrong num_classes or image_size must not wait for minutes of extraction
+        from .tasks.classification import ClassificationTask, check_class_count, check_data_settings
 
-        hparams = getattr(self.model, "hparams", {})
-        classes = getattr(self.datamodule, "classes", None) if "num_classes" in hparams else None
-        if classes is not None:
-            check_class_count(hparams["num_classes"], classes)
+        if isinstance(self.model, ClassificationTask):
+            classes = getattr(self.datamodule, "classes", None)
+            if classes is not None:
+                check_class_count(self.model.hparams.num_classes, classes)
+            check_data_settings(self.model.hparams, self.model.data_settings(self.datamodule))
 
-    before_fit = before_validate = before_test = _check_class_count
+    before_fit = before_validate = before_test = _check_data_settings
 
 
 def with_active_checkpoint(args: list[str]) -> list[str]:

@@ -18,8 +18,8 @@ ATK = str(REPO / "configs" / "atk_cnn.yaml")
 
 
 def atk_args(root: Path, runs: Path, *extra: str) -> list[str]:
+    # the model's num_classes and image_size are taken from the data
     return ["--config", ATK, "--data.init_args.root", str(root), "--data.init_args.image_size", "24",
-            "--model.init_args.image_size", "24", "--model.init_args.num_classes", "4",
             "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "8",
             "--trainer.logger.init_args.save_dir", str(runs), "--trainer.enable_progress_bar", "false", *extra]
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 from torch.utils.data import Dataset
 
@@ -18,29 +16,16 @@ from ..hands.detect import DetectorSettings
 from ..hands.model_file import cache_dir, resolve_hand_landmarker, sha256_of
 from ..imageio import list_images, read_image_rgb
 from .folder import ClassificationDataModule
-from .transforms import HandAugment, resize_square, to_model_input
+from .transforms import HandAugment, resize_square
 
 log = logging.getLogger(__name__)
-
-
-def resolve_image_config(backbone: str, image_size: int | None = None) -> dict:
-    """Input size, interpolation, mean and std of a timm backbone (from its pretrained config, no model built)."""
-    pretrained_cfg = timm.get_pretrained_cfg(backbone)
-    if pretrained_cfg is None:
-        raise InputError(f"unknown timm backbone '{backbone}' (timm.list_models() lists the names)")
-    config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
-    return {
-        "image_size": image_size or config["input_size"][-1],
-        "interpolation": config.get("interpolation", "bicubic"),
-        "mean": tuple(config["mean"]),
-        "std": tuple(config["std"]),
-    }
 
 
 class SignImageDataset(Dataset):
     """Images with their landmarks; yields dicts ``image, landmarks, present, aspect, label, path``.
 
-    Without ``image_config`` no image is decoded and the items have no ``image`` (landmark-only training).
+    Images are uint8 ``(3, S, S)`` (the model normalises). Without ``image_size`` no image is decoded and the items
+    have no ``image`` (landmark-only training).
     """
 
     def __init__(
@@ -50,8 +35,9 @@ class SignImageDataset(Dataset):
         labels: list[int],
         landmarks: np.ndarray,
         present: np.ndarray,
-        image_size: np.ndarray,
-        image_config: dict | None,
+        photo_size: np.ndarray,
+        image_size: int | None,
+        interpolation: str = "bicubic",
         augment: HandAugment | None = None,
     ):
         self.root = root
@@ -60,20 +46,19 @@ class SignImageDataset(Dataset):
         self.landmarks = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))
         self.present = torch.from_numpy(np.ascontiguousarray(present, dtype=bool))
         # width / height of each photo: the landmarks' x and y are in units of the photo's width and height
-        sizes = np.asarray(image_size, dtype=np.float32).reshape(-1, 2)
+        sizes = np.asarray(photo_size, dtype=np.float32).reshape(-1, 2)
         self.aspect = torch.from_numpy(sizes[:, 0] / np.maximum(sizes[:, 1], 1))
-        self.image_config = image_config
+        self.image_size, self.interpolation = image_size, interpolation
         self.augment = augment
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
-        config = self.image_config
         image = None
-        if config is not None:
+        if self.image_size is not None:
             image = torch.from_numpy(read_image_rgb(self.root / self.paths[index])).permute(2, 0, 1)
-            image = resize_square(image, config["image_size"], config["interpolation"])
+            image = resize_square(image, self.image_size, self.interpolation)
         landmarks, present = self.landmarks[index], self.present[index]
         if self.augment is not None:
             image, landmarks, present = self.augment(image, landmarks, present)
@@ -85,7 +70,7 @@ class SignImageDataset(Dataset):
             "path": self.paths[index],
         }
         if image is not None:
-            item["image"] = to_model_input(image, config["mean"], config["std"])
+            item["image"] = image
         return item
 
 
@@ -99,8 +84,9 @@ class SignDataModule(ClassificationDataModule):
         root: dataset folder, ``root/<class>/<image>``.
         landmarks_file: landmark cache; default: one per dataset in the user cache folder.
         hand_model: hand landmarker ``.task`` file (default: see ``resolve_hand_landmarker``).
-        backbone: timm model whose data config gives the input size, interpolation and normalisation.
-        image_size: overrides the backbone's input size.
+        image_size: side of the square images (photos are resized, not cropped, so no finger is cut off); the
+            model normalises them.
+        interpolation: resize interpolation (``bicubic``, ``bilinear``, ...).
         val_fraction: share of each class used for validation.
         test_fraction: share of each class used for testing.
         split_seed: seed of the stratified split (stable across runs and machines).
@@ -132,8 +118,8 @@ class SignDataModule(ClassificationDataModule):
         root: str,
         landmarks_file: str | None = None,
         hand_model: str | None = None,
-        backbone: str = "tf_efficientnetv2_s",
-        image_size: int | None = None,
+        image_size: int = 224,
+        interpolation: str = "bicubic",
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 42,
@@ -170,10 +156,10 @@ class SignDataModule(ClassificationDataModule):
 
     load_images = True
 
-    @cached_property
-    def image_config(self) -> dict | None:
-        """Input size, interpolation, mean and std (from the backbone's timm data config); None without images."""
-        return resolve_image_config(self.hparams.backbone, self.hparams.image_size) if self.load_images else None
+    @property
+    def loaded_image_size(self) -> int | None:
+        """The side of the images the datasets yield; None when they yield no images."""
+        return self.hparams.image_size if self.load_images else None
 
     def landmark_cache_path(self, folder: Path | None = None) -> Path:
         folder = folder or self.root
@@ -225,7 +211,7 @@ class SignDataModule(ClassificationDataModule):
             kept, rows, cache = self._load(folder, paths)
             self.datasets["predict"] = SignImageDataset(
                 folder, [paths[i] for i in kept], [-1] * len(kept), cache.landmarks[rows], cache.present[rows],
-                cache.image_size[rows], self.image_config,
+                cache.image_size[rows], self.loaded_image_size, self.hparams.interpolation,
             )
             return
         if "train" in self.datasets:
@@ -240,7 +226,8 @@ class SignDataModule(ClassificationDataModule):
             self.datasets[split] = SignImageDataset(
                 self.root, [paths[i] for i in indices], [labels[i] for i in indices],
                 cache.landmarks[rows[indices]], cache.present[rows[indices]], cache.image_size[rows[indices]],
-                self.image_config, augment=self.augmenter if split == "train" else None,
+                self.loaded_image_size, self.hparams.interpolation,
+                augment=self.augmenter if split == "train" else None,
             )
 
 
@@ -251,7 +238,7 @@ class LandmarkDataModule(SignDataModule):
 
     Photos without a detected hand stay in every split (their landmarks are zeros): a landmark-only model's accuracy
     is then comparable with a hybrid's on the same test split. The arguments are ``SignDataModule``'s; those about
-    pixels (``backbone``, ``image_size``, ``zoom``, ``contrast``, ``brightness``) have no effect, and
+    pixels (``image_size``, ``interpolation``, ``zoom``, ``contrast``, ``brightness``) have no effect, and
     ``max_rotation_degrees``, ``landmark_stretch`` and ``landmark_jitter`` augment the training landmarks.
     ``configs/sign_landmarks.yaml`` sets loader settings fit for tensors in memory (no worker processes).
     """

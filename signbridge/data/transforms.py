@@ -85,13 +85,6 @@ def rotate_scale_landmarks(landmarks: torch.Tensor, angle: float, scale: float) 
     return torch.stack([cos * x - sin * y, sin * x + cos * y, z * scale], dim=-1)
 
 
-def to_model_input(
-    image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
-) -> torch.Tensor:
-    """uint8 ``(3, H, W)`` -> normalised float32."""
-    return F.normalize(image.float().div_(255), mean=list(mean), std=list(std))
-
-
 def resize_square(image: torch.Tensor, size: int, interpolation: str = "bicubic") -> torch.Tensor:
     """Resize ``(3, H, W)`` uint8 to ``(3, size, size)``, squashing rather than cropping so no finger is cut off and
     normalised landmark coordinates stay valid."""

@@ -9,6 +9,7 @@ import timm
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..hands.features import hand_geometry
 from ..hands.layout import GEOMETRY_FEATURES
 from .landmarks import LandmarkEncoder, LandmarkEncoderKind, masked_mean
@@ -151,20 +152,31 @@ class ImageNet(nn.Module):
         dropout: float = 0.3,
     ):
         super().__init__()
+        if not timm.is_model(backbone):
+            raise InputError(f"unknown timm backbone '{backbone}' (timm.list_models() lists the names)")
         overlay = {"file": weights_path} if weights_path else None
         self.backbone = timm.create_model(
             backbone, pretrained=pretrained or bool(weights_path), pretrained_cfg_overlay=overlay,
             num_classes=0, global_pool="", drop_path_rate=drop_path_rate,
         )
+        # the backbone's own normalisation (from its timm data config): the model takes 0..255 images, so no data
+        # module has to know which backbone it feeds
+        config = timm.data.resolve_data_config({}, model=self.backbone)
+        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1) * 255, persistent=False)
         channels = self.backbone.num_features
         self.attention = SpatialAttention(channels) if spatial_attention else nn.Identity()
         self.proj = nn.Linear(channels, dim)
         self.num_features = dim
         self.head = classifier_head(dim, num_classes, dropout)
 
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` image with values 0..255 (uint8 or float) -> the backbone's normalised input."""
+        return (image.float() - self.mean) / self.std
+
     def forward_tokens(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised image -> tokens ``(B, positions, dim)``."""
-        feature_map = self.attention(self.backbone.forward_features(image))
+        """``(B, 3, H, W)`` image with values 0..255 (uint8 or float) -> tokens ``(B, positions, dim)``."""
+        feature_map = self.attention(self.backbone.forward_features(self.normalize(image)))
         return self.proj(feature_map.flatten(2).transpose(1, 2))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ class ATKClassifier(ClassificationTask):
         filters2: second convolution's channels (same choices).
         units: hidden dense width (32..256 in steps of 32).
         dropout: dropout rate (0.2..0.5).
-        image_size: input side; must match the datamodule.
+        image_size: input side (it fixes the dense layer's size); default: the datamodule's ``image_size``.
         **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
     """
 
@@ -29,10 +29,17 @@ class ATKClassifier(ClassificationTask):
         filters2: int = 64,
         units: int = 128,
         dropout: float = 0.5,
-        image_size: int = 300,
+        image_size: int | None = None,
         **kwargs,
     ):
         super().__init__(num_classes=num_classes, **kwargs)
+
+    data_setting_names = ("num_classes", "image_size")
+
+    def data_settings(self, datamodule) -> dict:
+        settings = super().data_settings(datamodule)
+        image_size = getattr(datamodule, "hparams", {}).get("image_size")
+        return {**settings, "image_size": image_size} if image_size is not None else settings
 
     def build_model(self) -> nn.Module:
         h = self.hparams

@@ -24,6 +24,14 @@ def check_class_count(num_classes: int | None, classes: list) -> None:
                          f"({shown}): leave num_classes out to take it from the data")
 
 
+def check_data_settings(hparams, data_settings: dict[str, Any]) -> None:
+    """A one-line error when a model setting that the data determines (other than the class count) disagrees."""
+    for name, value in data_settings.items():
+        if name != "num_classes" and hparams.get(name) is not None and hparams[name] != value:
+            raise InputError(f"the model has {name}={hparams[name]} but the data gives {value}: leave "
+                             f"model.init_args.{name} out to take it from the data")
+
+
 class ClassificationTask(L.LightningModule):
     """Cross-entropy classification with the metrics of ``docs/contracts.md`` and AdamW optimisation.
 
@@ -31,9 +39,10 @@ class ClassificationTask(L.LightningModule):
     Logged per stage: ``{stage}_loss``, ``{stage}_acc``, ``{stage}_top5``, ``{stage}_f1_macro``, plus a confusion
     matrix figure in TensorBoard for validation and test.
 
-    The number of classes comes from the datamodule: with ``num_classes`` left out, the model is built in
-    ``setup`` once the data's classes are known, and the number is saved with the hyperparameters, so a checkpoint
-    rebuilds the same model.
+    Settings the data determines come from the datamodule (``data_settings``: the number of classes, and e.g. the
+    image size of a model whose layer sizes depend on it): with them left out, the model is built in ``setup`` once
+    the data is known, and they are saved with the hyperparameters, so a checkpoint rebuilds the same model. A value
+    given that disagrees with the data is a one-line error.
 
     Args:
         num_classes: number of classes; default: the datamodule's. A given value must match the data.
@@ -75,8 +84,15 @@ class ClassificationTask(L.LightningModule):
         # filled in setup(); not saved, since "balanced" weights depend on the data the task is trained on
         self.register_buffer("loss_weight", None, persistent=False)
         self.model: nn.Module | None = None
-        if num_classes is not None:
+        if all(self.hparams.get(name) is not None for name in self.data_setting_names):
             self._build()
+
+    data_setting_names: tuple[str, ...] = ("num_classes",)
+
+    def data_settings(self, datamodule) -> dict[str, Any]:
+        """The values of ``data_setting_names`` that ``datamodule`` determines (those it cannot tell are left out)."""
+        classes = getattr(datamodule, "classes", None)
+        return {"num_classes": len(classes)} if classes is not None else {}
 
     def _build(self) -> None:
         self.model = self.build_model()
@@ -113,12 +129,19 @@ class ClassificationTask(L.LightningModule):
         if classes is not None:
             check_class_count(self.hparams.num_classes, classes)
             self.class_names = list(classes)
-            if self.model is None:
-                self.hparams.num_classes = len(classes)
-                self._build()
+        settings = self.data_settings(datamodule)
+        check_data_settings(self.hparams, settings)
         if self.model is None:
-            raise InputError("num_classes is not set and the datamodule has no classes to take it from: "
-                             "set --model.init_args.num_classes")
+            filled = {name: value for name, value in settings.items() if self.hparams.get(name) is None}
+            self.hparams.update(filled)
+            # the loggers record the initial hyperparameters, and Lightning refuses a datamodule hyperparameter of
+            # the same name with another value (image_size None here, 24 there): they are the resolved ones now
+            self._hparams_initial.update(filled)
+            missing = [name for name in self.data_setting_names if self.hparams.get(name) is None]
+            if missing:
+                raise InputError(f"{', '.join(missing)} not set and the datamodule cannot tell: set "
+                                 + ", ".join(f"--model.init_args.{name}" for name in missing))
+            self._build()
         weights = self.hparams.class_weights
         if stage == "fit" and weights != "none":
             if weights == "balanced":

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from signbridge.models import HybridSignNet, LandmarkNet
+from signbridge.models import HybridSignNet, ImageNet, LandmarkNet
 
 
 def _inputs(batch=4, size=32):
     torch.manual_seed(0)
     present = torch.tensor([[True, True], [True, False], [False, True], [False, False]])[:batch]
     landmarks = torch.randn(batch, 2, 21, 3) * 0.1 * present[..., None, None]
-    return torch.randn(batch, 3, size, size), landmarks, present
+    return torch.rand(batch, 3, size, size) * 255, landmarks, present
 
 
 @pytest.mark.parametrize("options", [
@@ -118,3 +118,23 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     # pretrained=True with a weights file reads the file too (timm's download is only used without one)
     again = HybridSignNet(4, backbone="test_efficientnet", pretrained=True, weights_path=str(path))
     assert torch.equal(again.image.backbone.conv_stem.weight, source.conv_stem.weight)
+
+
+def test_the_image_branch_normalises_uint8_images_as_its_backbone_expects():
+    import timm
+
+    net = ImageNet(3, backbone="test_efficientnet").eval()
+    config = timm.data.resolve_data_config({}, model=net.backbone)
+    image = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    expected = (image.float() / 255 - torch.tensor(config["mean"]).view(1, 3, 1, 1)) / torch.tensor(
+        config["std"]).view(1, 3, 1, 1)
+    assert torch.allclose(net.normalize(image), expected, atol=1e-5)
+    assert torch.equal(net(image), net(image.float()))  # uint8 or float 0..255: the same
+    assert "mean" not in net.state_dict()  # derived from the backbone, not a weight
+
+
+def test_unknown_backbone_is_a_clear_error():
+    from signbridge.errors import InputError
+
+    with pytest.raises(InputError, match="unknown timm backbone 'no_such_net'"):
+        ImageNet(3, backbone="no_such_net")

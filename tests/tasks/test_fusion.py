@@ -26,7 +26,7 @@ def _synthetic(n: int, informative: str, seed: int) -> list[dict]:
             tip = 4 * (int(rng.integers(CLASSES)) + 1)
             hand[tip - 1:tip + 1] *= 0.3
         level = 40 + 50 * label if informative == "image" else int(rng.integers(40, 200))
-        image = torch.full((3, 16, 16), level / 255.0) + 0.05 * torch.randn(3, 16, 16, generator=None)
+        image = (torch.full((3, 16, 16), float(level)) + 12 * torch.randn(3, 16, 16)).clamp(0, 255).to(torch.uint8)
         landmarks = torch.zeros(2, 21, 3)
         landmarks[0] = torch.from_numpy(hand)
         items.append({"image": image, "landmarks": landmarks, "present": torch.tensor([True, False]),

@@ -22,7 +22,7 @@ def cli_args(tmp_path: Path, root: Path, cache: Path, *extra: str) -> list[str]:
     return [
         "--config", str(CONFIGS / "sign_digits_hybrid.yaml"), "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
         "--data.init_args.root", str(root), "--data.init_args.landmarks_file", str(cache),
-        "--data.init_args.backbone", "test_efficientnet", "--data.init_args.image_size", "32",
+        "--data.init_args.image_size", "32",
         "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
         "--model.init_args.backbone", "test_efficientnet",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
@@ -66,7 +66,7 @@ def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
     with open(output) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and {r["path"] for r in rows} == {p.name for p in (digits_subset / "2").iterdir()}
-    predict_set = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
+    predict_set = SignDataModule(str(digits_subset), landmarks_file=str(digits_cache),
                                  image_size=32, num_workers=0, predict_root=str(digits_subset / "2"))
     predict_set.prepare_data()
     predict_set.setup("predict")

@@ -46,7 +46,7 @@ def test_fit_and_test_without_reading_an_image(tmp_path, digits_subset, digits_c
 def test_landmark_and_image_datamodules_split_alike(digits_subset, digits_cache):
     kwargs = {"landmarks_file": str(digits_cache), "num_folds": 3, "fold": 1, "num_workers": 0}
     landmarks = LandmarkDataModule(str(digits_subset), **kwargs)
-    images = SignDataModule(str(digits_subset), backbone="test_efficientnet", image_size=32, **kwargs)
+    images = SignDataModule(str(digits_subset), image_size=32, **kwargs)
     for data in (landmarks, images):
         data.prepare_data()
         data.setup("fit")

@@ -38,8 +38,7 @@ class _Probe(L.Callback):
 
 
 def _data(digits_subset, digits_cache) -> SignDataModule:
-    return SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), backbone="test_efficientnet",
-                          image_size=32, batch_size=8, num_workers=0)
+    return SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), image_size=32, batch_size=8, num_workers=0)
 
 
 def _trainer(*callbacks, **kwargs) -> L.Trainer:
@@ -54,7 +53,7 @@ def test_each_stage_sets_its_learning_rate_groups_and_inputs(digits_subset, digi
               Stage("fusion", 1, 3e-4, ["fusion", "head"]),
               Stage("end_to_end", 1, 5e-5)]
     probe = _Probe()
-    model = HybridSignClassifier(4, backbone="test_efficientnet", fusion="cross_attention")
+    model = HybridSignClassifier(4,  fusion="cross_attention")
     trainer = _trainer(ProgressiveTraining(stages, patience=None), probe)
     trainer.fit(model, _data(digits_subset, digits_cache))
     seen = probe.epochs
@@ -123,7 +122,7 @@ def test_the_progressive_config_runs_through_the_cli(tmp_path, digits_subset, di
         "fit", "--config", str(configs / "sign_digits_hybrid.yaml"), "--config", str(configs / "trainer" / "cpu.yaml"),
         "--config", str(configs / "sign_digits_progressive.yaml"),
         "--data.init_args.root", str(digits_subset), "--data.init_args.landmarks_file", str(digits_cache),
-        "--data.init_args.backbone", "test_efficientnet", "--data.init_args.image_size", "32",
+        "--data.init_args.image_size", "32",
         "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
         "--model.init_args.backbone", "test_efficientnet", "--trainer.logger.init_args.save_dir", str(tmp_path),
         "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "2",
