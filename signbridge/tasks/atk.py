@@ -46,7 +46,4 @@ class ATKClassifier(ClassificationTask):
         return ATKCNN(h.num_classes, h.filters1, h.filters2, h.units, h.dropout, h.image_size)
 
     def forward(self, batch: dict) -> torch.Tensor:
-        image = batch["image"]
-        if self.hparams.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        return self.model(image)
+        return self.model(self.channels_last_input(batch["image"]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from ..errors import InputError
 from ..metrics import StreamingClassificationMetrics
+from .base import Task
 
 
 def check_class_count(num_classes: int | None, classes: list) -> None:
@@ -32,7 +32,7 @@ def check_data_settings(hparams, data_settings: dict[str, Any]) -> None:
                              f"model.init_args.{name} out to take it from the data")
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(Task):
     """Cross-entropy classification with the metrics of ``docs/contracts.md`` and AdamW optimisation.
 
     Subclasses implement ``build_model()`` (a plain nn.Module, stored as ``self.model``) and ``forward(batch)``.
@@ -50,7 +50,7 @@ class ClassificationTask(L.LightningModule):
         weight_decay: AdamW weight decay.
         label_smoothing: cross-entropy label smoothing.
         class_weights: ``none``, ``balanced`` (from the datamodule's training split) or one weight per class.
-        lr_schedule: ``plateau``: ReduceLROnPlateau on ``val_loss``; ``cosine``: linear warm-up for
+        lr_schedule: ``plateau``: ReduceLROnPlateau on ``monitor`` (``val_loss``); ``cosine``: linear warm-up for
             ``warmup_epochs``, then cosine decay to ``min_lr`` at the end of ``max_epochs`` (stepped every batch).
         lr_factor: ReduceLROnPlateau factor.
         lr_patience: ReduceLROnPlateau patience in epochs.
@@ -59,9 +59,6 @@ class ClassificationTask(L.LightningModule):
         channels_last: run the model in channels-last memory format (faster convolutions on GPUs).
         compile: ``torch.compile`` the model.
     """
-
-    monitor = "val_loss"
-    mode = "min"
 
     def __init__(
         self,
@@ -95,9 +92,7 @@ class ClassificationTask(L.LightningModule):
         return {"num_classes": len(classes)} if classes is not None else {}
 
     def _build(self) -> None:
-        self.model = self.build_model()
-        if self.hparams.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.use_channels_last(self.build_model())
         self.build_metrics()
 
     def build_model(self) -> nn.Module:
@@ -118,13 +113,8 @@ class ClassificationTask(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(n)
         self.test_confusion = MulticlassConfusionMatrix(n)
 
-    def configure_model(self) -> None:
-        if self.hparams.compile and not getattr(self, "_compiled", False):
-            self.model.compile()
-            self._compiled = True
-
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self.datamodule
         classes = getattr(datamodule, "classes", None)
         if classes is not None:
             check_class_count(self.hparams.num_classes, classes)
@@ -259,10 +249,8 @@ class ClassificationTask(L.LightningModule):
         h = self.hparams
         if h.lr_schedule == "cosine":
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._cosine(optimizer), "interval": "step"}}
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=h.lr_factor, patience=h.lr_patience, min_lr=h.min_lr,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+        return {"optimizer": optimizer,
+                "lr_scheduler": self.plateau_schedule(optimizer, h.lr_factor, h.lr_patience, h.min_lr)}
 
     def _cosine(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         total = max(1, int(self.trainer.estimated_stepping_batches))

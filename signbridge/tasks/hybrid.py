@@ -81,8 +81,7 @@ class HybridSignClassifier(ClassificationTask):
     def forward_outputs(self, batch: dict) -> dict[str, torch.Tensor]:
         """The logits of every classifier of the model and of its prediction (``logits``)."""
         image = batch.get("image")
-        if image is not None and self.hparams.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+        image = self.channels_last_input(image) if image is not None else None
         return self.model.forward_branches(image, batch["landmarks"], batch["present"], batch.get("aspect"))
 
     def forward(self, batch: dict) -> torch.Tensor:

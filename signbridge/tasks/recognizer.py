@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import torch
 from torch import nn
 
@@ -16,6 +15,7 @@ from ..errors import InputError
 from ..losses import ctc_loss
 from ..metrics import text_metrics
 from ..models.crnn import CRNN
+from .base import Task
 
 
 def check_text_data(datamodule, charset: Charset, model: CRNN) -> None:
@@ -36,7 +36,7 @@ def check_text_data(datamodule, charset: Charset, model: CRNN) -> None:
                          f"give only {model.timesteps(h.width)} CTC timesteps: widen data.init_args.width")
 
 
-class TextRecognizer(L.LightningModule):
+class TextRecognizer(Task):
     """A CRNN trained with CTC. Logs ``{stage}_loss``, and ``{val,test}_word_acc`` / ``_cer`` of greedy decoding.
 
     Args:
@@ -82,20 +82,12 @@ class TextRecognizer(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.charset = Charset(charset)
-        self.model = build_crnn(self.hparams)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.use_channels_last(build_crnn(self.hparams))
         self.val_metrics = text_metrics("val_")
         self.test_metrics = text_metrics("test_")
 
-    def configure_model(self) -> None:
-        if self.hparams.compile and not getattr(self, "_compiled", False):
-            self.model.compile()
-            self._compiled = True
-
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        check_text_data(datamodule, self.charset, self.model)
+        check_text_data(self.datamodule, self.charset, self.model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Per-timestep logits ``(B, T, classes)``."""
@@ -135,10 +127,8 @@ class TextRecognizer(L.LightningModule):
             epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs > 0 else 100
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=h.min_lr)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=h.lr_factor, patience=h.lr_patience, min_lr=h.min_lr
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+        return {"optimizer": optimizer,
+                "lr_scheduler": self.plateau_schedule(optimizer, h.lr_factor, h.lr_patience, h.min_lr)}
 
 
 def build_crnn(hparams) -> CRNN:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
@@ -14,10 +13,11 @@ from ..errors import InputError
 from ..losses import AdversarialLoss, ctc_loss, discriminator_loss, generator_adversarial_loss
 from ..metrics import WordAccuracy, text_metrics
 from ..models.restoration import PatchDiscriminator, RestorationGenerator
+from .base import Task
 from .recognizer import FrozenRecognizer, check_text_data
 
 
-class RestorationGAN(L.LightningModule):
+class RestorationGAN(Task):
     """Restore degraded text images (same size, or x2/x4 super-resolution) for a recognizer that stays frozen.
 
     Generator loss, after ``warmup_epochs`` of pixel loss alone::
@@ -62,6 +62,8 @@ class RestorationGAN(L.LightningModule):
         compile: ``torch.compile`` the generator and the critic.
     """
 
+    compiled_modules = ("generator", "discriminator")
+
     def __init__(
         self,
         recognizer_checkpoint: str,
@@ -93,8 +95,7 @@ class RestorationGAN(L.LightningModule):
         channels = self.recognizer.model.in_channels
         self.generator = RestorationGenerator(channels, generator_channels, generator_blocks, scale)
         self.discriminator = PatchDiscriminator(channels, discriminator_channels, discriminator_layers)
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
+        self.use_channels_last(self)
         images = MetricCollection({"psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
                                    "ssim": StructuralSimilarityIndexMeasure(data_range=1.0)})
         for stage in ("val", "test"):
@@ -104,14 +105,8 @@ class RestorationGAN(L.LightningModule):
             setattr(self, f"{stage}_clean_word_acc", WordAccuracy())
         self._logged_samples: torch.Tensor | None = None
 
-    def configure_model(self) -> None:
-        if self.hparams.compile and not getattr(self, "_compiled", False):
-            self.generator.compile()
-            self.discriminator.compile()
-            self._compiled = True
-
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self.datamodule
         check_text_data(datamodule, self.recognizer.charset, self.recognizer.model)
         if datamodule is not None and hasattr(datamodule, "degradation"):
             degradation = datamodule.degradation
