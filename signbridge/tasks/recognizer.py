@@ -149,12 +149,16 @@ class FrozenRecognizer(nn.Module):
         model: the recognizer network.
         charset: its characters.
         feature_layer: the CRNN layer whose features ``forward`` returns (default: after the last conv block).
+        hparams: the ``TextRecognizer`` hyperparameters the network was built from.
     """
 
-    def __init__(self, model: CRNN, charset: Charset, feature_layer: str = "block4"):
+    def __init__(self, model: CRNN, charset: Charset, feature_layer: str = "block4", hparams: dict | None = None):
         super().__init__()
         model._check_layer(feature_layer)
         self.model, self.charset, self.feature_layer = model, charset, feature_layer
+        # the TextRecognizer hyperparameters that rebuild this network (saved by the tasks that hold it)
+        self.hparams = {key: list(value) if isinstance(value, tuple) else value
+                        for key, value in (hparams or {}).items()}
         self.requires_grad_(False)
         super().train(False)
 
@@ -171,9 +175,16 @@ class FrozenRecognizer(nn.Module):
         hparams, state = checkpoint.get("hyper_parameters"), checkpoint.get("state_dict")
         if not isinstance(hparams, dict) or "charset" not in hparams or not isinstance(state, dict):
             raise InputError(f"{path}: not a TextRecognizer checkpoint (no charset in its hyperparameters)")
-        model = build_crnn(hparams)
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-        return cls(model, Charset(hparams["charset"]), feature_layer)
+        recognizer = cls.from_hparams(hparams, feature_layer)
+        recognizer.model.load_state_dict(
+            {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        return recognizer
+
+    @classmethod
+    def from_hparams(cls, hparams: dict, feature_layer: str = "block4") -> FrozenRecognizer:
+        """An untrained recognizer of a ``TextRecognizer``'s hyperparameters, whose weights are loaded afterwards
+        (from a checkpoint that holds them, such as a ``RestorationGAN``'s)."""
+        return cls(build_crnn(hparams), Charset(hparams["charset"]), feature_layer, hparams)
 
     def train(self, mode: bool = True) -> FrozenRecognizer:
         return super().train(False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,10 @@ class RestorationGAN(Task):
     TensorBoard.
 
     Args:
-        recognizer_checkpoint: a ``TextRecognizer`` checkpoint; its weights are also kept in this model's checkpoints.
+        recognizer_checkpoint: a ``TextRecognizer`` checkpoint, read when a fresh model is built. Its weights and
+            hyperparameters are kept in this model's checkpoints, which therefore test, predict and resume without it.
+        recognizer: the recognizer's hyperparameters (filled in from ``recognizer_checkpoint`` and saved; when given,
+            the recognizer is built from them and its weights come from this model's checkpoint).
         feature_layer: recognizer layer of the feature loss (``block1``-``block4``, ``rnn``).
         scale: 1 restores at the input size; 2 or 4 upscales low-resolution inputs (``data.init_args.keep_low_res``).
         generator_channels: generator trunk width.
@@ -66,7 +69,8 @@ class RestorationGAN(Task):
 
     def __init__(
         self,
-        recognizer_checkpoint: str,
+        recognizer_checkpoint: str | None = None,
+        recognizer: dict[str, Any] | None = None,
         feature_layer: str = "block4",
         scale: Literal[1, 2, 4] = 1,
         generator_channels: int = 64,
@@ -91,7 +95,13 @@ class RestorationGAN(Task):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.recognizer = FrozenRecognizer.from_checkpoint(recognizer_checkpoint, feature_layer)
+        if recognizer is not None:  # a checkpoint of this model is being loaded: it holds the weights
+            self.recognizer = FrozenRecognizer.from_hparams(recognizer, feature_layer)
+        elif recognizer_checkpoint is not None:
+            self.recognizer = FrozenRecognizer.from_checkpoint(recognizer_checkpoint, feature_layer)
+            self.hparams.recognizer = self.recognizer.hparams
+        else:
+            raise InputError("RestorationGAN needs a trained recognizer: set model.init_args.recognizer_checkpoint")
         channels = self.recognizer.model.in_channels
         self.generator = RestorationGenerator(channels, generator_channels, generator_blocks, scale)
         self.discriminator = PatchDiscriminator(channels, discriminator_channels, discriminator_layers)

@@ -134,6 +134,12 @@ def test_training_leaves_the_recognizer_bit_identical(recognizer_checkpoint, cap
 
 
 def test_gan_fit_test_and_resume_through_the_cli(recognizer_checkpoint, captcha_subset, tmp_path):
+    # a copy of the recognizer, deleted after the first fit: the GAN's checkpoints must not need it any more
+    import shutil
+
+    source = recognizer_checkpoint
+    recognizer_checkpoint = tmp_path / "recognizer.ckpt"
+    shutil.copy(source, recognizer_checkpoint)
     cli = main(["fit", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint, "--trainer.max_epochs", "2")])
     metrics = cli.trainer.callback_metrics
     for name in ("train_ctc_monitor", "train_pixel_loss", "train_adv_loss", "val_psnr", "val_ssim",
@@ -151,6 +157,7 @@ def test_gan_fit_test_and_resume_through_the_cli(recognizer_checkpoint, captcha_
     assert len(checkpoint["optimizer_states"]) == 2 and checkpoint["epoch"] == 1
     assert any(k.startswith("recognizer.") for k in checkpoint["state_dict"])
     steps = cli.trainer.global_step
+    recognizer_checkpoint.unlink()
 
     resumed = main(["fit", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint, "--trainer.max_epochs", "3"),
                     "--ckpt_path", str(last)])
@@ -162,6 +169,9 @@ def test_gan_fit_test_and_resume_through_the_cli(recognizer_checkpoint, captcha_
 
     tested = main(["test", *gan_args(tmp_path, captcha_subset, recognizer_checkpoint), "--ckpt_path", str(last)])
     assert {"test_psnr", "test_ssim", "test_word_acc", "test_input_word_acc"} <= set(tested.trainer.callback_metrics)
+    loaded = RestorationGAN.load_from_checkpoint(last, weights_only=True)
+    trained = FrozenRecognizer.from_checkpoint(source).model.state_dict()
+    assert all(torch.equal(loaded.recognizer.model.state_dict()[k], v) for k, v in trained.items())
 
 
 def test_ctc_loss_weight_is_annealed_in(recognizer_checkpoint, captcha_subset, tmp_path):
@@ -200,3 +210,8 @@ def test_missing_recognizer_checkpoint_is_one_line_from_the_shell(captcha_subset
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"signbridge: error: recognizer checkpoint not found: {tmp_path / 'missing.ckpt'}")
+
+
+def test_a_fresh_gan_without_a_recognizer_is_a_clear_error():
+    with pytest.raises(InputError, match="needs a trained recognizer"):
+        RestorationGAN()
