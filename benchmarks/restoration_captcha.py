@@ -3,7 +3,8 @@
 1. ``TextRecognizer`` (configs/recognizer_captcha.yaml) on the clean captchas; its test word accuracy.
 2. ``RestorationGAN`` (configs/restoration_captcha.yaml) guided by that recognizer, for the same number of epochs in
    each variant: (a) pixel only, (b) pixel + adversarial, (c) pixel + adversarial + recognizer features,
-   (d) pixel + adversarial + CTC (the reference project's baseline). Each is tested with its last checkpoint, so every variant
+   (d) pixel + adversarial + CTC (the reference project's baseline). Each is tested with its last checkpoint, so every
+   variant
    has exactly the same budget; the degraded inputs are identical in every run.
 
 Writes ``RUN_DIR/results.json`` and prints a table.
@@ -22,7 +23,8 @@ from pathlib import Path
 from signbridge.cli import run_cli
 
 VARIANTS = {
-    "a": ("pixel only", ["--model.init_args.adversarial_loss_weight", "0", "--model.init_args.rec_feat_loss_weight", "0"]),
+    "a": ("pixel only", ["--model.init_args.adversarial_loss_weight", "0",
+                         "--model.init_args.rec_feat_loss_weight", "0"]),
     "b": ("pixel + adversarial", ["--model.init_args.rec_feat_loss_weight", "0"]),
     "c": ("pixel + adversarial + feature", []),
     "d": ("pixel + adversarial + CTC", ["--model.init_args.rec_feat_loss_weight", "0"]),
@@ -48,7 +50,8 @@ def fit_and_test(configs: list[str], args: list[str], ckpt: str) -> dict:
     tested = run_cli(["test", *configs, *args, "--ckpt_path", path])
     metrics = {k: float(v) for k, v in tested.trainer.callback_metrics.items()}
     callback = trainer.checkpoint_callback
-    best = {f"best_{callback.monitor}": float(callback.best_model_score)} if callback.best_model_score is not None else {}
+    score = callback.best_model_score
+    best = {f"best_{callback.monitor}": float(score)} if score is not None else {}
     return {"checkpoint": path, "fit_seconds": seconds, "epochs": trainer.current_epoch, **best, **metrics}
 
 
@@ -108,13 +111,14 @@ def print_table(results: dict) -> None:
         print(f"{'clean (recognizer test split)':<36}{r['test_word_acc']:>9.4f}{r['test_cer']:>8.4f}"
               f"{'':>8}{'':>8}{r['fit_seconds']:>8.0f}")
     gans = [v for k, v in results.items() if k.startswith("gan_")]
+    widths = (9, 8, 8, 8)
     if gans:
         g = gans[0]
-        print(f"{'degraded input':<36}" + "".join(f"{g['test_input_' + k]:>{w}.4f}" for k, w in zip(REPORTED, (9, 8, 8, 8))))
+        print(f"{'degraded input':<36}" + "".join(f"{g['test_input_' + k]:>{w}.4f}" for k, w in zip(REPORTED, widths)))
     for key in sorted(k for k in results if k.startswith("gan_")):
         g = results[key]
-        print(f"{key[-1] + ') ' + g['name']:<36}" + "".join(f"{g['test_' + k]:>{w}.4f}" for k, w in zip(REPORTED, (9, 8, 8, 8)))
-              + f"{g['fit_seconds']:>8.0f}")
+        print(f"{key[-1] + ') ' + g['name']:<36}"
+              + "".join(f"{g['test_' + k]:>{w}.4f}" for k, w in zip(REPORTED, widths)) + f"{g['fit_seconds']:>8.0f}")
 
 
 if __name__ == "__main__":

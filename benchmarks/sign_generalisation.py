@@ -183,8 +183,9 @@ def run_job(args, variant: str, base: str, overrides: dict, fold: int) -> dict:
     result.update(variant=variant, fold=fold, seconds=round(time.perf_counter() - start, 1))
     with open(Path(args.run_dir) / "results.jsonl", "a") as f:
         f.write(json.dumps(result) + "\n")
+    classifiers = result.get("classifier_acc", {})
     branches = "  ".join(f"{name} {value if isinstance(value, str) else f'{value:.4f}'}"
-                         for name, value in result.get("classifier_acc", {}).items() if len(result["classifier_acc"]) > 1)
+                         for name, value in classifiers.items() if len(classifiers) > 1)
     print(f"{variant:<40} fold {fold}: acc {result['acc']:.4f}  f1 {result['f1_macro']:.4f}  "
           f"worst {result['worst_class_acc']:.3f}  no-hand {result['no_hand_acc']:.3f}  {result['seconds']:.0f} s"
           f"  {branches}", flush=True)

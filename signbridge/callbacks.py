@@ -27,7 +27,8 @@ class PredictionWriter(BasePredictionWriter):
         self._header_written = False
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        path = Path(self.output) if self.output else Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv"
+        default = Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv"
+        path = Path(self.output) if self.output else default
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ class SignbridgeCLI(LightningCLI):
         if isinstance(self.model, ClassificationTask):
             classes = getattr(self.datamodule, "classes", None)
             if classes is not None:
-                check_class_count(self.model.hparams.num_classes, classes)
+                check_class_count(self.model.hparams["num_classes"], classes)
             check_data_settings(self.model.hparams, self.model.data_settings(self.datamodule))
 
     before_fit = before_validate = before_test = _check_data_settings
@@ -99,7 +99,8 @@ def landmarks_command(argv: Sequence[str]) -> int:
     )
     parser.add_argument("root", help="dataset folder: ROOT/<class>/<image>")
     parser.add_argument("--output", "-o", required=True, help="cache file to write (.npz)")
-    parser.add_argument("--model-path", help="hand_landmarker.task (default: $SIGNBRIDGE_HAND_LANDMARKER, cache, download)")
+    parser.add_argument("--model-path",
+                        help="hand_landmarker.task (default: $SIGNBRIDGE_HAND_LANDMARKER, cache, download)")
     parser.add_argument("--workers", type=int, default=None, help="detector processes (default: all cores; 0: inline)")
     parser.add_argument("--min-detection-confidence", type=float, default=0.5)
     parser.add_argument("--min-presence-confidence", type=float, default=0.5)

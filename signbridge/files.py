@@ -1,7 +1,9 @@
-"""Writing files so that a crash never leaves a half-written one."""
+"""File helpers shared by the package: atomic writes, hashing, and the user cache folder."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,3 +30,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as indented JSON with ``atomic_write``."""
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file's contents, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """The user cache folder for signbridge (``$XDG_CACHE_HOME/signbridge`` or ``~/.cache/signbridge``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "signbridge"

@@ -15,16 +15,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from .errors import InputError
-from .files import atomic_write
+from .files import write_json_atomic
 
 METADATA_FILE = "model.json"
 ACTIVE_FILE = "active.json"
 FORMAT = 1
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=2, default=str)
 
 
 def library_versions() -> dict[str, str]:

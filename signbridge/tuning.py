@@ -16,7 +16,8 @@ from typing import Any, Literal
 import yaml
 
 from .errors import InputError
-from .metadata import METADATA_FILE, read_metadata, write_json_atomic
+from .files import write_json_atomic
+from .metadata import METADATA_FILE, read_metadata
 
 
 @dataclass
@@ -202,7 +203,8 @@ def tune(
     }[pruner]()
     storage_url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     study = optuna.create_study(
-        storage=_storage(storage_url, heartbeat, run_dir), study_name=study_name or run_dir.name, sampler=chosen_sampler,
+        storage=_storage(storage_url, heartbeat, run_dir), study_name=study_name or run_dir.name,
+        sampler=chosen_sampler,
         pruner=chosen_pruner, direction=space.direction, load_if_exists=True,
     )
     logger = (config.get("trainer") or {}).get("logger")
@@ -295,9 +297,11 @@ def summary(study, run_dir: str | Path) -> str:
         best = study.best_trial
     except ValueError:
         return "\n".join(lines + ["no trial has completed yet"])
-    epochs = [t.user_attrs.get("epochs", 0) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    epochs = [t.user_attrs.get("epochs", 0) for t in finished]
     lines += [
-        f"best trial {best.number}: value {best.value:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()),
+        f"best trial {best.number}: value {best.value:.4f} with "
+        + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()),
         f"best checkpoint: {best.user_attrs.get('checkpoint')}",
         f"epochs trained: {sum(epochs)} over {len(epochs)} finished trials",
         f"see the models with: signbridge models list {run_dir}",

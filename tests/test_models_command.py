@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from signbridge.cli import main
-from signbridge.metadata import active_model, activate_model, find_models, models_table, read_metadata
+from signbridge.metadata import activate_model, active_model, find_models, models_table, read_metadata
 from signbridge.tasks import ATKClassifier
 from tests.conftest import REPO
 
@@ -69,7 +69,8 @@ def test_fit_writes_metadata_and_predict_uses_the_active_model(tmp_path, digits_
     model = ATKClassifier.load_from_checkpoint(checkpoint, weights_only=True).eval()
     from signbridge.data import ImageFolderDataModule
 
-    data = ImageFolderDataModule(str(digits_folder), image_size=24, num_workers=0, predict_root=str(digits_folder / "1"))
+    data = ImageFolderDataModule(str(digits_folder), image_size=24, num_workers=0,
+                                 predict_root=str(digits_folder / "1"))
     data.setup("predict")
     batch = next(iter(torch.utils.data.DataLoader(data.datasets["predict"], batch_size=12)))
     with torch.no_grad():

@@ -130,7 +130,8 @@ def test_resume_after_the_process_is_killed(tmp_path, digits_folder):
             trials = optuna.load_study(study_name="killed", storage=storage).trials
         except Exception:  # the study is not created yet
             trials = []
-        if any(t.state.is_finished() for t in trials) and any(t.state == optuna.trial.TrialState.RUNNING for t in trials):
+        running = any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+        if any(t.state.is_finished() for t in trials) and running:
             process.send_signal(signal.SIGKILL)
             killed = True
             break
@@ -149,7 +150,8 @@ def test_resume_after_the_process_is_killed(tmp_path, digits_folder):
 
 
 def _postgres_binaries() -> tuple[str, str] | None:
-    for folder in [os.path.dirname(shutil.which("initdb") or ""), *sorted(map(str, Path("/usr/lib/postgresql").glob("*/bin")))]:
+    installed = sorted(map(str, Path("/usr/lib/postgresql").glob("*/bin")))
+    for folder in [os.path.dirname(shutil.which("initdb") or ""), *installed]:
         if folder and os.path.exists(os.path.join(folder, "initdb")) and os.path.exists(os.path.join(folder, "pg_ctl")):
             return os.path.join(folder, "initdb"), os.path.join(folder, "pg_ctl")
     return None

@@ -10,5 +10,6 @@ from .transforms import HandAugment
 __all__ = [
     "Charset", "ClassificationDataModule", "Degradation", "HandAugment", "ImageFolderDataModule", "ImageFolderDataset",
     "LandmarkDataModule", "SignDataModule",
-    "SignImageDataset", "SplitDataModule", "TextImageDataModule", "TextImageDataset", "balanced_class_weights", "stratified_split",
+    "SignImageDataset", "SplitDataModule", "TextImageDataModule", "TextImageDataset", "balanced_class_weights",
+    "stratified_split",
 ]

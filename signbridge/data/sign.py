@@ -10,10 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import InputError
-from ..hands.cache import LandmarkCache, coverage_problem, detector_fingerprint, extract_landmarks, stale_reason
+from ..files import cache_dir
+from ..hands.cache import LandmarkCache, cache_problem, extract_landmarks
 from ..hands.detect import DetectorSettings
-from ..hands.model_file import cache_dir, resolve_hand_landmarker, sha256_of
 from ..imageio import list_images, read_image_rgb
 from .folder import ClassificationDataModule
 from .transforms import HandAugment, resize_square
@@ -170,16 +169,7 @@ class SignDataModule(ClassificationDataModule):
 
     def _ensure_cache(self, folder: Path, paths: list[str]) -> None:
         cache_path = self.landmark_cache_path(folder)
-        problem = "it does not exist"
-        if cache_path.exists():
-            try:
-                cache = LandmarkCache.load(cache_path)
-                fingerprint = detector_fingerprint(sha256_of(resolve_hand_landmarker(self.hparams.hand_model)),
-                                                   self.detector_settings)
-                sizes = [(folder / p).stat().st_size for p in paths]
-                problem = stale_reason(cache, fingerprint) or coverage_problem(cache, paths, sizes)
-            except ValueError as error:
-                problem = str(error)
+        problem = cache_problem(cache_path, folder, paths, self.hparams.hand_model, self.detector_settings)
         if problem:
             log.warning("building the landmark cache %s because %s", cache_path, problem)
             summary = extract_landmarks(

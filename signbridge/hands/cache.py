@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_write
+from ..files import atomic_write, sha256_of
 from ..imageio import list_image_folder
 from .detect import DetectorSettings, HandDetection
 from .layout import NUM_COORDS, NUM_HANDS, NUM_POINTS
-from .model_file import resolve_hand_landmarker, sha256_of
+from .model_file import resolve_hand_landmarker
 
 CACHE_FORMAT = 1
 _ARRAYS = {  # key -> (dtype kind, shape after N)
@@ -36,7 +37,8 @@ _ARRAYS = {  # key -> (dtype kind, shape after N)
 class LandmarkCache:
     """Landmarks of a dataset, one row per image; ``paths`` are relative to the dataset root with ``/``.
 
-    ``file_size`` is an addition to the keys of ``docs/contracts.md``: it lets a rerun notice an image replaced under the same name.
+    ``file_size`` is an addition to the keys of ``docs/contracts.md``: it lets a rerun notice an image replaced under
+    the same name.
     """
 
     paths: np.ndarray
@@ -144,6 +146,25 @@ def coverage_problem(cache: LandmarkCache, paths: list[str], file_sizes: list[in
     return "; ".join(parts) or None
 
 
+def cache_problem(
+    path: str | os.PathLike, root: str | os.PathLike, paths: list[str], model_path: str | os.PathLike | None = None,
+    settings: DetectorSettings | None = None,
+) -> str | None:
+    """Why the cache at ``path`` cannot serve the images ``paths`` under ``root`` with this landmarker model and these
+    detector settings (missing, unreadable, another format/model/settings, incomplete, images added or changed), or
+    None when it can be used as it is."""
+    path, root = Path(path), Path(root)
+    if not path.exists():
+        return "it does not exist"
+    try:
+        cache = LandmarkCache.load(path)
+    except ValueError as error:
+        return str(error)
+    fingerprint = detector_fingerprint(sha256_of(resolve_hand_landmarker(model_path)), settings or DetectorSettings())
+    sizes = [(root / p).stat().st_size for p in paths]
+    return stale_reason(cache, fingerprint) or coverage_problem(cache, paths, sizes)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # extraction
 
@@ -162,6 +183,7 @@ def _init_worker(model_path: str, settings: dict) -> None:
 def _detect_one(job: tuple[str, str]) -> tuple[str, HandDetection | None, tuple[int, int] | None, str | None]:
     root, relative = job
     try:
+        assert _worker_detector is not None, "_init_worker runs first in every worker"
         detection, size = _worker_detector.detect_file(Path(root) / relative)
         return relative, detection, size, None
     except Exception as error:  # one bad file is reported and skipped; it must not stop the run
@@ -268,7 +290,7 @@ def extract_landmarks(
         stamp = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "complete": complete}
         LandmarkCache._from_rows(rows, {**meta, **stamp, "skipped": skipped}).save(output)
 
-    workers = os.cpu_count() if workers is None else workers
+    workers = (os.cpu_count() or 1) if workers is None else workers
     jobs = [(str(root), p) for p in todo]
     bar = tqdm(total=len(todo), desc="hand landmarks", unit="img", disable=not progress or not todo)
     since_checkpoint = 0
@@ -276,6 +298,7 @@ def extract_landmarks(
     try:
         if workers == 0:
             _init_worker(str(model_path), settings.to_dict())
+            results: Iterator[tuple[str, HandDetection | None, tuple[int, int] | None, str | None]]
             results = map(_detect_one, jobs)
         else:
             # spawned processes: fresh interpreters, never the caller's (see HandDetector on SIGPROF); a worker that
@@ -285,9 +308,9 @@ def extract_landmarks(
                 initializer=_init_worker, initargs=(str(model_path), settings.to_dict()),
             )
             results = executor.map(_detect_one, jobs, chunksize=4)
-        for relative, detection, size, error in results:
+        for relative, detection, size, failure in results:
             if detection is None:
-                skipped[relative] = error
+                skipped[relative] = failure or "no detection"
             else:
                 done[relative] = (relative, detection, size, file_sizes[relative])
             bar.update()

@@ -72,7 +72,8 @@ class HandDetector:
         if scale < 1:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
-        result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb)))
+        frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb))
+        result = self._landmarker.detect(frame)
         return _to_slots(result)
 
     def detect_file(self, path: str | os.PathLike) -> tuple[HandDetection, tuple[int, int]]:

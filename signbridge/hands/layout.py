@@ -1,5 +1,6 @@
-"""The landmark layout (``docs/contracts.md``): ``(2, 21, 3)`` per image, slot 0 = "Right", slot 1 = "Left" (MediaPipe's labels
-for the unflipped image), coordinates relative to each hand's wrist; a missing hand is zeros with ``present=False``."""
+"""The landmark layout (``docs/contracts.md``): ``(2, 21, 3)`` per image, slot 0 = "Right", slot 1 = "Left"
+(MediaPipe's labels for the unflipped image), coordinates relative to each hand's wrist; a missing hand is zeros with
+``present=False``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ FINGERTIPS = (4, 8, 12, 16, 20)
 # wrist -> four points of each finger (thumb, index, middle, ring, pinky); joint angles are taken at the middle three
 FINGER_CHAINS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
 INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP = 5, 9, 13, 17
-PALM_POINTS = (INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP)  # the four finger knuckles: their distance to the wrist is the palm size
+# the four finger knuckles: their distance to the wrist is the palm size
+PALM_POINTS = (INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP)
 GEOMETRY_PER_HAND = 34  # 5 tip-wrist + 10 tip-tip distances, 15 joint angles, 3 palm normal, 1 openness
 GEOMETRY_FEATURES = NUM_HANDS * GEOMETRY_PER_HAND
 

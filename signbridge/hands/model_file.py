@@ -6,13 +6,13 @@ URL, verified against the pinned sha256. A download that fails or does not verif
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import cache_dir, sha256_of
 
 MODEL_URL = "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/float16/1/hand_landmarker.task"
 MODEL_SHA256 = "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1"
@@ -20,26 +20,13 @@ MODEL_SIZE = 7_819_105
 ENV_VAR = "SIGNBRIDGE_HAND_LANDMARKER"
 _OFFLINE_HINT = (
     f"To work offline, download {MODEL_URL} on a connected machine and either pass its path "
-    f"(signbridge landmarks --model-path, SignDataModule hand_model=...), set {ENV_VAR}=/path/to/hand_landmarker.task, or copy it to {{cache}}."
+    f"(signbridge landmarks --model-path, SignDataModule hand_model=...), set {ENV_VAR}=/path/to/hand_landmarker.task, "
+    f"or copy it to {{cache}}."
 )
 
 
 class HandModelUnavailable(InputError):
     """The hand landmarker model cannot be found or downloaded; the message says how to supply it."""
-
-
-def cache_dir() -> Path:
-    """The user cache folder for signbridge (``$XDG_CACHE_HOME/signbridge`` or ``~/.cache/signbridge``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "signbridge"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_hand_landmarker(path: str | os.PathLike | None = None, download: bool = True) -> Path:

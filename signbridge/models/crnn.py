@@ -57,7 +57,8 @@ class CRNN(nn.Module):
         self.num_classes, self.in_channels, self.height = num_classes, in_channels, height
         widths = [in_channels, *channels]
         self.blocks = nn.ModuleDict({
-            name: _conv_block(widths[i], widths[i + 1], pool) for i, (name, pool) in enumerate(zip(self.conv_layers, _POOLS))
+            name: _conv_block(widths[i], widths[i + 1], pool)
+            for i, (name, pool) in enumerate(zip(self.conv_layers, _POOLS))
         })
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels[-1] * (height // 16), hidden_size))
         self.rnn = nn.LSTM(hidden_size, hidden_size, num_layers=num_layers, bidirectional=True, batch_first=True,

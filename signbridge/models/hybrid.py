@@ -323,7 +323,8 @@ class HybridSignNet(nn.Module):
             image_tokens = self.image.forward_tokens(image)
             out["image"] = self.image.head(image_tokens.mean(1))
         if use_hands:
-            hand_feature, hand_tokens, hand_valid = self.landmarks.forward_features(landmarks, present, aspect, geometry)
+            hand_feature, hand_tokens, hand_valid = self.landmarks.forward_features(
+                landmarks, present, aspect, geometry)
             out["landmarks"] = self.landmarks.head(hand_feature)
         if self.inputs != "both":
             out["logits"] = out[self.inputs]

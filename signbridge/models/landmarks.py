@@ -139,7 +139,8 @@ class LandmarkEncoder(nn.Module):
     def forward(
         self, landmarks: torch.Tensor, present: torch.Tensor, aspect: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(B, 2, 21, 3)``, ``(B, 2)``, ``(B,)`` -> feature ``(B, dim)``, tokens ``(B, T, dim)``, validity ``(B, T)``."""
+        """``(B, 2, 21, 3)``, ``(B, 2)``, ``(B,)`` -> feature ``(B, dim)``, tokens ``(B, T, dim)``, validity
+        ``(B, T)``."""
         points = normalize_hands(landmarks, present, aspect, rotate=self.rotate)
         if self.kind == "mlp":
             feature = self.encoder(points, present)

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 # the hook-based spectral norm: the parametrization version cannot be pickled, which ddp_spawn does
 from torch.nn.utils import spectral_norm
 
@@ -17,7 +18,8 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int, residual_scale: float = 0.2):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1)
+            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
         )
         self.residual_scale = residual_scale
 
@@ -50,7 +52,7 @@ class RestorationGenerator(nn.Module):
         self.tail = nn.Conv2d(channels, in_channels, 3, padding=1)
         # start as the identity (plus the upscaling): the first steps refine instead of undoing noise
         nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]  # the conv has a bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.head(x)

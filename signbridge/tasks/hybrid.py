@@ -10,6 +10,7 @@ from ..models.hybrid import OUTPUTS, Fusion, HybridSignNet, Inputs, LandmarkNet
 from ..models.landmarks import LandmarkEncoderKind
 from .classification import ClassificationTask
 
+
 class HybridSignClassifier(ClassificationTask):
     """``HybridSignNet`` trained as a classifier on batches of ``SignDataModule``.
 

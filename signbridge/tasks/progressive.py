@@ -13,8 +13,9 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from ..errors import InputError
-from ..models.hybrid import Inputs, ParameterGroup
+from ..models.hybrid import HybridSignNet, Inputs, ParameterGroup
 from .hybrid import HybridSignClassifier
+
 
 @dataclass
 class Stage:
@@ -92,10 +93,10 @@ class ProgressiveTraining(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, HybridSignClassifier):
             raise InputError(f"ProgressiveTraining trains HybridSignClassifier; got {type(pl_module).__name__}")
-        others = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
+        others = [c for c in getattr(trainer, "callbacks", []) if isinstance(c, EarlyStopping)]
         if others:
-            raise InputError("ProgressiveTraining stops each stage early itself (its patience), and EarlyStopping would "
-                             "end the whole run in an early stage: remove the EarlyStopping callback "
+            raise InputError("ProgressiveTraining stops each stage early itself (its patience), and EarlyStopping "
+                             "would end the whole run in an early stage: remove the EarlyStopping callback "
                              "(configs/sign_digits_progressive.yaml replaces the callback list)")
         strategy = trainer.strategy
         if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
@@ -114,7 +115,8 @@ class ProgressiveTraining(Callback):
             self.stage_index, self.stage_start, self.stage_ended = self.stage_index + 1, trainer.current_epoch, False
             self._reset_patience()
         stage = self.stage
-        pl_module.model.set_stage(stage.train, stage.inputs)
+        model: HybridSignNet = pl_module.model  # type: ignore[assignment]  # a HybridSignClassifier's (setup)
+        model.set_stage(stage.train, stage.inputs)
         if self._started != self.stage_index:
             self._started = self.stage_index
             if trainer.current_epoch == self.stage_start:  # not when resuming in the middle of a stage

@@ -99,7 +99,8 @@ def test_datamodule_builds_a_missing_cache_and_leaves_out_unreadable_images(digi
     root = tmp_path / "data"
     shutil.copytree(digits_subset, root)
     (root / "2" / "broken.jpg").write_bytes(b"not a jpeg")
-    dm = SignDataModule(str(root), landmarks_file=str(tmp_path / "lm.npz"), image_size=32, num_workers=0, extraction_workers=1)
+    dm = SignDataModule(str(root), landmarks_file=str(tmp_path / "lm.npz"), image_size=32, num_workers=0,
+                        extraction_workers=1)
     with caplog.at_level("WARNING"):
         dm.prepare_data()
         dm.setup("fit")

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
+from signbridge.errors import InputError
 from signbridge.hands.cache import LandmarkCache, coverage_problem, extract_landmarks
 from signbridge.hands.detect import DetectorSettings
-from signbridge.errors import InputError
 from tests.conftest import REPO, shared_dir
 
 
@@ -48,7 +48,8 @@ def test_extraction_writes_the_contract_and_reports_skips(photo_dataset, tmp_pat
         assert data["present"].dtype == bool and data["score"].dtype == np.float32
         assert data["image_size"][2].tolist() == [960, 640]
         meta = json.loads(str(data["meta"]))
-    assert meta["complete"] and meta["model_sha256"] == "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1"
+    assert meta["complete"]
+    assert meta["model_sha256"] == "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1"
     assert meta["detector"] == DetectorSettings().to_dict() and "mediapipe_version" in meta and "created" in meta
 
 

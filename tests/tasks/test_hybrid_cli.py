@@ -5,13 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
 from signbridge.cli import main
-from signbridge.errors import InputError
 from signbridge.data import SignDataModule
+from signbridge.errors import InputError
 from signbridge.tasks import HybridSignClassifier
 from tests.conftest import REPO
 
@@ -34,7 +33,8 @@ def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
     cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache)])
     assert cli.trainer.current_epoch == 2
     assert cli.model.hparams.num_classes == 4  # from the data: the config does not set it
-    for name in ("train_loss_epoch", "train_acc", "train_top5", "train_f1_macro", "val_loss", "val_acc", "val_f1_macro"):
+    for name in ("train_loss_epoch", "train_acc", "train_top5", "train_f1_macro", "val_loss", "val_acc",
+                 "val_f1_macro"):
         assert name in cli.trainer.callback_metrics, name
     log_dir = Path(cli.trainer.log_dir)
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
@@ -117,7 +117,8 @@ def test_missing_root_is_a_clear_error(tmp_path, digits_cache):
 
 
 def test_python_dash_m_and_console_script_help():
-    for command in ([sys.executable, "-m", "signbridge", "--help"], [sys.executable, "-m", "signbridge", "landmarks", "--help"]):
+    for command in ([sys.executable, "-m", "signbridge", "--help"],
+                    [sys.executable, "-m", "signbridge", "landmarks", "--help"]):
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "signbridge" in result.stdout

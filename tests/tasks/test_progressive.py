@@ -38,7 +38,8 @@ class _Probe(L.Callback):
 
 
 def _data(digits_subset, digits_cache) -> SignDataModule:
-    return SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), image_size=32, batch_size=8, num_workers=0)
+    return SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), image_size=32, batch_size=8,
+                          num_workers=0)
 
 
 def _trainer(*callbacks, **kwargs) -> L.Trainer:

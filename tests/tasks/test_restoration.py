@@ -18,7 +18,8 @@ CONFIGS = REPO / "configs"
 
 
 def recognizer_args(tmp_path: Path, root: Path, *extra: str) -> list[str]:
-    return ["--config", str(CONFIGS / "recognizer_captcha.yaml"), "--config", str(CONFIGS / "recognizer_captcha_smoke.yaml"),
+    return ["--config", str(CONFIGS / "recognizer_captcha.yaml"),
+            "--config", str(CONFIGS / "recognizer_captcha_smoke.yaml"),
             "--data.init_args.root", str(root), "--data.init_args.test_fraction", "0.1",
             "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
             *extra]
@@ -30,7 +31,8 @@ def gan_args(tmp_path: Path, root: Path, recognizer: Path, *extra: str) -> list[
             "--data.init_args.root", str(root), "--model.init_args.recognizer_checkpoint", str(recognizer),
             "--model.init_args.generator_channels", "8", "--model.init_args.discriminator_channels", "8",
             "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
-            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+            "--trainer.limit_test_batches", "1",
             *extra]
 
 
