@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from signbridge.cli import run_cli
+from signbridge.lightning_cli import run_cli
 
 VARIANTS = {
     "a": ("pixel only", ["--model.init_args.adversarial_loss_weight", "0",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import json
 import shutil
@@ -100,17 +98,15 @@ def load_search_space(path: str | Path) -> SearchSpace:
 
 
 def resolved_config(fit_args: list[str]) -> dict:
-    """The full config that ``signbridge fit`` would run with these arguments (via ``--print_config``)."""
-    from .cli import run_cli
+    """The full config that ``signbridge fit`` would run with these arguments."""
+    from .lightning_cli import fit_config
 
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        try:
-            run_cli(["fit", *fit_args, "--print_config"])
-        except SystemExit as error:
-            if error.code not in (0, None):
-                raise InputError(f"the config does not parse: {' '.join(fit_args)}") from None
-    return yaml.safe_load(output.getvalue())
+    try:
+        return fit_config(fit_args)
+    except SystemExit as error:
+        if error.code not in (0, None):
+            raise InputError(f"the config does not parse: {' '.join(fit_args)}") from None
+        raise
 
 
 def check_params_exist(space: SearchSpace, config: dict) -> None:
@@ -178,7 +174,7 @@ def tune(
     from optuna.trial import TrialState
     from optuna_integration import PyTorchLightningPruningCallback
 
-    from .cli import run_cli
+    from .lightning_cli import run_cli
 
     space = load_search_space(search_space)
     run_dir = Path(run_dir)

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..data.text import Charset
+from ..charset import Charset
 from ..errors import InputError
 from ..losses import ctc_loss
 from ..metrics import text_metrics
