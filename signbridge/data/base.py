@@ -15,15 +15,37 @@ from .splits import kfold_split, limit_per_class, stratified_split
 class SplitDataModule(L.LightningDataModule):
     """A dataset under ``root`` split into ``train``/``val``/``test``/``predict`` datasets (``self.datasets``).
 
-    Subclasses call ``save_hyperparameters()`` with at least ``batch_size``, ``num_workers``, ``pin_memory``,
-    ``persistent_workers``, ``val_fraction``, ``test_fraction`` and ``split_seed``, fill ``self.datasets`` in
-    ``setup``, and set ``collate_fn`` when their items need more than the default collation.
+    The split and loader arguments are declared here once; subclasses take their own arguments and pass the rest on
+    (``**kwargs``), fill ``self.datasets`` in ``setup``, and set ``collate_fn`` when their items need more than the
+    default collation. Every argument of the subclass and of this base is saved as a hyperparameter.
+
+    Args:
+        root: dataset folder.
+        val_fraction: share of each class (or of the images) for validation.
+        test_fraction: share for testing.
+        split_seed: seed of the split (stable across runs and machines).
+        batch_size: samples per batch (per process under DDP).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep workers alive between epochs.
     """
 
     collate_fn: Callable[[list], dict] | None = None
 
-    def __init__(self, root: str):
+    def __init__(
+        self,
+        root: str,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 42,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+    ):
         super().__init__()
+        # collects the arguments of every __init__ on the way here, the subclass's included
+        self.save_hyperparameters()
         self.root = Path(root)
         self.datasets: dict[str, Dataset] = {}
 

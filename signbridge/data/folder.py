@@ -19,10 +19,22 @@ log = logging.getLogger(__name__)
 
 
 class ClassificationDataModule(SplitDataModule):
-    """What the folder-per-class datamodules share: the listing, the stratified split and class weights.
+    """What the folder-per-class datamodules share: the listing, the stratified (or k-fold) split and class weights.
 
     Subclasses follow ``SplitDataModule``; every dataset they make has a ``labels`` list.
+
+    Args:
+        root: dataset folder, ``root/<class>/<image>``.
+        num_folds: with a value, the test split is fold ``fold`` of a stratified k-fold split (``test_fraction`` is
+            then unused) and validation is ``val_fraction`` of the rest.
+        fold: which fold is the test split (0-based).
+        train_per_class: keep at most this many training images per class (to simulate a smaller dataset).
+        **kwargs: the split and loader arguments of ``SplitDataModule``.
     """
+
+    def __init__(self, root: str, num_folds: int | None = None, fold: int = 0, train_per_class: int | None = None,
+                 **kwargs):
+        super().__init__(root, **kwargs)
 
     @cached_property
     def _listing(self) -> tuple[list[str], list[str], list[int]]:
@@ -79,33 +91,24 @@ class ImageFolderDataModule(ClassificationDataModule):
     Args:
         root: dataset folder, ``root/<class>/<image>``.
         image_size: images are resized to ``image_size x image_size``.
-        batch_size: samples per batch (the reference project's 15).
-        val_fraction: share of each class for validation (the reference project's 10 %).
-        test_fraction: share of each class for testing (0: no test split).
-        split_seed: seed of the stratified split (stable across runs and machines).
         horizontal_flip: random horizontal flips of training images.
-        num_workers: DataLoader worker processes.
-        pin_memory: pin batches for faster host-to-GPU copies.
-        persistent_workers: keep workers alive between epochs.
         predict_root: folder of images (any layout) for ``predict``.
+        batch_size: samples per batch (the reference project's 15).
+        test_fraction: share of each class for testing (the reference project had no test split: 0).
+        **kwargs: the split and loader arguments of ``ClassificationDataModule`` and ``SplitDataModule``.
     """
 
     def __init__(
         self,
         root: str,
         image_size: int = 300,
-        batch_size: int = 15,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.0,
-        split_seed: int = 42,
         horizontal_flip: bool = False,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
         predict_root: str | None = None,
+        batch_size: int = 15,
+        test_fraction: float = 0.0,
+        **kwargs,
     ):
-        super().__init__(root)
-        self.save_hyperparameters()
+        super().__init__(root, batch_size=batch_size, test_fraction=test_fraction, **kwargs)
 
     def _readable(self, root: Path, paths: list[str]) -> list[int]:
         bad = find_unreadable(root, paths)
@@ -127,7 +130,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         paths = [all_paths[i] for i in kept]
         labels = np.array([all_labels[i] for i in kept])
         for split, indices in self.split_indices(labels).items():
-            if split == "test" and not h.test_fraction:
+            if split == "test" and not len(indices):  # no test split (test_fraction 0, no folds)
                 continue
             self.datasets[split] = ImageFolderDataset(
                 self.root, [paths[i] for i in indices], labels[indices].tolist(), h.image_size,

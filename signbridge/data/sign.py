@@ -86,17 +86,6 @@ class SignDataModule(ClassificationDataModule):
         image_size: side of the square images (photos are resized, not cropped, so no finger is cut off); the
             model normalises them.
         interpolation: resize interpolation (``bicubic``, ``bilinear``, ...).
-        val_fraction: share of each class used for validation.
-        test_fraction: share of each class used for testing.
-        split_seed: seed of the stratified split (stable across runs and machines).
-        batch_size: samples per batch (per process under DDP).
-        num_workers: DataLoader worker processes.
-        pin_memory: pin batches for faster host-to-GPU copies.
-        persistent_workers: keep workers alive between epochs.
-        num_folds: with a value, the test split is fold ``fold`` of a stratified k-fold split (``test_fraction`` is
-            then unused) and validation is ``val_fraction`` of the rest.
-        fold: which fold is the test split (0-based).
-        train_per_class: keep at most this many training photos per class (to simulate a smaller dataset).
         augment: apply ``HandAugment`` to the training split.
         flip_prob: see ``HandAugment``.
         max_rotation_degrees: see ``HandAugment``.
@@ -110,6 +99,9 @@ class SignDataModule(ClassificationDataModule):
             process, which is unsafe once it has trained a model: see ``HandDetector``).
         min_hand_detection_confidence: detector setting.
         min_hand_presence_confidence: detector setting.
+        **kwargs: the split (``val_fraction``, ``test_fraction``, ``split_seed``, ``num_folds``, ``fold``,
+            ``train_per_class``) and loader (``batch_size``, ``num_workers``, ``pin_memory``, ``persistent_workers``)
+            arguments of ``ClassificationDataModule`` and ``SplitDataModule``.
     """
 
     def __init__(
@@ -119,16 +111,6 @@ class SignDataModule(ClassificationDataModule):
         hand_model: str | None = None,
         image_size: int = 224,
         interpolation: str = "bicubic",
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        split_seed: int = 42,
-        num_folds: int | None = None,
-        fold: int = 0,
-        train_per_class: int | None = None,
-        batch_size: int = 32,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
         augment: bool = True,
         flip_prob: float = 0.0,
         max_rotation_degrees: float = 15.0,
@@ -141,9 +123,9 @@ class SignDataModule(ClassificationDataModule):
         extraction_workers: int | None = None,
         min_hand_detection_confidence: float = 0.5,
         min_hand_presence_confidence: float = 0.5,
+        **kwargs,
     ):
-        super().__init__(root)
-        self.save_hyperparameters()
+        super().__init__(root, **kwargs)
         self.detector_settings = DetectorSettings(
             min_hand_detection_confidence=min_hand_detection_confidence,
             min_hand_presence_confidence=min_hand_presence_confidence,

@@ -193,13 +193,8 @@ class TextImageDataModule(SplitDataModule):
         degradation_seed: seed of the per-sample degradations.
         augment: small random shifts, scales and rotations of training images (new each epoch). For recognizer
             training; with ``degrade`` the pairs then differ between epochs.
-        batch_size: samples per batch.
-        val_fraction: share of the images for validation.
         test_fraction: share for testing; 0 tests on the validation split.
-        split_seed: seed of the split.
-        num_workers: DataLoader worker processes.
-        pin_memory: pin batches for faster host-to-GPU copies.
-        persistent_workers: keep workers alive between epochs.
+        **kwargs: the split and loader arguments of ``SplitDataModule``.
     """
 
     collate_fn = staticmethod(collate_text_batch)
@@ -221,16 +216,10 @@ class TextImageDataModule(SplitDataModule):
         jpeg_quality: tuple[int, int] = (30, 80),
         degradation_seed: int = 0,
         augment: bool = False,
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
         test_fraction: float = 0.0,
-        split_seed: int = 42,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
+        **kwargs,
     ):
-        super().__init__(root)
-        self.save_hyperparameters()
+        super().__init__(root, test_fraction=test_fraction, **kwargs)
         self.degradation = Degradation(tuple(scales), keep_low_res, tuple(blur_sigma), tuple(noise_std),
                                        tuple(jpeg_quality)) if degrade else None
 

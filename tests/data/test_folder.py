@@ -26,3 +26,16 @@ def test_atk_cnn_matches_the_seed_shapes():
     assert logits.shape == (2, 7)
     with pytest.raises(ValueError, match="too small"):
         ATKCNN(3, image_size=8)
+
+
+def test_every_classification_datamodule_has_the_k_fold_split(digits_folder):
+    # num_folds/fold are declared once, in ClassificationDataModule, and reach the image-folder module too
+    tests = []
+    for fold in range(4):
+        dm = ImageFolderDataModule(str(digits_folder), image_size=24, num_folds=4, fold=fold, num_workers=0)
+        dm.setup("fit")
+        parts = {name: set(dataset.paths) for name, dataset in dm.datasets.items()}
+        assert set(parts) == {"train", "val", "test"} and len(parts["test"]) == 12
+        assert not (parts["test"] & parts["train"]) and not (parts["test"] & parts["val"])
+        tests.append(parts["test"])
+    assert len(set.union(*tests)) == 48  # the test folds cover every readable photo once
