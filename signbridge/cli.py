@@ -18,6 +18,8 @@ from .lightning_cli import OTHER_COMMANDS, SignbridgeCLI, run_cli
 
 
 def landmarks_command(argv: Sequence[str]) -> int:
+    """``signbridge landmarks ROOT --output FILE``: build or refresh a landmark cache; exit code 1 if no image was
+    readable."""
     from .hands.cache import extract_landmarks
     from .hands.detect import DetectorSettings
 
@@ -51,6 +53,7 @@ def landmarks_command(argv: Sequence[str]) -> int:
 
 
 def tune_command(argv: Sequence[str]) -> int:
+    """``signbridge tune``: run or resume an Optuna study over a config (see ``tuning.tune``)."""
     from .tuning import summary, trials_table, tune
 
     parser = argparse.ArgumentParser(
@@ -86,6 +89,7 @@ def tune_command(argv: Sequence[str]) -> int:
 
 
 def models_command(argv: Sequence[str]) -> int:
+    """``signbridge models list|show|activate``: the trained models of a models folder."""
     from .metadata import activate_model, models_table, read_metadata, resolve_model
 
     parser = argparse.ArgumentParser(prog="signbridge models", description="Trained models in a models folder.")
@@ -142,5 +146,6 @@ def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
 
 
 def console_main() -> None:
+    """Entry point of the ``signbridge`` console script: ``main()`` with its result as the exit code."""
     result = main()
     raise SystemExit(result if isinstance(result, int) else 0)

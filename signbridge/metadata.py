@@ -23,6 +23,7 @@ FORMAT = 1
 
 
 def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a trained model depends on (recorded in ``model.json``)."""
     versions = {"python": platform.python_version()}
     for package in ("signbridge", "torch", "torchvision", "lightning", "timm", "torchmetrics", "mediapipe", "optuna"):
         try:
@@ -116,6 +117,7 @@ class ModelMetadata(Callback):
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
+    """A ``model.json`` as a dict; an unreadable or foreign file is an ``InputError`` naming it."""
     path = Path(path)
     try:
         metadata = json.loads(path.read_text())
@@ -151,6 +153,7 @@ def resolve_model(models_dir: str | os.PathLike, key: str) -> Path:
 
 
 def activate_model(models_dir: str | os.PathLike, key: str) -> Path:
+    """Make the model ``key`` (number or folder, see ``resolve_model``) the one ``predict`` uses by default."""
     path = resolve_model(models_dir, key)
     read_metadata(path)
     write_json_atomic(Path(models_dir) / ACTIVE_FILE, {"model": os.path.relpath(path, models_dir)})
@@ -169,6 +172,7 @@ def active_model(models_dir: str | os.PathLike) -> Path | None:
 
 
 def checkpoint_of(metadata_path: Path) -> Path:
+    """The checkpoint a ``model.json`` describes (an ``InputError`` if it is gone)."""
     checkpoint = metadata_path.parent / read_metadata(metadata_path)["checkpoint"]
     if not checkpoint.exists():
         raise InputError(f"{metadata_path}: its checkpoint {checkpoint} is missing")
@@ -176,6 +180,7 @@ def checkpoint_of(metadata_path: Path) -> Path:
 
 
 def models_table(models_dir: str | os.PathLike) -> str:
+    """The trained models of ``models_dir`` as a text table (the active one marked)."""
     models = find_models(models_dir)
     active = active_model(models_dir)
     header = f"{'#':>3}  {'model':<44}{'task':<22}{'best':<24}{'epochs':>7}  {'created':<20}"

@@ -52,6 +52,8 @@ def _all_int(*values) -> bool:
 
 @dataclass
 class SearchSpace:
+    """A search-space file: the init arguments to search, the metric to optimise and the epoch budget."""
+
     params: dict[str, SearchParam]
     monitor: str = "val_acc"
     direction: Literal["maximize", "minimize"] = "maximize"
@@ -110,6 +112,7 @@ def resolved_config(fit_args: list[str]) -> dict:
 
 
 def check_params_exist(space: SearchSpace, config: dict) -> None:
+    """An ``InputError`` for a search parameter that the resolved config does not have."""
     for name in space.params:
         node = config
         for part in name.split("."):
@@ -268,6 +271,7 @@ def _keep_best_checkpoint(study, run_dir: Path, storage_url: str) -> None:
 
 
 def trials_table(study) -> str:
+    """The trials of a study as a text table: state, value, epochs, seconds and parameters."""
     names = sorted({name for t in study.trials for name in t.params})
     short = [name.rsplit(".", 1)[-1] for name in names]
     header = f"{'#':>4} {'state':<9}{'value':>9}{'epochs':>7}{'seconds':>9}  " + "  ".join(f"{s:>9}" for s in short)
@@ -285,6 +289,7 @@ def _fmt(value) -> str:
 
 
 def summary(study, run_dir: str | Path) -> str:
+    """A few lines on a study: trials by state, epochs trained, the best trial and where its model is."""
     from optuna.trial import TrialState
 
     counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}

@@ -194,6 +194,8 @@ def _detect_one(job: tuple[str, str]) -> tuple[str, HandDetection | None, tuple[
 
 @dataclass
 class ExtractionSummary:
+    """What ``extract_landmarks`` did: images per class with one, two or no hands, reused rows, skipped files."""
+
     root: str
     output: str
     classes: list[str]

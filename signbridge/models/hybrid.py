@@ -64,6 +64,7 @@ class CrossAttentionFusion(nn.Module):
 
 
 def classifier_head(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """Dropout then a linear layer: the classifier of each branch."""
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
 
 
