@@ -35,13 +35,10 @@ class SignbridgeCLI(LightningCLI):
 
     def _check_data_settings(self) -> None:
         # before the trainer starts: a wrong num_classes or image_size must not wait for minutes of extraction
-        from .tasks.classification import ClassificationTask, check_class_count, check_data_settings
+        from .tasks.classification import ClassificationTask
 
         if isinstance(self.model, ClassificationTask):
-            classes = getattr(self.datamodule, "classes", None)
-            if classes is not None:
-                check_class_count(self.model.hparams["num_classes"], classes)
-            check_data_settings(self.model.hparams, self.model.data_settings(self.datamodule))
+            self.model.check_data(self.datamodule)
 
     before_fit = before_validate = before_test = _check_data_settings
 

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from .splits import kfold_split, limit_per_class, stratified_split
+from .splits import stratified_split
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -50,21 +50,10 @@ class SplitDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
 
     def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
-        """Sample indices of the train/val/test splits (stratified by ``labels``, from ``split_seed``).
-
-        With ``num_folds`` set (datamodules that offer it), the test split is fold ``fold`` of a stratified k-fold
-        split and validation is ``val_fraction`` of the rest; with ``train_per_class`` the training split keeps at
-        most that many samples of each class (validation and test are unchanged).
-        """
+        """Sample indices of the train/val/test splits (stratified by ``labels``, from ``split_seed``)."""
         h = self.hparams
-        if h.get("num_folds"):
-            parts = kfold_split(labels, h.num_folds, h.get("fold", 0), h.val_fraction, h.split_seed)
-        else:
-            fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
-            parts = stratified_split(labels, fractions, h.split_seed)
-        if h.get("train_per_class"):
-            parts[0] = limit_per_class(parts[0], labels, h.train_per_class, h.split_seed)
-        return dict(zip(("train", "val", "test"), parts))
+        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
+        return dict(zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)))
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         h = self.hparams

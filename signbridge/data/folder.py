@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..imageio import find_unreadable, list_image_folder, list_images, read_image_rgb
 from .base import SplitDataModule
-from .splits import balanced_class_weights
+from .splits import balanced_class_weights, kfold_split, limit_per_class
 from .transforms import resize_square
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,19 @@ class ClassificationDataModule(SplitDataModule):
     def __init__(self, root: str, num_folds: int | None = None, fold: int = 0, train_per_class: int | None = None,
                  **kwargs):
         super().__init__(root, **kwargs)
+
+    def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """The stratified split, or with ``num_folds`` fold ``fold`` of a stratified k-fold split (validation is
+        ``val_fraction`` of the rest); with ``train_per_class`` the training split keeps at most that many samples
+        of each class (validation and test are unchanged)."""
+        h = self.hparams
+        if h.num_folds:
+            parts = kfold_split(labels, h.num_folds, h.fold, h.val_fraction, h.split_seed)
+        else:
+            parts = list(super().split_indices(labels).values())
+        if h.train_per_class:
+            parts[0] = limit_per_class(parts[0], labels, h.train_per_class, h.split_seed)
+        return dict(zip(("train", "val", "test"), parts))
 
     @cached_property
     def _listing(self) -> tuple[list[str], list[str], list[int]]:

@@ -113,14 +113,22 @@ class ClassificationTask(Task):
         self.val_confusion = MulticlassConfusionMatrix(n)
         self.test_confusion = MulticlassConfusionMatrix(n)
 
-    def setup(self, stage: str) -> None:
-        datamodule = self.datamodule
+    def check_data(self, datamodule) -> dict[str, Any]:
+        """Raise a one-line ``InputError`` when a setting given to this task disagrees with ``datamodule`` (the
+        class count, then ``data_settings``); returns the settings the data determines."""
         classes = getattr(datamodule, "classes", None)
         if classes is not None:
             check_class_count(self.hparams.num_classes, classes)
-            self.class_names = list(classes)
         settings = self.data_settings(datamodule)
         check_data_settings(self.hparams, settings)
+        return settings
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.datamodule
+        settings = self.check_data(datamodule)
+        classes = getattr(datamodule, "classes", None)
+        if classes is not None:
+            self.class_names = list(classes)
         if self.model is None:
             filled = {name: value for name, value in settings.items() if self.hparams.get(name) is None}
             self.hparams.update(filled)

@@ -90,6 +90,10 @@ class ProgressiveTraining(Callback):
     def stage(self) -> Stage:
         return self.stages[self.stage_index]
 
+    def _stage_over(self, epochs_done: int) -> bool:
+        """Whether the current stage is over after ``epochs_done`` of its epochs (its length, or early stopping)."""
+        return self.stage_ended or epochs_done >= self.stage.epochs
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, HybridSignClassifier):
             raise InputError(f"ProgressiveTraining trains HybridSignClassifier; got {type(pl_module).__name__}")
@@ -108,7 +112,7 @@ class ProgressiveTraining(Callback):
             rank_zero_warn(f"max_epochs={trainer.max_epochs} ends before the {self.total_epochs} epochs of the stages")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.stage_ended or trainer.current_epoch - self.stage_start >= self.stage.epochs:
+        if self._stage_over(trainer.current_epoch - self.stage_start):
             if self.stage_index == len(self.stages) - 1:
                 trainer.should_stop = True
                 return
@@ -139,9 +143,8 @@ class ProgressiveTraining(Callback):
             self.stage_ended = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch + 1 - self.stage_start >= self.stage.epochs:
-            self.stage_ended = True
-        if self.stage_ended and self.stage_index == len(self.stages) - 1:
+        last_stage = self.stage_index == len(self.stages) - 1
+        if last_stage and self._stage_over(trainer.current_epoch + 1 - self.stage_start):
             trainer.should_stop = True
 
     def _set_learning_rate(self, trainer: L.Trainer, lr: float) -> None:
