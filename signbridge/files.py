@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,7 +40,14 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    """The sha256 of a file's contents, as hex."""
+    """The sha256 of a file's contents, as hex; remembered while the file's size and modification time stay the same
+    (the 7.5 MB hand model is hashed once per process, not at every cache check)."""
+    stat = os.stat(path)
+    return _sha256_of(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

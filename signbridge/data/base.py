@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .splits import stratified_split
+
+if TYPE_CHECKING:
+    from lightning.fabric.utilities.data import AttributeDict
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -32,6 +36,11 @@ class SplitDataModule(L.LightningDataModule):
 
     collate_fn: Callable[[list], dict] | None = None
 
+    if TYPE_CHECKING:  # Lightning types hparams as a plain mapping; the saved arguments are read as attributes
+
+        @property
+        def hparams(self) -> AttributeDict: ...
+
     def __init__(
         self,
         root: str,
@@ -47,7 +56,7 @@ class SplitDataModule(L.LightningDataModule):
         # collects the arguments of every __init__ on the way here, the subclass's included
         self.save_hyperparameters()
         self.root = Path(root)
-        self.datasets: dict[str, Dataset] = {}
+        self.datasets: dict[str, Any] = {}  # map-style datasets with __len__ (torch's Dataset type has none)
 
     def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
         """Sample indices of the train/val/test splits (stratified by ``labels``, from ``split_seed``)."""

@@ -139,9 +139,9 @@ class ImageFolderDataModule(ClassificationDataModule):
         if "train" in self.datasets:
             return
         _, all_paths, all_labels = self._listing
-        kept = self._readable(self.root, all_paths)
-        paths = [all_paths[i] for i in kept]
-        labels = np.array([all_labels[i] for i in kept])
+        readable = self._readable(self.root, all_paths)
+        paths = [all_paths[i] for i in readable]
+        labels = np.array([all_labels[i] for i in readable])
         for split, indices in self.split_indices(labels).items():
             if split == "test" and not len(indices):  # no test split (test_fraction 0, no folds)
                 continue

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+def stratified_split(labels: ArrayLike, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Split sample indices into parts with the given fractions, class by class.
 
     The split depends only on ``labels`` (in their given order), ``fractions`` and ``seed``: the same dataset listing
@@ -20,10 +21,10 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: in
     """
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {list(fractions)}")
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     parts: list[list[np.ndarray]] = [[] for _ in fractions]
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
+    for label in np.unique(label_array):
+        members = np.flatnonzero(label_array == label)
         members = members[np.random.default_rng([seed, int(label)]).permutation(len(members))]
         # the smaller parts (val/test) get their rounded share first; the first part takes the rest
         counts = [0] + [int(round(f * len(members))) for f in fractions[1:]]
@@ -38,7 +39,7 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: in
 
 
 def kfold_split(
-    labels: Sequence[int], num_folds: int, fold: int, val_fraction: float, seed: int
+    labels: ArrayLike, num_folds: int, fold: int, val_fraction: float, seed: int
 ) -> list[np.ndarray]:
     """Train/val/test indices for fold ``fold`` of a stratified ``num_folds``-fold split.
 
@@ -48,24 +49,24 @@ def kfold_split(
     if not 0 <= fold < num_folds or num_folds < 2:
         raise ValueError(f"fold must be in 0..{num_folds - 1} and num_folds at least 2, got fold={fold}, "
                          f"num_folds={num_folds}")
-    labels = np.asarray(labels)
-    test = stratified_split(labels, [1 / num_folds] * num_folds, seed)[fold]
-    rest = np.setdiff1d(np.arange(len(labels)), test)
-    train, val = stratified_split(labels[rest], (1 - val_fraction, val_fraction), seed + 1)
+    label_array = np.asarray(labels)
+    test = stratified_split(label_array, [1 / num_folds] * num_folds, seed)[fold]
+    rest = np.setdiff1d(np.arange(len(label_array)), test)
+    train, val = stratified_split(label_array[rest], (1 - val_fraction, val_fraction), seed + 1)
     return [rest[train], rest[val], test]
 
 
-def limit_per_class(indices: np.ndarray, labels: Sequence[int], per_class: int, seed: int) -> np.ndarray:
+def limit_per_class(indices: np.ndarray, labels: ArrayLike, per_class: int, seed: int) -> np.ndarray:
     """At most ``per_class`` of ``indices`` from each class, drawn from ``seed`` (to simulate a smaller dataset)."""
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     kept = []
-    for label in np.unique(labels[indices]):
-        members = indices[labels[indices] == label]
+    for label in np.unique(label_array[indices]):
+        members = indices[label_array[indices] == label]
         kept.append(np.random.default_rng([seed, int(label)]).permutation(members)[:per_class])
     return np.sort(np.concatenate(kept)) if kept else indices[:0]
 
 
-def balanced_class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
+def balanced_class_weights(labels: ArrayLike, num_classes: int) -> np.ndarray:
     """``n_samples / (n_classes * count_c)`` (scikit-learn's "balanced"); a class with no samples gets weight 0."""
     counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
     weights = np.zeros(num_classes)

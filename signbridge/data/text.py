@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import logging
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -92,7 +94,7 @@ class Degradation:
         quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
         if quality < 100:
             ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+            out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)  # type: ignore[assignment]  # our own JPEG
         if scale > 1 and not self.keep_low_res:
             out = cv2.resize(out, (width, height), interpolation=cv2.INTER_CUBIC)
         return out
@@ -157,9 +159,18 @@ class TextImageDataset(Dataset):
         return item
 
 
+T = TypeVar("T")
+
+
+def _pair(values: Sequence[T]) -> tuple[T, T]:
+    first, second = values
+    return first, second
+
+
 def collate_text_batch(items: list[dict]) -> dict:
     """Stack images; CTC targets are concatenated with their lengths (``targets``, ``target_lengths``)."""
-    batch = {key: torch.stack([item[key] for item in items]) for key in ("clean", "degraded") if key in items[0]}
+    batch: dict[str, Any] = {key: torch.stack([item[key] for item in items]) for key in ("clean", "degraded")
+                             if key in items[0]}
     batch["text"] = [item["text"] for item in items]
     batch["path"] = [item["path"] for item in items]
     batch["targets"] = torch.cat([item["target"] for item in items])
@@ -220,8 +231,10 @@ class TextImageDataModule(SplitDataModule):
         **kwargs,
     ):
         super().__init__(root, test_fraction=test_fraction, **kwargs)
-        self.degradation = Degradation(tuple(scales), keep_low_res, tuple(blur_sigma), tuple(noise_std),
-                                       tuple(jpeg_quality)) if degrade else None
+        # jsonargparse gives the pairs as tuples already; tuple() also takes lists from Python callers
+        self.degradation = Degradation(
+            tuple(scales), keep_low_res, _pair(blur_sigma), _pair(noise_std), _pair(jpeg_quality)
+        ) if degrade else None
 
     @cached_property
     def _labels(self) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ class HandAugment:
 
     A horizontal flip mirrors x and swaps the hand slots; rotation and zoom (about the image centre) rotate and scale
     the landmark vectors exactly as they move the pixels; contrast and brightness touch the image only; stretch and
-    jitter touch the landmarks only (see ``random_hand_transform``). The defaults were chosen by measurement
+    jitter touch the landmarks only (see ``random_stretch_jitter``). The defaults were chosen by measurement
     (``docs/hybrid.md``): flips are off because they turn a right-hand sign into a left-hand one, which hurt on a
     one-handed dataset, and the rotation is +-15 degrees.
 
@@ -65,7 +65,7 @@ class HandAugment:
                 )
             landmarks = rotate_scale_landmarks(landmarks, angle, scale)
         if self.landmark_stretch or self.landmark_jitter:
-            landmarks = random_hand_transform(landmarks, present, 0.0, self.landmark_stretch, self.landmark_jitter)
+            landmarks = random_stretch_jitter(landmarks, present, self.landmark_stretch, self.landmark_jitter)
         if image is not None and self.contrast:
             image = F.adjust_contrast(image, float(torch.empty(()).uniform_(1 - self.contrast, 1 + self.contrast)))
         if image is not None and self.brightness:
@@ -91,38 +91,29 @@ def resize_square(image: torch.Tensor, size: int, interpolation: str = "bicubic"
     return F.resize(image, [size, size], interpolation=InterpolationMode(interpolation), antialias=True)
 
 
-def random_hand_transform(
+def random_stretch_jitter(
     landmarks: torch.Tensor,
     present: torch.Tensor,
-    max_rotation_degrees: float = 15.0,
     max_stretch: float = 0.1,
     jitter: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Landmark augmentation: an in-plane rotation about each wrist, a per-axis stretch (another camera aspect, a hand
-    seen slightly from the side) and Gaussian jitter of every point, relative to the palm size.
+    """Landmark-only augmentation: a per-axis stretch (another camera aspect, a hand seen slightly from the side) and
+    Gaussian jitter of every point, relative to the palm size. Rotation and zoom are ``rotate_scale_landmarks``, which
+    moves the landmarks with the image.
 
-    One rotation and stretch per sample apply to both its hands, so their relation is kept; missing hands stay zeros.
+    One stretch per sample applies to both its hands, so their relation is kept; missing hands stay zeros and wrists
+    stay at the origin.
 
     Args:
         landmarks: ``(..., 2, 21, 3)`` wrist-relative landmarks.
         present: ``(..., 2)`` hand presence.
-        max_rotation_degrees: rotation drawn uniformly from +-this.
         max_stretch: each axis scaled by a factor drawn from ``[1 - max_stretch, 1 + max_stretch]``.
         jitter: standard deviation of the per-point noise, in palm sizes.
     """
     batch = landmarks.shape[:-3]
-    points = landmarks.float()
-
-    def uniform(bound: float, *shape: int) -> torch.Tensor:
-        return (torch.rand((*batch, *shape), generator=generator) * 2 - 1) * bound
-
-    theta = torch.deg2rad(uniform(max_rotation_degrees))
-    cos, sin, zero, one = theta.cos(), theta.sin(), torch.zeros_like(theta), torch.ones_like(theta)
-    rotation = torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], -1).unflatten(-1, (3, 3))
-    stretch = torch.diag_embed(1 + uniform(max_stretch, NUM_COORDS))
-    transform = (rotation @ stretch).to(points.device)  # (..., 3, 3)
-    points = points @ transform.transpose(-1, -2).unsqueeze(-3)
+    stretch = 1 + (torch.rand((*batch, 1, 1, NUM_COORDS), generator=generator) * 2 - 1) * max_stretch
+    points = landmarks.float() * stretch.to(landmarks.device)
     if jitter:
         palm = landmarks[..., PALM_POINTS, :].float().norm(dim=-1).mean(-1)  # (..., 2)
         noise = torch.randn(points.shape, generator=generator).to(points.device)

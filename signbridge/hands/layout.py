@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 NUM_HANDS = 2
 NUM_POINTS = 21
@@ -23,7 +26,7 @@ PALM_POINTS = (INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP)
 GEOMETRY_PER_HAND = 34  # 5 tip-wrist + 10 tip-tip distances, 15 joint angles, 3 palm normal, 1 openness
 GEOMETRY_FEATURES = NUM_HANDS * GEOMETRY_PER_HAND
 
-Array = TypeVar("Array")  # numpy array or torch tensor
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
 def flip_landmarks(landmarks: Array, present: Array) -> tuple[Array, Array]:
@@ -31,8 +34,7 @@ def flip_landmarks(landmarks: Array, present: Array) -> tuple[Array, Array]:
 
     Works on numpy arrays and torch tensors with any leading dimensions (``(..., 2, 21, 3)`` and ``(..., 2)``).
     """
-    sign = landmarks.new_tensor([-1.0, 1.0, 1.0]) if hasattr(landmarks, "new_tensor") else np.array([-1.0, 1.0, 1.0])
-    mirrored = landmarks * sign
-    if hasattr(mirrored, "flip"):  # torch
-        return mirrored.flip(-3), present.flip(-1)
-    return np.ascontiguousarray(mirrored[..., ::-1, :, :]).astype(landmarks.dtype), present[..., ::-1].copy()
+    if isinstance(landmarks, np.ndarray):
+        mirrored = landmarks * np.array([-1.0, 1.0, 1.0])
+        return np.ascontiguousarray(mirrored[..., ::-1, :, :]).astype(landmarks.dtype), present[..., ::-1].copy()
+    return (landmarks * landmarks.new_tensor([-1.0, 1.0, 1.0])).flip(-3), present.flip(-1)

@@ -3,11 +3,17 @@ format and the plateau schedule on the task's monitored metric."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import LRSchedulerConfigType
 from torch import nn
+
+if TYPE_CHECKING:
+    from lightning.fabric.utilities.data import AttributeDict
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 class Task(L.LightningModule):
@@ -23,12 +29,17 @@ class Task(L.LightningModule):
     monitor: str = "val_loss"
     monitor_mode: Literal["min", "max"] = "min"
 
+    if TYPE_CHECKING:  # Lightning types hparams as a plain mapping; the saved arguments are read as attributes
+
+        @property
+        def hparams(self) -> AttributeDict: ...
+
     @property
     def datamodule(self) -> L.LightningDataModule | None:
         """The trainer's datamodule, or None outside a trainer or without one."""
         return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
 
-    def use_channels_last(self, module: nn.Module) -> nn.Module:
+    def use_channels_last(self, module: ModuleT) -> ModuleT:
         """``module`` in channels-last memory format when ``channels_last`` is set (faster convolutions on GPUs)."""
         return module.to(memory_format=torch.channels_last) if self.hparams.get("channels_last") else module
 
@@ -46,7 +57,7 @@ class Task(L.LightningModule):
             self._compiled = True
 
     def plateau_schedule(self, optimizer: torch.optim.Optimizer, factor: float, patience: int,
-                         min_lr: float) -> dict[str, Any]:
+                         min_lr: float) -> LRSchedulerConfigType:
         """ReduceLROnPlateau on ``monitor``, as a Lightning scheduler config."""
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=self.monitor_mode, factor=factor, patience=patience, min_lr=min_lr,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
@@ -80,7 +81,8 @@ class ClassificationTask(Task):
         self.class_names: list[str] | None = None
         # filled in setup(); not saved, since "balanced" weights depend on the data the task is trained on
         self.register_buffer("loss_weight", None, persistent=False)
-        self.model: nn.Module | None = None
+        # built at setup when a setting comes from the data; None until then
+        self.model: nn.Module = None  # type: ignore[assignment]
         if all(self.hparams.get(name) is not None for name in self.data_setting_names):
             self._build()
 
@@ -143,7 +145,7 @@ class ClassificationTask(Task):
         weights = self.hparams.class_weights
         if stage == "fit" and weights != "none":
             if weights == "balanced":
-                if not hasattr(datamodule, "class_weights"):
+                if datamodule is None or not hasattr(datamodule, "class_weights"):
                     raise ValueError("class_weights='balanced' needs a datamodule with a class_weights() method")
                 weights = datamodule.class_weights()
             weights = torch.as_tensor(weights, dtype=torch.float32)
@@ -247,7 +249,7 @@ class ClassificationTask(Task):
     def _has_grad_scaler(self) -> bool:
         return self._trainer is not None and getattr(self.trainer.precision_plugin, "scaler", None) is not None
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         # fused AdamW updates every parameter in one kernel, a large win at these step times; with an fp16 gradient
         # scaler Lightning cannot clip gradients of a fused optimizer, so it is fused only without one (fp32, bf16)
         optimizer = torch.optim.AdamW(

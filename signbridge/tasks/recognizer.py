@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 
 from ..charset import Charset
@@ -118,13 +119,14 @@ class TextRecognizer(Task):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"path": batch["path"], "text": self.charset.decode_greedy(self(batch[self.hparams.image_key]))}
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         h = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
         if h.lr_schedule == "constant":
             return {"optimizer": optimizer}
         if h.lr_schedule == "cosine":
-            epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs > 0 else 100
+            max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+            epochs = max_epochs if max_epochs is not None and max_epochs > 0 else 100
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=h.min_lr)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
         return {"optimizer": optimizer,

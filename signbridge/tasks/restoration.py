@@ -158,7 +158,7 @@ class RestorationGAN(Task):
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         h = self.hparams
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # two optimizers: a list
         degraded, clean = batch["degraded"], batch["clean"]
         size = len(clean)
         generated = self.generator(degraded)
@@ -251,7 +251,7 @@ class RestorationGAN(Task):
 
     def on_validation_epoch_end(self) -> None:
         samples, self._logged_samples = self._logged_samples, None
-        experiment = getattr(self.logger, "experiment", None)
+        experiment: Any = getattr(self.logger, "experiment", None)
         if samples is None or self.trainer.sanity_checking or self.global_rank != 0 or not hasattr(
             experiment, "add_image"
         ):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from signbridge.data.transforms import random_hand_transform
+from signbridge.data.transforms import random_stretch_jitter
 from signbridge.hands.layout import NUM_POINTS
 from signbridge.models import LandmarkEncoder, LandmarkNet, normalize_hands
 from tests.conftest import synthetic_hand
@@ -76,17 +76,19 @@ def test_the_encoder_output_does_not_depend_on_the_hand_size(kind):
         assert valid.shape == (3, 2 * NUM_POINTS) and valid[1, NUM_POINTS:].sum() == 0
 
 
-def test_augmentation_keeps_wrists_missing_hands_and_the_shape_up_to_rotation():
+def test_stretch_and_jitter_keep_wrists_missing_hands_and_the_shape():
     hands, present = _hands()
     generator = torch.Generator().manual_seed(0)
-    rotated = random_hand_transform(hands, present, max_rotation_degrees=30, max_stretch=0.0, generator=generator)
-    # a pure rotation keeps every distance to the wrist
-    assert torch.allclose(rotated.norm(dim=-1), hands.norm(dim=-1), atol=1e-5)
-    assert not torch.allclose(rotated, hands, atol=1e-3)
-    jittered = random_hand_transform(hands, present, 15, 0.1, jitter=0.05, generator=generator)
+    stretched = random_stretch_jitter(hands, present, max_stretch=0.2, generator=generator)
+    assert not torch.allclose(stretched, hands, atol=1e-3)
+    # a per-axis stretch keeps ratios along each axis: every x of a hand is scaled by one factor
+    xs, stretched_xs = hands[0, 0, :, 0], stretched[0, 0, :, 0]
+    factor = (stretched_xs @ xs) / (xs @ xs)
+    assert torch.allclose(stretched_xs, factor * xs, atol=1e-5) and 0.8 <= factor <= 1.2
+    jittered = random_stretch_jitter(hands, present, 0.1, jitter=0.05, generator=generator)
     assert torch.count_nonzero(jittered[~present]) == 0
     assert torch.count_nonzero(jittered[..., 0, :]) == 0  # wrists stay at the origin
-    one = random_hand_transform(hands[0], present[0], 15, 0.1, generator=generator)  # a single sample works too
+    one = random_stretch_jitter(hands[0], present[0], 0.1, generator=generator)  # a single sample works too
     assert one.shape == hands[0].shape
 
 
