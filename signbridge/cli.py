@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from .errors import InputError
 from .lightning_cli import OTHER_COMMANDS, SignbridgeCLI, run_cli
@@ -116,36 +118,71 @@ EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 assert set(EXTRA_COMMANDS) == set(OTHER_COMMANDS), "name new commands in lightning_cli.OTHER_COMMANDS too"
 
 
-def _input_error(error: BaseException | None) -> BaseException | None:
-    """The ``InputError`` or ``FileNotFoundError`` that ``error`` is, or was raised from."""
+def user_error_message(error: BaseException) -> str | None:
+    """The message to show for a user's mistake (bad input, a wrong option, a missing or unwritable file), or None
+    for anything else: an unexpected error keeps its traceback.
+
+    The whole chain of causes is searched, because jsonargparse and Lightning re-raise what a class raised as their
+    own errors. An error raised in a DataLoader worker arrives wrapped in the worker's traceback; the message is the
+    text after the original error's name.
+    """
     seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, (InputError, FileNotFoundError)):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, argparse.ArgumentError):
+            return _short_parser_message(str(current))
+        if isinstance(current, InputError | FileNotFoundError | NotADirectoryError | IsADirectoryError
+                      | PermissionError) or (isinstance(current, OSError) and current.filename is not None):
+            if isinstance(current, OSError) and current.filename is not None and current.strerror:
+                return f"{current.filename}: {current.strerror}"  # missing, unwritable, disk full
+            return _unwrap_worker_message(current)
+        current = current.__cause__ or current.__context__
     return None
 
 
+def _short_parser_message(message: str) -> str:
+    # jsonargparse explains a bad option of a class_path by listing every type of the union it tried; the reason
+    # given for the class in the config is the one that matters
+    found = re.search(r"Problem with given class_path '([^']+)':\n(.*?)(?:\n    - |\Z)", message, re.S)
+    if found:
+        key = message.splitlines()[0].rstrip(":")
+        return f"{key} ({found.group(1)}): {' '.join(found.group(2).split())}"
+    return message
+
+
+def _unwrap_worker_message(error: BaseException) -> str:
+    message = str(error).strip() or repr(error)
+    if "Original Traceback" in message:
+        name = f"{type(error).__module__}.{type(error).__qualname__}: "
+        message = message.rsplit(name, 1)[-1].strip() if name in message else message.splitlines()[-1]
+    return message
+
+
 def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
-    """Entry point of ``signbridge`` and ``python -m signbridge``; ``args`` defaults to ``sys.argv[1:]``."""
+    """Run a ``signbridge`` command from Python (``args`` defaults to ``sys.argv[1:]``); errors propagate."""
     argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in EXTRA_COMMANDS:
+        return EXTRA_COMMANDS[argv[0]](argv[1:])
+    return run_cli(argv)
+
+
+def console_main(args: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``signbridge`` console script and ``python -m signbridge``.
+
+    A user's mistake is one message on stderr and exit code 2; a command's own failure (no readable image) exits 1;
+    an unexpected error keeps its traceback.
+    """
     try:
-        if argv and argv[0] in EXTRA_COMMANDS:
-            return EXTRA_COMMANDS[argv[0]](argv[1:])
-        return run_cli(argv)
+        result = main(args)
     except Exception as raised:
-        # jsonargparse re-raises what a class's __init__ raised as its own ValueError: find the input error inside
-        error = _input_error(raised)
-        if error is None or args is not None:  # called from Python (tests, notebooks): the caller sees the exception
+        message = user_error_message(raised)
+        if message is None:
             raise
-        # DataLoader workers wrap the original message in a traceback; its last line is the message itself
-        message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+        if message.startswith("Problems parsing config"):  # a YAML syntax error: say in which file
+            argv = list(sys.argv[1:] if args is None else args)
+            configs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+            message = f"{', '.join(configs)}: {message}" if configs else message
         print(f"signbridge: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def console_main() -> None:
-    """Entry point of the ``signbridge`` console script: ``main()`` with its result as the exit code."""
-    result = main()
     raise SystemExit(result if isinstance(result, int) else 0)

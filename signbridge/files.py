@@ -13,11 +13,22 @@ from pathlib import Path
 from typing import IO
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Write to a temporary file beside ``path``; on success flush it to disk and rename it over ``path``.
 
-    Readers see the old file or the new one, never a partial one; on an exception the temporary file is removed.
+    Readers see the old file or the new one, never a partial one; on an exception (a full disk included) the
+    temporary file is removed and ``path`` is untouched. The file gets the mode a plain ``open`` would give it
+    (``0666`` less the umask), not the ``0600`` of a temporary file, so colleagues can read a shared folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +38,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -31,37 +32,68 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read file ({error.strerror or error})") from error
     if raw.size == 0:
         raise ImageReadError(f"{path}: empty file")
-    image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    image = _decode(raw, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
     return np.ascontiguousarray(image[:, :, ::-1])
+
+
+# folders that archivers and operating systems leave beside the data; never a class
+JUNK_FOLDERS = frozenset({"__MACOSX", "__pycache__", "$RECYCLE.BIN", "System Volume Information"})
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders numbers by value: ``2`` before ``10`` (plain string order puts ``10`` first)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
 def list_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], list[int]]:
     """List a folder-per-class dataset.
 
     Returns:
-        ``(classes, paths, labels)``: class names sorted, image paths relative to ``root`` with ``/`` separators in
-        sorted order, and the class index of each path. Hidden files and non-image files are ignored.
+        ``(classes, paths, labels)``: class names in natural order (``2`` before ``10``), image paths relative to
+        ``root`` with ``/`` separators in sorted order, and the class index of each path. Hidden files and folders,
+        archiver leftovers (``__MACOSX``) and non-image files are ignored.
+    Raises:
+        InputError: no class folder, or a class folder without images (a class that can be neither learned nor
+            tested; remove the folder or add images).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root is not a folder: {root}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted((d.name for d in root.iterdir() if d.is_dir() and not _skipped(d.name)), key=natural_key)
     if not classes:
         raise InputError(f"{root}: no class folders found (expected ROOT/<class>/<image>)")
-    paths, labels = [], []
+    paths, labels, empty = [], [], []
     for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(root / name):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(filenames):
-                if filename.startswith(".") or Path(filename).suffix.lower() not in IMAGE_EXTENSIONS:
-                    continue
-                paths.append(Path(dirpath, filename).relative_to(root).as_posix())
-                labels.append(label)
-    if not paths:
+        found = _images_below(root, root / name)
+        paths += found
+        labels += [label] * len(found)
+        if not found:
+            empty.append(name)
+    if len(empty) == len(classes):
         raise InputError(f"{root}: no images found in the class folders ({', '.join(classes)})")
+    if empty:
+        raise InputError(f"{root}: class folders without images: {', '.join(empty)} (remove them or add images; "
+                         f"images are {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return classes, paths, labels
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name in JUNK_FOLDERS
+
+
+def _images_below(root: Path, folder: Path) -> list[str]:
+    """Image files below ``folder`` (recursively), relative to ``root`` with ``/``, sorted; broken links left out."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not _skipped(d)]
+        for filename in filenames:
+            path = Path(dirpath, filename)
+            if filename.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+                continue  # is_file() is False for a dangling symlink
+            found.append(path.relative_to(root).as_posix())
+    return sorted(found)
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
@@ -69,17 +101,10 @@ def list_images(root: str | os.PathLike) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder does not exist: {root}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath, f).relative_to(root).as_posix()
-            for f in filenames
-            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
-        ]
+    found = _images_below(root, root)
     if not found:
         raise InputError(f"{root}: no images found")
-    return sorted(found)
+    return found
 
 
 def find_unreadable(root: str | os.PathLike, paths: list[str]) -> dict[str, str]:
@@ -94,6 +119,15 @@ def find_unreadable(root: str | os.PathLike, paths: list[str]) -> dict[str, str]
             continue
         if raw.size == 0:
             bad[relative] = "empty file"
-        elif cv2.imdecode(raw, cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+        # OpenCV cannot reduce an image smaller than 8 px; such an image is decoded whole
+        elif _decode(raw, cv2.IMREAD_REDUCED_GRAYSCALE_8) is None and _decode(raw, cv2.IMREAD_GRAYSCALE) is None:
             bad[relative] = "not a decodable image (corrupt or unsupported format)"
     return bad
+
+
+def _decode(raw: np.ndarray, flags: int) -> np.ndarray | None:
+    """``cv2.imdecode``, None where OpenCV raises (it asserts on some odd files instead of returning None)."""
+    try:
+        return cv2.imdecode(raw, flags)
+    except cv2.error:
+        return None

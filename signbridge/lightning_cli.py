@@ -40,7 +40,40 @@ class SignbridgeCLI(LightningCLI):
         if isinstance(self.model, ClassificationTask):
             self.model.check_data(self.datamodule)
 
-    before_fit = before_validate = before_test = _check_data_settings
+    before_validate = before_test = _check_data_settings
+
+    def before_fit(self) -> None:
+        self._check_data_settings()
+        self._resume_in_the_run_folder()
+
+    def _resume_in_the_run_folder(self) -> None:
+        """``fit --ckpt_path RUN/version_N/checkpoints/last.ckpt`` continues in ``version_N``, not in a new version
+        folder: the restored best checkpoint, the metadata history and the logs stay together (Lightning only
+        reloads a ModelCheckpoint's best model when its folder is unchanged)."""
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        logger = self.trainer.logger
+        # TensorBoardLogger and CSVLogger pick a new version lazily; before that, their version can still be set
+        if not ckpt_path or logger is None or getattr(logger, "_version", 0) is not None:
+            return
+        run = Path(ckpt_path).resolve().parent
+        run = run.parent if run.name == "checkpoints" else run
+        version = run.name.removeprefix("version_")
+        if version.isdigit() and logger.root_dir and run.parent == Path(logger.root_dir).resolve():
+            logger._version = int(version)  # type: ignore[attr-defined]
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint here to rebuild the model from its hyperparameters: check it first, so
+        # that a bad file is one clear message, not an unpickler traceback or a silently different model class
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+            checkpoint = read_checkpoint(ckpt_path)
+            saved = checkpoint.get("hyper_parameters", {}).get("_class_path")
+            configured = self.config[subcommand].get("model", {}).get("class_path")
+            if saved and configured and saved.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
+                raise InputError(f"{ckpt_path} is a {saved} checkpoint but the config builds a {configured}: use "
+                                 f"the config it was trained with")
+        super()._parse_ckpt_path()
 
 
 def with_active_checkpoint(args: list[str]) -> list[str]:
@@ -76,7 +109,10 @@ def _build_cli(args: list[str], run: bool = True, callbacks: list[L.Callback] | 
         trainer_defaults={"callbacks": callbacks} if callbacks else None,
         parser_kwargs={"prog": "signbridge",
                        "description": "signbridge: train, test and predict with LightningCLI. Other commands: "
-                       + ", ".join(f"'signbridge {name} --help'" for name in OTHER_COMMANDS)},
+                       + ", ".join(f"'signbridge {name} --help'" for name in OTHER_COMMANDS),
+                       # a wrong option raises, so that the console shows one line instead of the whole usage
+                       "exit_on_error": False,
+                       **{command: {"exit_on_error": False} for command in ("fit", "validate", "test", "predict")}},
     )
 
 
@@ -90,3 +126,26 @@ def fit_config(fit_args: Sequence[str]) -> dict:
     (the classes are built, nothing is trained)."""
     cli = _build_cli(list(fit_args), run=False)
     return yaml.safe_load(cli.parser.dump(cli.config, skip_link_targets=False, skip_none=False))
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a Lightning checkpoint safely (``weights_only``) or raise an ``InputError`` that names the file and the
+    problem: missing, empty, truncated or corrupt, not a Lightning checkpoint."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found (--ckpt_path)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the checkpoint is empty (an interrupted save?)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        raise InputError(f"{path}: not a readable checkpoint, truncated or corrupt "
+                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise InputError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint

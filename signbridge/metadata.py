@@ -49,19 +49,26 @@ class ModelMetadata(Callback):
         self.history: list[dict[str, float]] = []
         self.extra: dict[str, Any] = {}
 
-    def _record(self, trainer: L.Trainer, epoch: int) -> None:
-        if epoch < 0 or trainer.sanity_checking or any(row["epoch"] == epoch for row in self.history):
+    def _record(self, trainer: L.Trainer, validation_only: bool) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        metrics = _scalars(trainer.callback_metrics)
-        if metrics:
-            self.history.append({"epoch": epoch, **metrics})
+        metrics = {key: value for key, value in _scalars(trainer.callback_metrics).items()
+                   if key.startswith("val_") or not validation_only}
+        if not metrics:
+            return
+        row = next((row for row in self.history if row["epoch"] == trainer.current_epoch), None)
+        if row is None:
+            row = {"epoch": trainer.current_epoch}
+            self.history.append(row)
+        row.update(metrics)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # the previous epoch's train and validation values are all in callback_metrics by now
-        self._record(trainer, trainer.current_epoch - 1)
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # before the epoch's checkpoints are saved (Lightning runs checkpoint callbacks last), so a run resumed from
+        # one has this epoch's validation values; the train values of an epoch exist only at its end
+        self._record(trainer, validation_only=True)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, trainer.current_epoch - 1 if trainer.current_epoch >= 1 else 0)
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer, validation_only=False)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
@@ -121,7 +128,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         metadata = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not a readable model metadata file ({error})") from error
     if not isinstance(metadata, dict) or "checkpoint" not in metadata:
         raise InputError(f"{path}: model metadata without a 'checkpoint' entry")
@@ -165,7 +172,11 @@ def active_model(models_dir: str | os.PathLike) -> Path | None:
     marker = Path(models_dir) / ACTIVE_FILE
     if not marker.exists():
         return None
-    path = Path(models_dir) / json.loads(marker.read_text())["model"]
+    try:
+        path = Path(models_dir) / json.loads(marker.read_text())["model"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise InputError(f"{marker}: not a readable active-model file ({type(error).__name__}: {error}); "
+                         f"activate a model again with 'signbridge models activate {models_dir} MODEL'") from error
     if not path.exists():
         raise InputError(f"{marker}: the active model {path} no longer exists; activate another one")
     return path
@@ -182,11 +193,20 @@ def checkpoint_of(metadata_path: Path) -> Path:
 def models_table(models_dir: str | os.PathLike) -> str:
     """The trained models of ``models_dir`` as a text table (the active one marked)."""
     models = find_models(models_dir)
-    active = active_model(models_dir)
+    notes = []
+    try:
+        active = active_model(models_dir)
+    except InputError as error:  # one bad file must not hide the whole folder
+        active, notes = None, [f"note: {error}"]
     header = f"{'#':>3}  {'model':<44}{'task':<22}{'best':<24}{'epochs':>7}  {'created':<20}"
     lines = [header, "-" * len(header)]
     for number, path in enumerate(models, start=1):
-        meta = read_metadata(path)
+        try:
+            meta = read_metadata(path)
+        except InputError as error:
+            lines.append(f"{number:>3}  {os.path.relpath(path, models_dir):<44}(unreadable: see the note below)")
+            notes.append(f"note: {error}")
+            continue
         monitor = meta.get("monitor")
         value = meta.get("best", {}).get(monitor)
         best = f"{monitor}={value:.4f}" if isinstance(value, float) else "-"
@@ -198,4 +218,4 @@ def models_table(models_dir: str | os.PathLike) -> str:
     if not models:
         lines.append(f"(no {METADATA_FILE} found below {models_dir})")
     lines.append("* = active: used by 'signbridge predict' when no --ckpt_path is given")
-    return "\n".join(lines)
+    return "\n".join(lines + notes)

@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from ..errors import InputError
 from .splits import stratified_split
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class SplitDataModule(L.LightningDataModule):
         # collects the arguments of every __init__ on the way here, the subclass's included
         self.save_hyperparameters()
         self.root = Path(root)
+        if not self.root.is_dir():  # before the trainer starts, not after minutes of set-up
+            raise InputError(f"{root}: the data root is not a folder (data.init_args.root)")
         self.datasets: dict[str, Any] = {}  # map-style datasets with __len__ (torch's Dataset type has none)
 
     def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
@@ -66,6 +69,9 @@ class SplitDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         h = self.hparams
+        if split not in self.datasets:
+            raise InputError(f"{self.root}: there is no {split} split (test_fraction={h.test_fraction}); set "
+                             f"data.init_args.test_fraction{' or num_folds' if 'num_folds' in h else ''}")
         return DataLoader(
             self.datasets[split], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
             pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InputError
 from ..imageio import find_unreadable, list_image_folder, list_images, read_image_rgb
 from .base import SplitDataModule
 from .splits import balanced_class_weights, kfold_split, limit_per_class
@@ -47,7 +48,27 @@ class ClassificationDataModule(SplitDataModule):
             parts = list(super().split_indices(labels).values())
         if h.train_per_class:
             parts[0] = limit_per_class(parts[0], labels, h.train_per_class, h.split_seed)
-        return dict(zip(("train", "val", "test"), parts))
+        split = dict(zip(("train", "val", "test"), parts))
+        self.check_split(split, np.asarray(labels))
+        return split
+
+    def check_split(self, split: dict[str, np.ndarray], labels: np.ndarray) -> None:
+        """Refuse a split without training or validation samples (early stopping and checkpoints watch a validation
+        metric, so training would fail after its first epoch); warn about classes missing from a split."""
+        h = self.hparams
+        counts = np.bincount(labels, minlength=len(self.classes))
+        few = ", ".join(f"{name} ({count})" for name, count in zip(self.classes, counts) if count < 3)
+        for name in ("train", "val"):
+            if not len(split[name]):
+                raise InputError(
+                    f"{self.root}: the {name} split is empty (val_fraction={h.val_fraction}, "
+                    f"test_fraction={h.test_fraction}); a class needs at least 3 images for train, val and test, "
+                    f"2 without a test split. Classes with fewer: {few or 'none'}")
+        for name, indices in split.items():
+            missing = sorted(set(range(len(self.classes))) - set(labels[indices].tolist()))
+            if len(indices) and missing:
+                log.warning("the %s split of %s has no image of %d classes (%s): their %s scores are not measured",
+                            name, self.root, len(missing), ", ".join(self.classes[i] for i in missing[:10]), name)
 
     @cached_property
     def _listing(self) -> tuple[list[str], list[str], list[int]]:

@@ -13,8 +13,8 @@ def stratified_split(labels: ArrayLike, fractions: Sequence[float], seed: int) -
 
     The split depends only on ``labels`` (in their given order), ``fractions`` and ``seed``: the same dataset listing
     gives the same split in every run and process. Each class is shuffled with its own generator, so adding images
-    to one class does not reshuffle the others. Every class with at least ``len(fractions)`` samples gets at least
-    one sample in each part with a non-zero fraction.
+    to one class does not reshuffle the others. Every class with at least as many samples as there are non-zero
+    fractions gets at least one sample in each part with a non-zero fraction.
 
     Returns:
         one sorted index array per fraction.
@@ -29,7 +29,7 @@ def stratified_split(labels: ArrayLike, fractions: Sequence[float], seed: int) -
         # the smaller parts (val/test) get their rounded share first; the first part takes the rest
         counts = [0] + [int(round(f * len(members))) for f in fractions[1:]]
         for i, f in enumerate(fractions[1:], start=1):
-            if f > 0 and counts[i] == 0 and len(members) >= len(fractions):
+            if f > 0 and counts[i] == 0 and len(members) >= sum(share > 0 for share in fractions):
                 counts[i] = 1
         counts[0] = len(members) - sum(counts[1:])
         bounds = np.cumsum([0] + counts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import zlib
 from collections.abc import Sequence
@@ -32,16 +33,24 @@ def read_labels(root: Path, labels_file: str | None) -> list[tuple[str, str]]:
     tsv = Path(labels_file) if Path(labels_file).is_absolute() else root / labels_file
     if not tsv.is_file():
         raise FileNotFoundError(f"labels file not found: {tsv}")
+    raw = tsv.read_bytes()
+    try:
+        content = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors write one) is dropped
+    except UnicodeDecodeError as error:
+        # guessing another encoding could silently change the labels the recognizer learns
+        line = raw[: error.start].count(b"\n") + 1
+        raise InputError(f"{tsv}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); save the file as UTF-8, "
+                         f"e.g. iconv -f latin1 -t utf-8") from None
     pairs = []
-    with open(tsv, newline="", encoding="utf-8") as f:
-        for line_number, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-            if not row or (line_number == 1 and [c.strip().lower() for c in row] == ["path", "text"]):
-                continue
-            if len(row) != 2 or not row[0]:
-                raise InputError(f"{tsv}:{line_number}: expected 'path<TAB>text', got {row!r}")
-            if Path(row[0]).suffix.lower() not in IMAGE_EXTENSIONS:
-                raise InputError(f"{tsv}:{line_number}: {row[0]!r} is not an image file name")
-            pairs.append((row[0], row[1]))
+    rows = csv.reader(io.StringIO(content, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    for line_number, row in enumerate(rows, start=1):
+        if not row or (line_number == 1 and [c.strip().lower() for c in row] == ["path", "text"]):
+            continue
+        if len(row) != 2 or not row[0]:
+            raise InputError(f"{tsv}:{line_number}: expected 'path<TAB>text', got {row!r}")
+        if Path(row[0]).suffix.lower() not in IMAGE_EXTENSIONS:
+            raise InputError(f"{tsv}:{line_number}: {row[0]!r} is not an image file name")
+        pairs.append((row[0], row[1]))
     if not pairs:
         raise InputError(f"{tsv}: no labelled images")
     return pairs

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import time
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +24,8 @@ from ..imageio import list_image_folder
 from .detect import DetectorSettings, HandDetection
 from .layout import NUM_COORDS, NUM_HANDS, NUM_POINTS
 from .model_file import resolve_hand_landmarker
+
+log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 _ARRAYS = {  # key -> (dtype kind, shape after N)
@@ -84,8 +89,8 @@ class LandmarkCache:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError) as error:
-            raise InputError(f"{path}: not a readable landmark cache ({error})") from error
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+            raise InputError(f"{path}: not a readable landmark cache ({type(error).__name__}: {error})") from error
         missing = sorted((set(_ARRAYS) | {"meta"}) - set(arrays))
         if missing:
             raise InputError(f"{path}: landmark cache lacks the keys {missing}")
@@ -93,7 +98,7 @@ class LandmarkCache:
         for key, (kind, shape) in _ARRAYS.items():
             array = arrays[key]
             if array.dtype.kind != kind or array.shape != (count, *shape):
-                raise ValueError(
+                raise InputError(
                     f"{path}: landmark cache key '{key}' has shape {array.shape} {array.dtype}, expected "
                     f"({count}, {', '.join(map(str, shape))}) of kind '{kind}'"
                 )
@@ -228,6 +233,24 @@ class ExtractionSummary:
         return "\n".join(lines)
 
 
+def _previous_cache(output: Path, paths: list[str]) -> LandmarkCache | None:
+    """The cache already at ``output``, to reuse its rows; None when it is unreadable (it is then moved aside to
+    ``<output>.corrupt``, not deleted). Refuses a cache of another dataset, which a rebuild would overwrite."""
+    try:
+        previous = LandmarkCache.load(output)
+    except InputError as error:
+        aside = output.with_name(output.name + ".corrupt")
+        os.replace(output, aside)
+        log.warning("%s; moved it to %s and building a new cache", error, aside)
+        return None
+    cached = set(previous.paths.tolist())
+    if cached and len(cached & set(paths)) < len(cached) / 2:  # a moved dataset keeps its relative paths
+        raise InputError(
+            f"{output} is the landmark cache of another dataset ({previous.meta.get('dataset_root', 'unknown root')}: "
+            f"{len(cached)} images, fewer than half of them in this one); pass another output file or delete it")
+    return previous
+
+
 def extract_landmarks(
     root: str | os.PathLike,
     output: str | os.PathLike,
@@ -266,12 +289,9 @@ def extract_landmarks(
     done: dict[str, tuple] = {}
     stale = None
     if output.exists():
-        try:
-            previous = LandmarkCache.load(output)
-            stale = stale_reason(previous, fingerprint)
-        except ValueError as error:
-            stale = str(error)
-        if stale is None:
+        previous = _previous_cache(output, paths)
+        stale = "it was unreadable" if previous is None else stale_reason(previous, fingerprint)
+        if stale is None and previous is not None:
             done = {p: row for p, row in previous.rows().items() if file_sizes.get(p) == row[3]}
     reused = len(done)
     todo = [p for p in paths if p not in done]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import tempfile
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
 
 from ..errors import InputError
@@ -40,15 +42,42 @@ def resolve_hand_landmarker(path: str | os.PathLike | None = None, download: boo
             candidate = Path(candidate).expanduser()
             if not candidate.is_file():
                 raise FileNotFoundError(f"hand landmarker model given by {source} does not exist: {candidate}")
-            return candidate
+            return check_hand_model_file(candidate)
     cached = cache_dir() / "hand_landmarker.task"
     if cached.is_file():
-        return cached
+        return check_hand_model_file(cached)
     if not download:
         raise HandModelUnavailable(
             f"no hand landmarker model found and downloading is disabled. {_OFFLINE_HINT.format(cache=cached)}"
         )
     return download_hand_landmarker(cached)
+
+
+# the two networks a MediaPipe hand landmarker bundle (.task, a zip archive) holds
+MODEL_MEMBERS = ("hand_detector.tflite", "hand_landmarks_detector.tflite")
+
+
+def check_hand_model_file(path: Path) -> Path:
+    """``path`` if it is a readable hand landmarker bundle; otherwise a ``HandModelUnavailable`` naming the file.
+
+    Checked here, in the calling process, because MediaPipe aborts a detector process on a bad file instead of
+    raising (a pool of workers would die with ``BrokenProcessPool``).
+    """
+    problem = None
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            missing = [name for name in MODEL_MEMBERS if name not in bundle.namelist()]
+            broken = bundle.testzip()  # reads every member and checks its CRC: a truncated copy fails here
+        if missing:
+            problem = f"it lacks {', '.join(missing)}"
+        elif broken:
+            problem = f"{broken} in it is corrupt"
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as error:
+        problem = "it is empty" if path.stat().st_size == 0 else f"it is not a .task archive ({error})"
+    if problem:
+        raise HandModelUnavailable(f"{path}: not a MediaPipe hand landmarker model: {problem}. "
+                                   f"{_OFFLINE_HINT.format(cache=cache_dir() / 'hand_landmarker.task')}")
+    return path
 
 
 def download_hand_landmarker(destination: Path, url: str = MODEL_URL, sha256: str = MODEL_SHA256) -> Path:

@@ -157,7 +157,13 @@ class ClassificationTask(Task):
         checkpoint["class_names"] = self.class_names
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.class_names = checkpoint.get("class_names")
+        saved = checkpoint.get("class_names")
+        # scores against labels of other classes would be silently wrong; predict only needs the saved names
+        evaluating = self._trainer is not None and not self.trainer.predicting
+        if evaluating and saved is not None and self.class_names is not None and list(saved) != self.class_names:
+            raise InputError(f"{self.trainer.ckpt_path}: trained on the classes {_listed(saved)} but the data has "
+                             f"{_listed(self.class_names)}: test it on data with the same class folders")
+        self.class_names = saved if saved is not None else self.class_names
 
     def forward(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
@@ -275,3 +281,7 @@ class ClassificationTask(Task):
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _listed(names: list[str], most: int = 12) -> str:
+    return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")

@@ -103,6 +103,37 @@ def test_bad_cache_files_give_clear_errors(tmp_path):
         LandmarkCache.load(partial)
 
 
+def test_a_truncated_cache_is_moved_aside_and_rebuilt(photo_dataset, tmp_path, hand_model):
+    output = tmp_path / "landmarks.npz"
+    extract_landmarks(photo_dataset, output, model_path=hand_model, workers=0, progress=False)
+    whole = LandmarkCache.load(output)
+    truncated = output.read_bytes()[: output.stat().st_size // 2]  # a copy that was interrupted
+    output.write_bytes(truncated)
+    with pytest.raises(InputError, match="not a readable landmark cache"):
+        LandmarkCache.load(output)
+    summary = extract_landmarks(photo_dataset, output, model_path=hand_model, workers=0, progress=False)
+    assert summary.stale == "it was unreadable" and summary.reused == 0
+    assert (tmp_path / "landmarks.npz.corrupt").read_bytes() == truncated  # kept, not deleted
+    rebuilt = LandmarkCache.load(output)
+    assert rebuilt.paths.tolist() == whole.paths.tolist() and np.array_equal(rebuilt.landmarks, whole.landmarks)
+
+
+def test_the_cache_of_another_dataset_is_never_overwritten(photo_dataset, tmp_path, hand_model):
+    output = tmp_path / "landmarks.npz"
+    extract_landmarks(photo_dataset, output, model_path=hand_model, workers=0, progress=False)
+    before = output.read_bytes()
+    other = tmp_path / "other"
+    (other / "x").mkdir(parents=True)
+    shutil.copy(photo_dataset / "one" / "thumb.jpg", other / "x" / "thumb.jpg")
+    with pytest.raises(InputError, match="landmark cache of another dataset"):
+        extract_landmarks(other, output, model_path=hand_model, workers=0, progress=False)
+    assert output.read_bytes() == before
+    moved = tmp_path / "moved"  # the same dataset in another place is not "another dataset"
+    shutil.copytree(photo_dataset, moved)
+    summary = extract_landmarks(moved, output, model_path=hand_model, workers=0, progress=False)
+    assert summary.reused == len(LandmarkCache.load(output).paths) > 0
+
+
 def _landmarks_cli(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "signbridge", "landmarks", *map(str, args)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)

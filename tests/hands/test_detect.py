@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -88,7 +89,7 @@ def test_model_file_resolution_order(tmp_path, monkeypatch, hand_model):
     monkeypatch.setenv(model_file.ENV_VAR, str(hand_model))
     assert resolve_hand_landmarker() == hand_model
     other = tmp_path / "other.task"
-    other.write_bytes(b"x")
+    shutil.copy(hand_model, other)
     assert resolve_hand_landmarker(other) == other  # the argument wins
     with pytest.raises(FileNotFoundError, match="argument"):
         resolve_hand_landmarker(tmp_path / "nope.task")
@@ -98,11 +99,26 @@ def test_model_file_resolution_order(tmp_path, monkeypatch, hand_model):
     monkeypatch.delenv(model_file.ENV_VAR)
     cached = tmp_path / "cache" / "signbridge" / "hand_landmarker.task"
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"cached")
+    shutil.copy(hand_model, cached)
     assert resolve_hand_landmarker() == cached
     cached.unlink()
     with pytest.raises(model_file.HandModelUnavailable, match="downloading is disabled"):
         resolve_hand_landmarker(download=False)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda data: b"", "it is empty"),
+    (lambda data: bytes(range(256)) * 40, "not a .task archive"),
+    (lambda data: data[: len(data) // 2], "not a .task archive"),
+    (lambda data: data[:3_000_000] + bytes(1000) + data[3_001_000:], "corrupt"),  # the directory is intact
+])
+def test_a_broken_hand_model_is_refused_in_the_calling_process(tmp_path, hand_model, damage, problem):
+    """MediaPipe kills a worker process on a bad model file; the file is checked before any worker starts."""
+    broken = tmp_path / "hand_landmarker.task"
+    broken.write_bytes(damage(hand_model.read_bytes()))
+    with pytest.raises(model_file.HandModelUnavailable, match=problem) as info:
+        resolve_hand_landmarker(broken)
+    assert str(broken) in str(info.value)
 
 
 def test_failed_or_wrong_download_leaves_nothing_and_says_how_to_work_offline(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from signbridge.cli import main
+from signbridge.cli import main, user_error_message
 from signbridge.data import SignDataModule
 from signbridge.errors import InputError
 from signbridge.tasks import HybridSignClassifier
@@ -112,8 +112,10 @@ def test_the_class_count_comes_from_the_data_and_a_wrong_one_stops_before_extrac
 
 
 def test_missing_root_is_a_clear_error(tmp_path, digits_cache):
-    with pytest.raises(FileNotFoundError, match="dataset root is not a folder"):
+    with pytest.raises(ValueError) as info:  # raised while the datamodule is built, before any trainer
         main(["fit", *cli_args(tmp_path, tmp_path / "nowhere", digits_cache)])
+    assert user_error_message(info.value) == f"{tmp_path / 'nowhere'}: the data root is not a folder " \
+        "(data.init_args.root)"
 
 
 def test_python_dash_m_and_console_script_help():

@@ -53,3 +53,18 @@ def test_landmark_and_image_datamodules_split_alike(digits_subset, digits_cache)
         data.setup("test")
     for split in ("train", "val", "test"):
         assert landmarks.datasets[split].paths == images.datasets[split].paths, split
+
+
+def test_resume_from_last_continues_in_the_same_run_folder(tmp_path, digits_subset, digits_cache):
+    first = main(["fit", *_args(tmp_path, digits_subset, digits_cache), "--trainer.max_epochs", "2"])
+    run = Path(first.trainer.log_dir)
+    last = run / "checkpoints" / "last.ckpt"
+    resumed = main(["fit", *_args(tmp_path, digits_subset, digits_cache), "--trainer.max_epochs", "4",
+                    "--ckpt_path", str(last)])
+    assert Path(resumed.trainer.log_dir) == run and sorted(p.name for p in run.parent.iterdir()) == [run.name]
+    metadata = json.loads((run / "checkpoints" / "model.json").read_text())
+    assert metadata["epochs"] == 4 and [row["epoch"] for row in metadata["history"]] == [0, 1, 2, 3]
+    best = resumed.trainer.checkpoint_callback
+    assert Path(best.best_model_path).parent == run / "checkpoints" and Path(best.best_model_path).exists()
+    assert metadata["checkpoint"] == Path(best.best_model_path).name
+    assert metadata["best"]["val_loss"] == min(row["val_loss"] for row in metadata["history"])

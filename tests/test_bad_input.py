@@ -1,0 +1,247 @@
+"""Bad input gets one clear message (exit code 2) or a reported skip, and nothing is lost.
+
+Each case runs the console entry point (``console_main``, what ``signbridge`` and ``python -m signbridge`` call) on
+data the test makes, unless the case is about a library function.
+
+| case | what happens |
+|---|---|
+| config with a YAML syntax error | one message naming the config file |
+| misspelt option of a class | one line naming the option and the class |
+| data root that does not exist | one line naming the root, before the trainer starts |
+| image smaller than 8 px | read normally (OpenCV's reduced-size check asserts on it) |
+| class folder without images | refused, naming the folder |
+| ``__MACOSX``, hidden folders, dangling symlinks | not classes, not images |
+| class folders 1, 2, 10 | natural order (1, 2, 10) |
+| every class with a single image | refused before training: empty validation split, naming the classes |
+| ``test`` without a test split | one line saying which option makes one |
+| missing, 0-byte, truncated checkpoint | one line naming the file |
+| checkpoint of another task class | refused, naming both classes |
+| checkpoint trained on other class names | refused, naming both lists |
+| an input error raised inside a DataLoader worker | the original message, not the worker's traceback |
+| an unexpected error (a bug) | keeps its traceback |
+| a corrupt ``active.json`` or one corrupt ``model.json`` | ``models list`` lists the rest, with a note per bad file |
+| labels TSV with a byte-order mark | read; the mark is not part of the first path |
+| labels TSV in Latin-1 | refused, naming the file, the line and the byte |
+| a checkpoint or cache write that fails (disk full, file size limit) | the previous file intact, nothing partial left |
+| files the library writes (model.json, caches) | mode 0666 less the umask, not 0600 |
+
+Elsewhere: broken hand models (``tests/hands/test_detect.py``), truncated and foreign landmark caches
+(``tests/hands/test_cache.py``).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from signbridge.cli import console_main, main, user_error_message
+from signbridge.data.text import read_labels
+from signbridge.errors import InputError
+from signbridge.hands.cache import LandmarkCache
+from signbridge.imageio import find_unreadable, list_image_folder, read_image_rgb
+from signbridge.metadata import models_table
+from tests.conftest import REPO
+
+ATK = str(REPO / "configs" / "atk_cnn.yaml")
+LANDMARKS = str(REPO / "configs" / "sign_landmarks.yaml")
+
+
+def image_folder(root: Path, classes=("a", "b", "c"), per_class: int = 6, size: int = 16) -> Path:
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            cv2.imwrite(str(root / name / f"{i}.png"), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    return root
+
+
+def atk_args(root: Path, runs: Path, *extra: str) -> list[str]:
+    return ["--config", ATK, "--data.init_args.root", str(root), "--data.init_args.image_size", "16",
+            "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4", "--trainer.max_epochs", "1",
+            "--trainer.logger.init_args.save_dir", str(runs), "--trainer.enable_progress_bar", "false", *extra]
+
+
+def run_console(args: list[str], capsys) -> tuple[int, str]:
+    """Exit code and the error message line of ``signbridge ARGS``; fails if a traceback was printed."""
+    with pytest.raises(SystemExit) as info:
+        console_main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    messages = [line for line in err.splitlines() if line.startswith("signbridge: error: ")]
+    return info.value.code, messages[-1] if messages else ""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A data folder with a test split and a one-epoch ATK checkpoint trained on it."""
+    root = image_folder(tmp_path_factory.mktemp("data") / "abc")
+    cli = main(["fit", *atk_args(root, tmp_path_factory.mktemp("runs"), "--data.init_args.test_fraction", "0.2")])
+    return root, Path(cli.trainer.checkpoint_callback.best_model_path)
+
+
+def test_config_and_option_mistakes_are_one_message(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  init_args: {lr: [1,\n")
+    code, message = run_console(["fit", "--config", str(broken)], capsys)
+    assert code == 2 and str(broken) in message and "parsing config" in message
+    code, message = run_console(["fit", "--config", ATK, "--data.init_args.rooot", "x"], capsys)
+    assert code == 2 and "'rooot' is not accepted" in message and "ImageFolderDataModule" in message
+    code, message = run_console(["fit", "--config", ATK, "--data.init_args.root", str(tmp_path / "absent")], capsys)
+    assert code == 2 and message.endswith(f"{tmp_path / 'absent'}: the data root is not a folder "
+                                          "(data.init_args.root)")
+
+
+def test_tiny_images_are_read_and_odd_folders_are_not_classes(tmp_path):
+    root = image_folder(tmp_path / "data", classes=("1", "10", "2"), per_class=1)
+    cv2.imwrite(str(root / "1" / "tiny.png"), np.full((4, 3, 3), 200, np.uint8))
+    (root / "__MACOSX" / "1").mkdir(parents=True)
+    cv2.imwrite(str(root / "__MACOSX" / "1" / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    (root / ".thumbnails").mkdir()
+    (root / "2" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    classes, paths, labels = list_image_folder(root)
+    assert classes == ["1", "2", "10"]
+    assert paths == ["1/0.png", "1/tiny.png", "2/0.png", "10/0.png"] and labels == [0, 0, 1, 2]
+    assert find_unreadable(root, paths) == {}
+    assert read_image_rgb(root / "1" / "tiny.png").shape == (4, 3, 3)
+    (root / "3").mkdir()
+    with pytest.raises(InputError, match="class folders without images: 3"):
+        list_image_folder(root)
+
+
+def test_too_few_images_per_class_is_refused_before_training(tmp_path, capsys):
+    root = image_folder(tmp_path / "data", per_class=1)
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs")], capsys)
+    assert code == 2 and "the val split is empty" in message and "a (1), b (1), c (1)" in message
+    assert not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_bad_checkpoints_are_one_message(trained, tmp_path, capsys):
+    root, checkpoint = trained
+    runs = tmp_path / "runs"
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(checkpoint.read_bytes()[:5000])
+    for path, problem in ((tmp_path / "absent.ckpt", "checkpoint not found"), (empty, "the checkpoint is empty"),
+                          (truncated, "not a readable checkpoint")):
+        code, message = run_console(["test", *atk_args(root, runs), "--ckpt_path", str(path)], capsys)
+        assert code == 2 and f"{path}: {problem}" in message
+    code, message = run_console(["test", "--config", LANDMARKS, "--data.init_args.root", str(root),
+                                 "--ckpt_path", str(checkpoint)], capsys)
+    assert code == 2 and "is a signbridge.tasks.ATKClassifier checkpoint" in message and "LandmarkClassifier" in message
+
+
+def test_a_checkpoint_is_not_tested_on_other_classes_or_without_a_test_split(trained, tmp_path, capsys):
+    root, checkpoint = trained
+    runs = tmp_path / "runs"
+    other = image_folder(tmp_path / "xyz", classes=("x", "y", "z"))
+    code, message = run_console(["test", *atk_args(other, runs, "--data.init_args.test_fraction", "0.2"),
+                                 "--ckpt_path", str(checkpoint)], capsys)
+    assert code == 2 and "trained on the classes a, b, c but the data has x, y, z" in message
+    code, message = run_console(["test", *atk_args(root, runs), "--ckpt_path", str(checkpoint)], capsys)
+    assert code == 2 and "there is no test split (test_fraction=0.0)" in message
+    main(["test", *atk_args(root, runs, "--data.init_args.test_fraction", "0.2"), "--ckpt_path", str(checkpoint)])
+
+
+class _RaisingDataset(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        raise InputError(f"sample {index}: a problem with\ntwo lines")
+
+
+def test_worker_errors_show_the_original_message_and_bugs_keep_their_traceback():
+    with pytest.raises(InputError) as info:
+        next(iter(DataLoader(_RaisingDataset(), num_workers=1)))
+    assert "Original Traceback" in str(info.value)  # what the worker re-raises
+    assert user_error_message(info.value) == "sample 0: a problem with\ntwo lines"
+    assert user_error_message(ZeroDivisionError("a bug")) is None
+    assert user_error_message(RuntimeError("wrapped")) is None
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_file(tmp_path):
+    """A real failed write: the process may not write files over 200 kB (as with a full disk, the write raises).
+
+    Lightning's checkpoint writer (through an fsspec transaction) writes a temporary file and moves it into place;
+    this guards that behaviour, which older Lightning/fsspec versions lacked (they truncated the file in place).
+    """
+    path = tmp_path / "last.ckpt"
+    script = textwrap.dedent("""
+        import resource, signal, sys
+        import torch
+        from lightning.pytorch.plugins.io import TorchCheckpointIO
+        writer = TorchCheckpointIO()  # what the Trainer uses
+        writer.save_checkpoint({"state_dict": {"w": torch.zeros(10)}}, sys.argv[1])  # small: fits
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        writer.save_checkpoint({"state_dict": {"w": torch.zeros(500_000)}}, sys.argv[1])
+    """)
+    run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
+    assert run.returncode != 0 and "File too large" in run.stderr
+    assert torch.load(path, weights_only=True)["state_dict"]["w"].shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def test_a_failed_cache_write_leaves_the_previous_file(tmp_path):
+    """The same for the library's own writes (landmark caches, model.json) through ``files.atomic_write``."""
+    path = tmp_path / "cache.npz"
+    script = textwrap.dedent("""
+        import resource, signal, sys
+        import numpy as np
+        from signbridge.files import atomic_write
+        with atomic_write(sys.argv[1]) as f:
+            np.save(f, np.zeros(10))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        with atomic_write(sys.argv[1]) as f:
+            np.save(f, np.zeros(500_000))
+    """)
+    run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
+    assert run.returncode != 0 and "OSError" in run.stderr  # numpy reports the short write itself
+    assert np.load(path).shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.npz"]
+
+
+def test_written_files_are_readable_by_others(trained, tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    _, checkpoint = trained
+    assert (checkpoint.parent / "model.json").stat().st_mode & 0o777 == expected
+    assert checkpoint.stat().st_mode & 0o777 == expected
+    LandmarkCache.empty().save(tmp_path / "cache.npz")
+    assert (tmp_path / "cache.npz").stat().st_mode & 0o777 == expected
+
+
+def test_one_bad_file_does_not_hide_the_models_folder(trained, tmp_path, capsys):
+    _, checkpoint = trained
+    models = tmp_path / "models"
+    (models / "good").mkdir(parents=True)
+    (models / "good" / "model.json").write_bytes((checkpoint.parent / "model.json").read_bytes())
+    (models / "broken").mkdir()
+    (models / "broken" / "model.json").write_text('{"checkpoint": ')
+    (models / "active.json").write_bytes(b"\x00\xff")
+    table = models_table(models)
+    assert "good" in table and "ATKClassifier" in table
+    assert "broken/model.json" in table and "not a readable model metadata file" in table
+    assert "active.json: not a readable active-model file" in table
+    with pytest.raises(SystemExit) as info:
+        console_main(["models", "list", str(models)])
+    assert info.value.code == 0 and "good" in capsys.readouterr().out
+
+
+def test_labels_file_encodings(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "bom.tsv").write_bytes("\ufeffpath\ttext\na.png\tcafé\n".encode())
+    assert read_labels(tmp_path, "bom.tsv") == [("a.png", "café")]
+    (tmp_path / "latin1.tsv").write_bytes("a.png\tok\na.png\tcafé\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1.tsv:2: not UTF-8 \(byte 0xe9\)"):
+        read_labels(tmp_path, "latin1.tsv")
