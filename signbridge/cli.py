@@ -132,10 +132,10 @@ def user_error_message(error: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, argparse.ArgumentError):
             return _short_parser_message(str(current))
+        if isinstance(current, OSError) and current.filename is not None and current.strerror:
+            return f"{current.filename}: {current.strerror}"  # missing, unwritable, disk full
         if isinstance(current, InputError | FileNotFoundError | NotADirectoryError | IsADirectoryError
                       | PermissionError) or (isinstance(current, OSError) and current.filename is not None):
-            if isinstance(current, OSError) and current.filename is not None and current.strerror:
-                return f"{current.filename}: {current.strerror}"  # missing, unwritable, disk full
             return _unwrap_worker_message(current)
         current = current.__cause__ or current.__context__
     return None

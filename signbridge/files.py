@@ -51,17 +51,23 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
         json.dump(data, f, indent=2, default=str)
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """The sha256 of a file's contents, as hex; remembered while the file's size and modification time stay the same
-    (the 7.5 MB hand model is hashed once per process, not at every cache check)."""
+def file_state(path: str | os.PathLike) -> tuple[str, int, int]:
+    """``(real path, size, modification time)``: the key under which a result read from a file's contents can be
+    remembered (with ``functools.lru_cache``) until the file changes."""
     stat = os.stat(path)
-    return _sha256_of(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file's contents, as hex; remembered while the file is unchanged (the 7.5 MB hand model is
+    hashed once per process, not at every cache check)."""
+    return _sha256_of(file_state(path))
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+def _sha256_of(state: tuple[str, int, int]) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(state[0], "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

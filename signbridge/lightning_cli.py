@@ -129,8 +129,12 @@ def fit_config(fit_args: Sequence[str]) -> dict:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a Lightning checkpoint safely (``weights_only``) or raise an ``InputError`` that names the file and the
-    problem: missing, empty, truncated or corrupt, not a Lightning checkpoint."""
+    """Open a Lightning checkpoint safely (``weights_only``) or raise an ``InputError`` that names the file and the
+    problem: missing, empty, truncated or corrupt, not a Lightning checkpoint.
+
+    The tensors are memory-mapped, not read: this is a check before Lightning loads the file itself, so a large
+    checkpoint is not read twice.
+    """
     import pickle
     import zipfile
 
@@ -142,7 +146,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the checkpoint is empty (an interrupted save?)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
         raise InputError(f"{path}: not a readable checkpoint, truncated or corrupt "
                          f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error

@@ -6,6 +6,7 @@ URL, verified against the pinned sha256. A download that fails or does not verif
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import urllib.request
@@ -14,7 +15,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import InputError
-from ..files import cache_dir, sha256_of
+from ..files import cache_dir, file_state, sha256_of
 
 MODEL_URL = "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/float16/1/hand_landmarker.task"
 MODEL_SHA256 = "fbc2a30080c3c557093b5ddfc334698132eb341044ccee322ccf8bcf3607cde1"
@@ -61,23 +62,28 @@ def check_hand_model_file(path: Path) -> Path:
     """``path`` if it is a readable hand landmarker bundle; otherwise a ``HandModelUnavailable`` naming the file.
 
     Checked here, in the calling process, because MediaPipe aborts a detector process on a bad file instead of
-    raising (a pool of workers would die with ``BrokenProcessPool``).
+    raising (a pool of workers would die with ``BrokenProcessPool``). The check reads the whole file, so its result is
+    remembered while the file is unchanged.
     """
-    problem = None
-    try:
-        with zipfile.ZipFile(path) as bundle:
-            missing = [name for name in MODEL_MEMBERS if name not in bundle.namelist()]
-            broken = bundle.testzip()  # reads every member and checks its CRC: a truncated copy fails here
-        if missing:
-            problem = f"it lacks {', '.join(missing)}"
-        elif broken:
-            problem = f"{broken} in it is corrupt"
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as error:
-        problem = "it is empty" if path.stat().st_size == 0 else f"it is not a .task archive ({error})"
+    problem = _bundle_problem(file_state(path))
     if problem:
         raise HandModelUnavailable(f"{path}: not a MediaPipe hand landmarker model: {problem}. "
                                    f"{_OFFLINE_HINT.format(cache=cache_dir() / 'hand_landmarker.task')}")
     return path
+
+
+@functools.lru_cache(maxsize=16)
+def _bundle_problem(state: tuple[str, int, int]) -> str | None:
+    path, size, _ = state
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            missing = [name for name in MODEL_MEMBERS if name not in bundle.namelist()]
+            broken = bundle.testzip()  # reads every member and checks its CRC: a truncated copy fails here
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as error:
+        return "it is empty" if size == 0 else f"it is not a .task archive ({error})"
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    return f"{broken} in it is corrupt" if broken else None
 
 
 def download_hand_landmarker(destination: Path, url: str = MODEL_URL, sha256: str = MODEL_SHA256) -> Path:
