@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from .errors import InputError
 from .files import write_json_atomic
@@ -73,14 +73,14 @@ class ModelMetadata(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         checkpoint = trainer.checkpoint_callback
-        best = getattr(checkpoint, "best_model_path", "")
-        if not trainer.is_global_zero or not best:
+        if not trainer.is_global_zero or not isinstance(checkpoint, ModelCheckpoint) or not checkpoint.best_model_path:
             return
-        best = Path(best)
+        best = Path(checkpoint.best_model_path)
         datamodule = getattr(trainer, "datamodule", None)
         score = checkpoint.best_model_score
-        data = {"class": type(datamodule).__module__ + "." + type(datamodule).__name__} if datamodule else {}
+        data: dict[str, Any] = {}
         if datamodule is not None:
+            data["class"] = type(datamodule).__module__ + "." + type(datamodule).__name__
             data.update(root=str(getattr(datamodule, "root", "")), hyperparameters=dict(datamodule.hparams))
             if hasattr(datamodule, "split_sizes"):
                 data["split_sizes"] = datamodule.split_sizes()
@@ -106,11 +106,11 @@ class ModelMetadata(Callback):
         }
         write_json_atomic(best.parent / METADATA_FILE, metadata)
 
-    def _epoch_with(self, monitor: str | None, score) -> int | None:
+    def _epoch_with(self, monitor: str | None, score: torch.Tensor | float | None) -> int | None:
         """The first epoch of the history that reached the best checkpoint's score (the one ModelCheckpoint kept)."""
         if monitor is None or score is None:
             return None
-        return next((row["epoch"] for row in self.history if row.get(monitor) == float(score)), None)
+        return next((int(row["epoch"]) for row in self.history if row.get(monitor) == float(score)), None)
 
     def state_dict(self) -> dict:
         return {"history": self.history}

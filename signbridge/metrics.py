@@ -20,6 +20,8 @@ class StreamingClassificationMetrics(Metric):
     """
 
     full_state_update = False
+    confusion: torch.Tensor
+    top_k_correct: torch.Tensor
 
     def __init__(self, num_classes: int, top_k: int = 5, **kwargs):
         super().__init__(**kwargs)
@@ -56,6 +58,8 @@ class WordAccuracy(Metric):
 
     full_state_update = False
     higher_is_better = True
+    correct: torch.Tensor
+    total: torch.Tensor
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

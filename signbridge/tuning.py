@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import lightning as L
 import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from .errors import InputError
 from .files import write_json_atomic
@@ -30,20 +32,29 @@ class SearchParam:
     log: bool = False
 
     def grid_values(self) -> list:
+        """Every value a grid search tries: the choices, or the range in steps."""
         if self.choices is not None:
             return list(self.choices)
         if self.step is None:
             raise InputError(f"grid search needs choices or a step for '{self.name}'")
-        count = int(round((self.high - self.low) / self.step)) + 1
-        values = [self.low + i * self.step for i in range(count)]
-        return [int(v) for v in values] if _all_int(self.low, self.high, self.step) else values
+        low, high = self._range()
+        count = int(round((high - low) / self.step)) + 1
+        values = [low + i * self.step for i in range(count)]
+        return [int(v) for v in values] if _all_int(low, high, self.step) else values
 
     def suggest(self, trial) -> Any:
+        """The trial's value for this parameter (int ranges stay ints)."""
         if self.choices is not None:
             return trial.suggest_categorical(self.name, self.choices)
-        if _all_int(self.low, self.high, self.step or 1):
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+        low, high = self._range()
+        if _all_int(low, high, self.step or 1):
+            return trial.suggest_int(self.name, int(low), int(high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, low, high, step=self.step, log=self.log)
+
+    def _range(self) -> tuple[float, float]:
+        if self.low is None or self.high is None:
+            raise InputError(f"search parameter '{self.name}' needs 'choices' or 'low' and 'high'")
+        return self.low, self.high
 
 
 def _all_int(*values) -> bool:
@@ -122,6 +133,32 @@ def check_params_exist(space: SearchSpace, config: dict) -> None:
             node = node[part]
 
 
+class MonitorCheck(Callback):
+    """Stops a trial with a clear error after its first epoch when the search's ``monitor`` is never logged.
+
+    Without it a misspelt monitor trains every epoch of a trial unpruned and fails only when the result is read.
+    """
+
+    def __init__(self, monitor: str, search_space: str | Path):
+        self.monitor = monitor
+        self.search_space = search_space
+        self.validated = self.checked = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validated = self.validated or not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after the first epoch that validated, so train_* and val_* metrics are both there
+        if self.checked or not self.validated:
+            return
+        self.checked = True
+        if self.monitor in trainer.callback_metrics:
+            return
+        logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+        raise InputError(f"{self.search_space}: monitor '{self.monitor}' is not a metric this task logs "
+                         f"(it logs: {logged})")
+
+
 def _storage(url: str, heartbeat: int, run_dir: Path):
     import fcntl
 
@@ -186,6 +223,7 @@ def tune(
     config = resolved_config(base_args)
     check_params_exist(space, config)
     max_epochs = max_epochs or space.max_epochs
+    chosen_sampler: optuna.samplers.BaseSampler
     if sampler == "grid":
         grid = {name: p.grid_values() for name, p in space.params.items()}
         trials = trials or len(list(itertools.product(*grid.values())))
@@ -223,11 +261,13 @@ def tune(
         started = time.perf_counter()
         pruning = PyTorchLightningPruningCallback(trial, monitor=space.monitor)
         try:
-            cli = run_cli(args, callbacks=[pruning])
+            cli = run_cli(args, callbacks=[MonitorCheck(space.monitor, search_space), pruning])
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - started)
             trial.set_user_attr("epochs", len(trial.storage.get_trial(trial._trial_id).intermediate_values))
         checkpoint = cli.trainer.checkpoint_callback
+        if not isinstance(checkpoint, ModelCheckpoint):
+            raise InputError("tune needs a ModelCheckpoint callback in the trainer config (it keeps each trial's best)")
         trial.set_user_attr("checkpoint", checkpoint.best_model_path)
         if checkpoint.monitor == space.monitor and checkpoint.best_model_score is not None:
             return float(checkpoint.best_model_score)

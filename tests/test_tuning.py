@@ -98,6 +98,16 @@ def test_grid_mode_runs_every_combination(tmp_path, digits_folder):
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
+def test_a_monitor_never_logged_stops_after_the_first_epoch(tmp_path, digits_folder):
+    space = write(tmp_path, "monitor: val_acuracy\nparams:\n  model.init_args.lr: {choices: [0.01]}\n")
+    with pytest.raises(InputError, match="monitor 'val_acuracy' is not a metric this task logs") as info:
+        tune([ATK], space, tmp_path / "typo", trials=1, max_epochs=5, fit_args=fit_args(digits_folder))
+    assert "val_acc" in str(info.value)  # the message lists what can be monitored
+    study = optuna.load_study(study_name="typo", storage=f"sqlite:///{tmp_path / 'typo' / 'study.db'}")
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert study.trials[0].user_attrs["epochs"] <= 1  # stopped after one epoch, not five
+
+
 def _tune_process(run_dir: Path, root: Path, trials: int, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "signbridge", "tune", "--config", ATK, "--search-space", SPACE,
                "--run-dir", str(run_dir), "--trials", str(trials), "--max-epochs", "2", *extra, *fit_args(root)]

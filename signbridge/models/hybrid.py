@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import timm
 import torch
@@ -156,6 +156,8 @@ class ImageNet(nn.Module):
         if not timm.is_model(backbone):
             raise InputError(f"unknown timm backbone '{backbone}' (timm.list_models() lists the names)")
         overlay = {"file": weights_path} if weights_path else None
+        # Any: timm models add forward_features and num_features to nn.Module
+        self.backbone: Any
         self.backbone = timm.create_model(
             backbone, pretrained=pretrained or bool(weights_path), pretrained_cfg_overlay=overlay,
             num_classes=0, global_pool="", drop_path_rate=drop_path_rate,
@@ -163,9 +165,11 @@ class ImageNet(nn.Module):
         # the backbone's own normalisation (from its timm data config): the model takes 0..255 images, so no data
         # module has to know which backbone it feeds
         config = timm.data.resolve_data_config({}, model=self.backbone)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1) * 255, persistent=False)
-        channels = self.backbone.num_features
+        channels = int(self.backbone.num_features)
         self.attention = SpatialAttention(channels) if spatial_attention else nn.Identity()
         self.proj = nn.Linear(channels, dim)
         self.num_features = dim
@@ -242,20 +246,28 @@ class HybridSignNet(nn.Module):
         self.inputs = inputs
         self.fusion_mode = fusion
         self.modality_dropout = modality_dropout
+        self.output_index: torch.Tensor
+        self.active_index: torch.Tensor
         self.register_buffer("output_index", torch.tensor(0 if inputs == "both" and fusion != "late" else 3))
         # progressive training switches a branch off for a stage (it then contributes zeros to the fusion head); a
         # buffer, so a checkpoint from that stage is evaluated with the inputs it was trained with
         self.register_buffer("active_index", torch.tensor(INPUTS.index(inputs)))
-        self.image = self.landmarks = self.fusion = self.head = None
+        self.image: ImageNet | None = None
+        self.landmarks: LandmarkNet | None = None
+        self.fusion: CrossAttentionFusion | None = None
+        self.head: nn.Sequential | None = None
         if inputs in ("both", "image"):
             self.image = ImageNet(num_classes, backbone, pretrained, weights_path, spatial_attention, embed_dim,
                                   drop_path_rate)
         if inputs in ("both", "landmarks"):
             self.landmarks = LandmarkNet(num_classes, landmark_encoder, rotate_hands, use_geometry, embed_dim)
+        # features of each branch as the fusion head sees them (a branch switched off gives zeros of this width)
+        self.image_features = embed_dim
+        self.landmark_features = self.landmarks.num_features if self.landmarks is not None else embed_dim
         if inputs == "both" and fusion != "late":
             if fusion == "cross_attention":
                 self.fusion = CrossAttentionFusion(embed_dim, num_heads)
-            head_in = self.image.num_features + self.landmarks.num_features
+            head_in = self.image_features + self.landmark_features
             self.head = nn.Sequential(
                 nn.Linear(head_in, 512), nn.ReLU(), nn.Dropout(0.5),
                 nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.4),
@@ -276,7 +288,8 @@ class HybridSignNet(nn.Module):
     @property
     def active_inputs(self) -> Inputs:
         """The inputs the model reads now: ``inputs``, or one branch of it during a progressive-training stage."""
-        return INPUTS[int(self.active_index)]
+        inputs: Inputs = INPUTS[int(self.active_index)]  # type: ignore[assignment]  # INPUTS lists Inputs
+        return inputs
 
     @active_inputs.setter
     def active_inputs(self, inputs: Inputs) -> None:
@@ -304,8 +317,8 @@ class HybridSignNet(nn.Module):
 
     def parameter_groups(self) -> dict[str, list[nn.Module]]:
         """Modules by role, for progressive training: ``image``, ``landmarks``, ``fusion``, ``head``."""
-        groups = dict(zip(PARAMETER_GROUPS, ([self.image], [self.landmarks], [self.fusion], [self.head])))
-        return {name: [m for m in modules if m is not None] for name, modules in groups.items()}
+        modules: tuple[nn.Module | None, ...] = (self.image, self.landmarks, self.fusion, self.head)
+        return {name: [module] if module is not None else [] for name, module in zip(PARAMETER_GROUPS, modules)}
 
     def forward_branches(
         self,
@@ -317,22 +330,25 @@ class HybridSignNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Logits ``(B, num_classes)`` of every classifier (``fused``, ``image``, ``landmarks``, ``mean``, as far as
         the model and its active inputs have them) and of the prediction (``logits``, one of them: ``output``)."""
-        use_image = self.image is not None and self.active_inputs != "landmarks"
-        use_hands = self.landmarks is not None and self.active_inputs != "image"
+        image_branch = self.image if self.active_inputs != "landmarks" else None
+        hand_branch = self.landmarks if self.active_inputs != "image" else None
         out: dict[str, torch.Tensor] = {}
-        if use_image:
-            image_tokens = self.image.forward_tokens(image)
-            out["image"] = self.image.head(image_tokens.mean(1))
-        if use_hands:
-            hand_feature, hand_tokens, hand_valid = self.landmarks.forward_features(
-                landmarks, present, aspect, geometry)
-            out["landmarks"] = self.landmarks.head(hand_feature)
+        image_tokens = hand_feature = hand_tokens = hand_valid = None
+        if image_branch is not None:
+            if image is None:
+                raise ValueError("this model reads images: pass image")
+            image_tokens = image_branch.forward_tokens(image)
+            out["image"] = image_branch.head(image_tokens.mean(1))
+        if hand_branch is not None:
+            if landmarks is None or present is None:
+                raise ValueError("this model reads hand landmarks: pass landmarks and present")
+            hand_feature, hand_tokens, hand_valid = hand_branch.forward_features(landmarks, present, aspect, geometry)
+            out["landmarks"] = hand_branch.head(hand_feature)
         if self.inputs != "both":
             out["logits"] = out[self.inputs]
             return out
         if self.head is not None:
-            out["fused"] = self._fuse(image_tokens if use_image else None, hand_feature if use_hands else None,
-                                      hand_tokens if use_hands else None, hand_valid if use_hands else None)
+            out["fused"] = self._fuse(self.head, image_tokens, hand_feature, hand_tokens, hand_valid)
         members = [out[name].float().log_softmax(-1) for name in ("fused", "image", "landmarks") if name in out]
         out["mean"] = torch.stack(members).mean(0)
         # a branch switched off (progressive training) falls back to the mean of what is there
@@ -341,29 +357,34 @@ class HybridSignNet(nn.Module):
 
     def _fuse(
         self,
+        head: nn.Sequential,
         image_tokens: torch.Tensor | None,
         hand_feature: torch.Tensor | None,
         hand_tokens: torch.Tensor | None,
         hand_valid: torch.Tensor | None,
     ) -> torch.Tensor:
         """The fusion head's logits; a missing branch (switched off) contributes zeros."""
-        weight = self.head[0].weight
-        batch = (image_tokens if image_tokens is not None else hand_feature).shape[0]
-        if image_tokens is not None and hand_feature is not None and self.fusion is not None:
+        weight = next(head.parameters())  # for the dtype and device of zeros
+        present_tensor = image_tokens if image_tokens is not None else hand_feature
+        if present_tensor is None:
+            raise ValueError("the fusion head needs at least one branch")
+        batch = present_tensor.shape[0]
+        if (image_tokens is not None and hand_feature is not None and hand_tokens is not None
+                and hand_valid is not None and self.fusion is not None):
             image_tokens, hand_tokens = self.fusion(image_tokens, hand_tokens, hand_valid)
             width = hand_tokens.shape[-1]
             fused_hands = masked_mean(hand_tokens, hand_valid)
             hand_feature = torch.cat([fused_hands.to(hand_feature.dtype), hand_feature[:, width:]], dim=1)
         image_feature = (image_tokens.mean(1) if image_tokens is not None
-                         else weight.new_zeros(batch, self.image.num_features))
+                         else weight.new_zeros(batch, self.image_features))
         if hand_feature is None:
-            hand_feature = weight.new_zeros(batch, self.landmarks.num_features)
+            hand_feature = weight.new_zeros(batch, self.landmark_features)
         if self.training and self.modality_dropout > 0 and image_tokens is not None and hand_tokens is not None:
             draw = torch.rand(batch, device=weight.device)
             keep_image = (draw >= self.modality_dropout).to(image_feature.dtype)[:, None]
             keep_hands = (draw < 1 - self.modality_dropout).to(hand_feature.dtype)[:, None]
             image_feature, hand_feature = image_feature * keep_image, hand_feature * keep_hands
-        return self.head(torch.cat([image_feature, hand_feature.to(image_feature.dtype)], dim=1))
+        return head(torch.cat([image_feature, hand_feature.to(image_feature.dtype)], dim=1))
 
     def forward(
         self,

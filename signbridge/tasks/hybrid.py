@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
 
 from ..models.hybrid import OUTPUTS, Fusion, HybridSignNet, Inputs, LandmarkNet
 from ..models.landmarks import LandmarkEncoderKind
@@ -38,6 +38,8 @@ class HybridSignClassifier(ClassificationTask):
         select_output: let the validation loss choose the classifier that predicts (else the fusion head).
         **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
     """
+
+    model: HybridSignNet
 
     def __init__(
         self,
@@ -94,11 +96,11 @@ class HybridSignClassifier(ClassificationTask):
         if not self._scores_outputs:
             return self.classification_loss(outputs["logits"], labels), outputs["logits"]
         branch_weight = self.hparams.auxiliary_loss_weight if "fused" in outputs else 1.0
-        loss = sum(
+        losses = [
             (1.0 if name == "fused" else branch_weight) * self.classification_loss(outputs[name], labels)
             for name in ("fused", "image", "landmarks") if name in outputs
-        )
-        return loss, outputs["logits"]
+        ]
+        return torch.stack(losses).sum(), outputs["logits"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if not self._scores_outputs:
@@ -107,9 +109,14 @@ class HybridSignClassifier(ClassificationTask):
         labels = batch["label"]
         for name in self.val_outputs:
             if name in outputs:
-                self.val_outputs[name].update(outputs[name], labels)
-                self.val_output_loss[name].update(self.classification_loss(outputs[name], labels), len(labels))
+                metrics, loss = self._output_metrics(name)
+                metrics.update(outputs[name], labels)
+                loss.update(self.classification_loss(outputs[name], labels), len(labels))
         self.val_confusion.update(outputs["logits"], labels)
+
+    def _output_metrics(self, name: str) -> tuple[MetricCollection, MeanMetric]:
+        """The validation metrics and mean loss of one classifier of the model."""
+        return self.val_outputs[name], self.val_output_loss[name]  # type: ignore[return-value]  # ModuleDict items
 
     def on_validation_epoch_end(self) -> None:
         if self._scores_outputs:
@@ -118,11 +125,13 @@ class HybridSignClassifier(ClassificationTask):
 
     def _choose_output(self) -> None:
         # every rank computes the same synchronised values, so every rank makes the same choice
-        scored = [name for name in self.val_outputs if self.val_output_loss[name].update_count]
-        losses = {name: self.val_output_loss[name].compute() for name in scored}
-        values = {name: self.val_outputs[name].compute() for name in scored}
-        for metric in (*self.val_outputs.values(), *self.val_output_loss.values()):
-            metric.reset()
+        metrics = {name: self._output_metrics(name) for name in self.val_outputs}
+        scored = [name for name, (_, loss) in metrics.items() if loss.update_count]
+        losses = {name: metrics[name][1].compute() for name in scored}
+        values = {name: metrics[name][0].compute() for name in scored}
+        for values_metric, loss_metric in metrics.values():
+            values_metric.reset()
+            loss_metric.reset()
         if not losses:
             return
         for name in scored:
