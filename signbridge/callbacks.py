@@ -1,12 +1,37 @@
-"""Callbacks shared by every task: CSV prediction output."""
+"""Callbacks shared by every task: CSV prediction output, and a checkpoint when a fit is stopped."""
 
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+class SaveOnInterrupt(Callback):
+    """When a fit is stopped by Ctrl-C or SIGTERM (``timeout``, Slurm, ``kill``), save ``last.ckpt`` in the run's
+    checkpoint folder, so ``fit --ckpt_path .../last.ckpt`` continues from where it stopped instead of from the
+    last epoch's end. (Lightning itself stops a SIGTERM-ed fit at the next batch, so the state saved is whole.)
+    ``kill -9`` cannot be handled: resuming then loses at most the epoch in progress, from the ``last.ckpt`` that
+    a ``ModelCheckpoint`` with ``filename: last`` (every config has one) writes after each epoch.
+    """
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        checkpoint = trainer.checkpoint_callback
+        if (not isinstance(exception, KeyboardInterrupt | SIGTERMException) or trainer.state.fn != "fit"
+                or trainer.sanity_checking or trainer.global_step == 0
+                or not isinstance(checkpoint, ModelCheckpoint) or checkpoint.dirpath is None):
+            return
+        path = Path(checkpoint.dirpath) / "last.ckpt"
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            log.warning("stopped at epoch %d, step %d: saved %s; continue with --ckpt_path %s",
+                        trainer.current_epoch, trainer.global_step, path, path)
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -171,10 +172,22 @@ def console_main(args: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``signbridge`` console script and ``python -m signbridge``.
 
     A user's mistake is one message on stderr and exit code 2; a command's own failure (no readable image) exits 1;
-    an unexpected error keeps its traceback.
+    an unexpected error keeps its traceback. Stopped by SIGTERM: 143, by Ctrl-C: 130 (the shell's convention), after
+    saving what was done.
     """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from .signals import Terminated
+
     try:
         result = main(args)
+    except (Terminated, SIGTERMException):
+        # what was done is saved (a landmark cache, or last.ckpt of a fit): the same command continues
+        print("signbridge: stopped by SIGTERM", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except KeyboardInterrupt:
+        print("signbridge: stopped by Ctrl-C", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
     except Exception as raised:
         message = user_error_message(raised)
         if message is None:

@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from . import data as _data  # noqa: F401  (imported so LightningCLI finds the classes by short name)
 from . import tasks as _tasks  # noqa: F401
-from .callbacks import PredictionWriter
+from .callbacks import PredictionWriter, SaveOnInterrupt
 from .errors import InputError
 from .metadata import ModelMetadata
 
@@ -106,7 +106,7 @@ def _build_cli(args: list[str], run: bool = True, callbacks: list[L.Callback] | 
     return SignbridgeCLI(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args, run=run,
-        trainer_defaults={"callbacks": callbacks} if callbacks else None,
+        trainer_defaults={"callbacks": [SaveOnInterrupt(), *(callbacks or [])]},
         parser_kwargs={"prog": "signbridge",
                        "description": "signbridge: train, test and predict with LightningCLI. Other commands: "
                        + ", ".join(f"'signbridge {name} --help'" for name in OTHER_COMMANDS),

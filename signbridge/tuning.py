@@ -210,6 +210,7 @@ def tune(
     Returns the Optuna study.
     """
     import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
     from optuna_integration import PyTorchLightningPruningCallback
@@ -249,12 +250,19 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         trial_dir = run_dir / f"trial_{trial.number:04d}"
+        resume = []
+        retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial.storage.get_trial(trial._trial_id))
+        if retried is not None and trial.user_attrs.get("run_dir"):
+            # the retry of a trial whose process was killed (its heartbeat stopped): continue its run
+            trial_dir = Path(trial.user_attrs["run_dir"])
+            last = max(trial_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
+            resume = ["--ckpt_path", str(last)] if last is not None else []
         overrides = []
         for name, param in space.params.items():
             overrides += [f"--{name}", json.dumps(param.suggest(trial))]
         args = ["fit", *base_args, *overrides, "--trainer.max_epochs", str(max_epochs),
                 "--trainer.default_root_dir", str(trial_dir), "--trainer.enable_progress_bar", "false",
-                "--trainer.enable_model_summary", "false"]
+                "--trainer.enable_model_summary", "false", *resume]
         if logs_to_class:
             args += ["--trainer.logger.init_args.save_dir", str(trial_dir)]
         trial.set_user_attr("run_dir", str(trial_dir))
@@ -299,6 +307,8 @@ def _keep_best_checkpoint(study, run_dir: Path, storage_url: str) -> None:
         for folder in checkpoints.rglob("checkpoints"):
             shutil.rmtree(folder, ignore_errors=True)
     checkpoint = best.user_attrs.get("checkpoint")
+    if checkpoint and Path(checkpoint).name != "last.ckpt":  # the study is done: nothing is resumed from it
+        Path(checkpoint).with_name("last.ckpt").unlink(missing_ok=True)
     if checkpoint and (Path(checkpoint).parent / METADATA_FILE).exists():
         path = Path(checkpoint).parent / METADATA_FILE
         metadata = read_metadata(path)

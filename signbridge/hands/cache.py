@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..files import atomic_write, sha256_of
 from ..imageio import list_image_folder
+from ..signals import die_with_parent, sigterm_as_interrupt
 from .detect import DetectorSettings, HandDetection
 from .layout import NUM_COORDS, NUM_HANDS, NUM_POINTS
 from .model_file import resolve_hand_landmarker
@@ -176,9 +177,12 @@ def cache_problem(
 _worker_detector = None
 
 
-def _init_worker(model_path: str, settings: dict) -> None:
+def _init_worker(model_path: str, settings: dict, parent_pid: int | None = None) -> None:
     global _worker_detector
     from .detect import HandDetector
+
+    if parent_pid is not None:  # a pool worker (each holds a landmarker of several hundred MB)
+        die_with_parent(parent_pid)
 
     _worker_detector = HandDetector(model_path, DetectorSettings(**settings))
     # close before the worker exits, or MediaPipe's __del__ prints a TypeError at interpreter shutdown
@@ -317,39 +321,40 @@ def extract_landmarks(
     bar = tqdm(total=len(todo), desc="hand landmarks", unit="img", disable=not progress or not todo)
     since_checkpoint = 0
     executor = None
-    try:
-        if workers == 0:
-            _init_worker(str(model_path), settings.to_dict())
-            results: Iterator[tuple[str, HandDetection | None, tuple[int, int] | None, str | None]]
-            results = map(_detect_one, jobs)
-        else:
-            # spawned processes: fresh interpreters, never the caller's (see HandDetector on SIGPROF); a worker that
-            # dies raises BrokenProcessPool here instead of leaving the run waiting forever
-            executor = ProcessPoolExecutor(
-                min(workers, max(1, len(todo))), mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(str(model_path), settings.to_dict()),
-            )
-            results = executor.map(_detect_one, jobs, chunksize=4)
-        for relative, detection, size, failure in results:
-            if detection is None:
-                skipped[relative] = failure or "no detection"
+    with sigterm_as_interrupt():  # SIGTERM (timeout, Slurm) saves progress and stops the workers like Ctrl-C
+        try:
+            if workers == 0:
+                _init_worker(str(model_path), settings.to_dict())
+                results: Iterator[tuple[str, HandDetection | None, tuple[int, int] | None, str | None]]
+                results = map(_detect_one, jobs)
             else:
-                done[relative] = (relative, detection, size, file_sizes[relative])
-            bar.update()
-            since_checkpoint += 1
-            if since_checkpoint >= checkpoint_every:
-                write(complete=False)
-                since_checkpoint = 0
-    except BaseException:
-        if since_checkpoint:
-            write(complete=False)  # keep what was done, e.g. on Ctrl-C
-        raise
-    finally:
-        bar.close()
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
-        elif _worker_detector is not None:
-            _worker_detector.close()
+                # spawned processes: fresh interpreters, never the caller's (see HandDetector on SIGPROF); a worker that
+                # dies raises BrokenProcessPool here instead of leaving the run waiting forever
+                executor = ProcessPoolExecutor(
+                    min(workers, max(1, len(todo))), mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker, initargs=(str(model_path), settings.to_dict(), os.getpid()),
+                )
+                results = executor.map(_detect_one, jobs, chunksize=4)
+            for relative, detection, size, failure in results:
+                if detection is None:
+                    skipped[relative] = failure or "no detection"
+                else:
+                    done[relative] = (relative, detection, size, file_sizes[relative])
+                bar.update()
+                since_checkpoint += 1
+                if since_checkpoint >= checkpoint_every:
+                    write(complete=False)
+                    since_checkpoint = 0
+        except BaseException:
+            if since_checkpoint:
+                write(complete=False)  # keep what was done, e.g. on Ctrl-C or SIGTERM
+            raise
+        finally:
+            bar.close()
+            if executor is not None:
+                executor.shutdown(cancel_futures=True)
+            elif _worker_detector is not None:
+                _worker_detector.close()
     write(complete=True)
 
     per_class: dict[str, Counter] = {name: Counter() for name in classes}
