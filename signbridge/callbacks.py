@@ -10,6 +10,8 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .files import check_writable
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,7 @@ class PredictionWriter(BasePredictionWriter):
         path = Path(self.output) if self.output else default
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        check_writable(path, "predictions file")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
         self._path, self._header_written = path, False
@@ -65,14 +68,17 @@ class PredictionWriter(BasePredictionWriter):
         if "predicted" in prediction:  # a classifier
             rows = [[path, class_names[p] if class_names else p, f"{probability:.6f}"] for path, p, probability in zip(
                 prediction["path"], prediction["predicted"].tolist(), prediction["probability"].tolist())]
-            return ["path", "predicted_class", "probability"], rows
+            return ["path", "predicted_class", "probability", "skipped"], [row + [""] for row in rows]
         columns = list(prediction)
         values = [v.tolist() if hasattr(v, "tolist") else list(v) for v in prediction.values()]
         return columns, [list(row) for row in zip(*values)]
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         header, rows = self._rows(prediction, getattr(pl_module, "class_names", None))
-        with open(self._path, "a", newline="") as f:
+        self._append(header, rows)
+
+    def _append(self, header: list[str], rows: list[list]) -> None:
+        with open(self._path, "a", newline="") as f:  # type: ignore[arg-type]  # set in on_predict_start
             writer = csv.writer(f)
             if not self._header_written:
                 writer.writerow(header)
@@ -80,5 +86,11 @@ class PredictionWriter(BasePredictionWriter):
             writer.writerows(rows)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the images the datamodule could not read get a row too, with the reason, so no input goes missing
+        skipped = getattr(getattr(trainer, "datamodule", None), "predict_skipped", {})
+        if skipped and trainer.is_global_zero and hasattr(pl_module, "class_names"):
+            self._append(["path", "predicted_class", "probability", "skipped"],
+                         [[path, "", "", why] for path, why in sorted(skipped.items())])
         if trainer.is_global_zero:
-            print(f"predictions written to {self._path}")
+            print(f"predictions written to {self._path}" + (f" ({len(skipped)} unreadable images listed as skipped)"
+                                                             if skipped else ""))

@@ -45,6 +45,23 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+    """An ``InputError`` now, before any work, when ``path`` (a file or folder to be created or replaced) cannot be
+    written: a parent is a file, or the nearest existing folder is not writable."""
+    from .errors import InputError
+
+    path = Path(path).absolute()
+    if path.is_dir() and what != "folder":
+        raise InputError(f"{path}: cannot write the {what} there: it is a folder")
+    folder = path if what == "folder" and path.is_dir() else path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write the {what}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write the {what}: no permission to write in {folder}")
+
+
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     """Write ``data`` as indented JSON with ``atomic_write``."""
     with atomic_write(path, "w") as f:

@@ -15,6 +15,7 @@ from . import data as _data  # noqa: F401  (imported so LightningCLI finds the c
 from . import tasks as _tasks  # noqa: F401
 from .callbacks import PredictionWriter, SaveOnInterrupt
 from .errors import InputError
+from .files import check_writable
 from .metadata import ModelMetadata
 
 # the commands of ``cli.py`` besides LightningCLI's, named in the help text
@@ -33,6 +34,12 @@ class SignbridgeCLI(LightningCLI):
         parser.add_lightning_class_args(ModelMetadata, "model_metadata")
         parser.add_argument("--models_dir", default="runs", help="models folder whose active model predict uses")
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        # a checkpoint is tensors and plain values: never unpickle code from one (Lightning's default still does)
+        parser.set_defaults(weights_only=True)
+        return parser
+
     def _check_data_settings(self) -> None:
         # before the trainer starts: a wrong num_classes or image_size must not wait for minutes of extraction
         from .tasks.classification import ClassificationTask
@@ -44,6 +51,8 @@ class SignbridgeCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_data_settings()
+        logger = self.trainer.logger
+        check_writable((logger.save_dir if logger is not None else None) or self.trainer.default_root_dir, "folder")
         self._resume_in_the_run_folder()
 
     def _resume_in_the_run_folder(self) -> None:

@@ -16,7 +16,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from .errors import InputError
-from .files import write_json_atomic
+from .files import check_writable, write_json_atomic
 from .metadata import METADATA_FILE, read_metadata
 
 
@@ -133,6 +133,10 @@ def check_params_exist(space: SearchSpace, config: dict) -> None:
             node = node[part]
 
 
+# how often a trial whose process was killed or stopped is run again (continuing from its last.ckpt)
+MAX_RETRIES = 3
+
+
 class MonitorCheck(Callback):
     """Stops a trial with a clear error after its first epoch when the search's ``monitor`` is never logged.
 
@@ -173,7 +177,7 @@ def _storage(url: str, heartbeat: int, run_dir: Path):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
             )
 
     # workers started together would all create the schema of a new database at once: take turns (a file lock on
@@ -219,6 +223,7 @@ def tune(
 
     space = load_search_space(search_space)
     run_dir = Path(run_dir)
+    check_writable(run_dir, "folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     base_args = [a for c in configs for a in ("--config", str(c))] + list(fit_args or [])
     config = resolved_config(base_args)
@@ -268,11 +273,23 @@ def tune(
         trial.set_user_attr("run_dir", str(trial_dir))
         started = time.perf_counter()
         pruning = PyTorchLightningPruningCallback(trial, monitor=space.monitor)
-        try:
-            cli = run_cli(args, callbacks=[MonitorCheck(space.monitor, search_space), pruning])
-        finally:
+        def record_time() -> None:
             trial.set_user_attr("seconds", time.perf_counter() - started)
             trial.set_user_attr("epochs", len(trial.storage.get_trial(trial._trial_id).intermediate_values))
+
+        try:
+            cli = run_cli(args, callbacks=[MonitorCheck(space.monitor, search_space), pruning])
+        except SystemExit:
+            # SIGTERM or Ctrl-C stopped the fit (Lightning then exits): queue the trial again now, so the next start
+            # continues its run from last.ckpt instead of waiting for its heartbeat to go stale
+            record_time()
+            study.tell(trial, state=TrialState.FAIL)
+            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, study._storage.get_trial(trial._trial_id))
+            raise
+        except BaseException:
+            record_time()
+            raise
+        record_time()
         checkpoint = cli.trainer.checkpoint_callback
         if not isinstance(checkpoint, ModelCheckpoint):
             raise InputError("tune needs a ModelCheckpoint callback in the trainer config (it keeps each trial's best)")

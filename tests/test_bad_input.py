@@ -24,11 +24,15 @@ data the test makes, unless the case is about a library function.
 | labels TSV in Latin-1 | refused, naming the file, the line and the byte |
 | a checkpoint or cache write that fails (disk full, file size limit) | the previous file intact, nothing partial left |
 | files the library writes (model.json, caches) | mode 0666 less the umask, not 0600 |
+| unreadable photos given to ``predict`` | a row each in the predictions file, with the reason in ``skipped`` |
+| an output (cache, run folder, predictions file) that cannot be written | refused before the work, naming it |
+| wrong ``class_weights`` length, fold out of range, fractions over 1 | one line naming the setting |
 
 Elsewhere: broken hand models (``tests/hands/test_detect.py``), truncated and foreign landmark caches
 (``tests/hands/test_cache.py``).
 """
 
+import csv
 import os
 import subprocess
 import sys
@@ -245,3 +249,44 @@ def test_labels_file_encodings(tmp_path):
     (tmp_path / "latin1.tsv").write_bytes("a.png\tok\na.png\tcafé\n".encode("latin-1"))
     with pytest.raises(InputError, match=r"latin1.tsv:2: not UTF-8 \(byte 0xe9\)"):
         read_labels(tmp_path, "latin1.tsv")
+
+
+def test_skipped_images_stay_in_the_predictions_file(trained, tmp_path):
+    root, checkpoint = trained
+    photos = image_folder(tmp_path / "photos", classes=("any",), per_class=3)
+    (photos / "any" / "broken.png").write_bytes(b"\x89PNG not really")
+    output = tmp_path / "predictions.csv"
+    main(["predict", *atk_args(root, tmp_path / "runs"), "--ckpt_path", str(checkpoint),
+          "--data.init_args.predict_root", str(photos), "--prediction_writer.output", str(output)])
+    with open(output) as f:
+        rows = {row["path"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == ["any/0.png", "any/1.png", "any/2.png", "any/broken.png"]
+    assert rows["any/broken.png"]["predicted_class"] == "" and "not a decodable image" in rows["any/broken.png"][
+        "skipped"]
+    assert rows["any/0.png"]["predicted_class"] in ("a", "b", "c") and rows["any/0.png"]["skipped"] == ""
+
+
+def test_an_unwritable_output_is_refused_before_the_work(trained, tmp_path, capsys):
+    root, _ = trained
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, message = run_console(["landmarks", str(root), "--output", str(blocker / "cache.npz")], capsys)
+    assert code == 2 and str(blocker) in message and "cannot write" in message
+    code, message = run_console(["fit", *atk_args(root, blocker / "runs")], capsys)
+    assert code == 2 and str(blocker) in message and "cannot write" in message
+    code, message = run_console(["predict", *atk_args(root, tmp_path / "runs"), "--ckpt_path", str(trained[1]),
+                                 "--prediction_writer.output", str(blocker / "p.csv")], capsys)
+    assert code == 2 and str(blocker) in message
+
+
+def test_settings_the_library_checks_are_one_message(tmp_path, capsys):
+    root = image_folder(tmp_path / "data")
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"),
+                                 "--model.init_args.class_weights", "[1.0, 2.0]"], capsys)
+    assert code == 2 and "class_weights has 2 values, expected 3" in message
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"), "--data.init_args.num_folds", "3",
+                                 "--data.init_args.fold", "3"], capsys)
+    assert code == 2 and "fold must be in 0..2" in message
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"), "--data.init_args.val_fraction",
+                                 "1.5"], capsys)
+    assert code == 2 and "split fractions must be non-negative" in message

@@ -36,6 +36,7 @@ class ClassificationDataModule(SplitDataModule):
     def __init__(self, root: str, num_folds: int | None = None, fold: int = 0, train_per_class: int | None = None,
                  **kwargs):
         super().__init__(root, **kwargs)
+        self.predict_skipped: dict[str, str] = {}  # images of the predict folder left out, and why
 
     def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
         """The stratified split, or with ``num_folds`` fold ``fold`` of a stratified k-fold split (validation is
@@ -154,7 +155,9 @@ class ImageFolderDataModule(ClassificationDataModule):
         if stage == "predict":
             folder = Path(h.predict_root or self.root)
             paths = list_images(folder)
-            kept = [paths[i] for i in self._readable(folder, paths)]
+            self.predict_skipped = find_unreadable(folder, paths)
+            self.report_left_out(folder, self.predict_skipped)
+            kept = [p for p in paths if p not in self.predict_skipped]
             self.datasets["predict"] = ImageFolderDataset(folder, kept, [-1] * len(kept), h.image_size)
             return
         if "train" in self.datasets:

@@ -166,21 +166,22 @@ class SignDataModule(ClassificationDataModule):
             folder = Path(self.hparams.predict_root)
             self._ensure_cache(folder, list_images(folder))
 
-    def _load(self, folder: Path, paths: list[str]) -> tuple[list[int], np.ndarray, LandmarkCache]:
-        """The indices of ``paths`` that have landmarks, their rows in the cache, and the cache; images the detector
-        could not read are reported and dropped."""
+    def _load(self, folder: Path, paths: list[str]) -> tuple[list[int], np.ndarray, LandmarkCache, dict[str, str]]:
+        """The indices of ``paths`` that have landmarks, their rows in the cache, the cache, and the images left out
+        (the detector could not read them) with the reason; those are reported."""
         cache = LandmarkCache.load(self.landmark_cache_path(folder))
         index = cache.index_of()
         kept = [i for i, p in enumerate(paths) if p in index]
         skipped = cache.meta.get("skipped", {})
-        self.report_left_out(folder, {p: skipped.get(p, "not in the landmark cache") for p in paths if p not in index})
-        return kept, np.array([index[paths[i]] for i in kept], dtype=int), cache
+        left_out = {p: skipped.get(p, "not in the landmark cache") for p in paths if p not in index}
+        self.report_left_out(folder, left_out)
+        return kept, np.array([index[paths[i]] for i in kept], dtype=int), cache, left_out
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
             folder = Path(self.hparams.predict_root or self.root)
             paths = list_images(folder)
-            kept, rows, cache = self._load(folder, paths)
+            kept, rows, cache, self.predict_skipped = self._load(folder, paths)
             self.datasets["predict"] = SignImageDataset(
                 folder, [paths[i] for i in kept], [-1] * len(kept), cache.landmarks[rows], cache.present[rows],
                 cache.image_size[rows], self.loaded_image_size, self.hparams.interpolation,
@@ -189,7 +190,7 @@ class SignDataModule(ClassificationDataModule):
         if "train" in self.datasets:
             return
         _, all_paths, all_labels = self._listing
-        kept, rows, cache = self._load(self.root, all_paths)
+        kept, rows, cache, _ = self._load(self.root, all_paths)
         paths = [all_paths[i] for i in kept]
         labels = [all_labels[i] for i in kept]
         for split, indices in self.split_indices(labels).items():

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import InputError
+
 
 def stratified_split(labels: ArrayLike, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Split sample indices into parts with the given fractions, class by class.
@@ -20,7 +22,7 @@ def stratified_split(labels: ArrayLike, fractions: Sequence[float], seed: int) -
         one sorted index array per fraction.
     """
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
-        raise ValueError(f"split fractions must be non-negative and sum to 1, got {list(fractions)}")
+        raise InputError(f"split fractions must be non-negative and sum to 1, got {list(fractions)}")
     label_array = np.asarray(labels)
     parts: list[list[np.ndarray]] = [[] for _ in fractions]
     for label in np.unique(label_array):
@@ -47,7 +49,7 @@ def kfold_split(
     ``val_fraction`` of each class of the rest (stratified, from ``seed``), the training part what remains.
     """
     if not 0 <= fold < num_folds or num_folds < 2:
-        raise ValueError(f"fold must be in 0..{num_folds - 1} and num_folds at least 2, got fold={fold}, "
+        raise InputError(f"fold must be in 0..{num_folds - 1} and num_folds at least 2, got fold={fold}, "
                          f"num_folds={num_folds}")
     label_array = np.asarray(labels)
     test = stratified_split(label_array, [1 / num_folds] * num_folds, seed)[fold]

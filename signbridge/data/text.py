@@ -82,9 +82,9 @@ class Degradation:
 
     def __post_init__(self):
         if not self.scales or any(s < 1 for s in self.scales):
-            raise ValueError(f"scales must be positive integers, got {self.scales}")
+            raise InputError(f"scales must be positive integers, got {self.scales}")
         if self.keep_low_res and len(set(self.scales)) != 1:
-            raise ValueError(f"keep_low_res needs one scale (batches must have one size), got {self.scales}")
+            raise InputError(f"keep_low_res needs one scale (batches must have one size), got {self.scales}")
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Degrade a uint8 ``(H, W)`` or ``(H, W, 3)`` image."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_write, sha256_of
+from ..files import atomic_write, check_writable, sha256_of
 from ..imageio import list_image_folder
 from ..signals import die_with_parent, sigterm_as_interrupt
 from .detect import DetectorSettings, HandDetection
@@ -280,6 +280,7 @@ def extract_landmarks(
 
     start = time.perf_counter()
     root, output = Path(root), Path(output)
+    check_writable(output, "landmark cache")
     settings = settings or DetectorSettings()
     model_path = resolve_hand_landmarker(model_path)
     if paths is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 class ATKCNN(nn.Module):
     """rescale 1/255 -> conv(f1, 3x3) + ReLU -> maxpool 2 -> conv(f2, 3x3) + ReLU -> maxpool 2 -> flatten ->
@@ -30,7 +32,7 @@ class ATKCNN(nn.Module):
         )
         side = ((image_size - 2) // 2 - 2) // 2
         if side < 1:
-            raise ValueError(f"image_size {image_size} is too small for two conv + pool blocks (at least 10)")
+            raise InputError(f"image_size {image_size} is too small for two conv + pool blocks (at least 10)")
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(filters2 * side * side, units), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(units, num_classes),

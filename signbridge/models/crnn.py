@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 # height and width pooling of each conv block: the width keeps a quarter of its columns (the CTC timesteps)
 _POOLS = ((2, 2), (2, 2), (2, 1), (2, 1))
 
@@ -51,9 +53,9 @@ class CRNN(nn.Module):
                  dropout: float = 0.25):
         super().__init__()
         if height % 16:
-            raise ValueError(f"CRNN height must be a multiple of 16, got {height}")
+            raise InputError(f"CRNN height must be a multiple of 16, got {height}")
         if len(channels) != len(_POOLS):
-            raise ValueError(f"CRNN needs {len(_POOLS)} block channels, got {list(channels)}")
+            raise InputError(f"CRNN needs {len(_POOLS)} block channels, got {list(channels)}")
         self.num_classes, self.in_channels, self.height = num_classes, in_channels, height
         widths = [in_channels, *channels]
         self.blocks = nn.ModuleDict({
@@ -71,7 +73,7 @@ class CRNN(nn.Module):
 
     def _check_layer(self, layer: str) -> None:
         if layer not in self.feature_layers:
-            raise ValueError(f"unknown CRNN feature layer {layer!r}; choose one of {', '.join(self.feature_layers)}")
+            raise InputError(f"unknown CRNN feature layer {layer!r}; choose one of {', '.join(self.feature_layers)}")
 
     def forward_features(self, x: torch.Tensor, layer: str = "block4") -> torch.Tensor:
         """The feature map after ``layer`` (computing nothing beyond it)."""

@@ -302,7 +302,7 @@ class HybridSignNet(nn.Module):
         training). The other groups are frozen and in eval mode, so their BatchNorm statistics stay as they are."""
         unknown = set(train) - set(PARAMETER_GROUPS)
         if unknown:
-            raise ValueError(f"unknown parameter groups {sorted(unknown)}: choose from {PARAMETER_GROUPS}")
+            raise InputError(f"unknown parameter groups {sorted(unknown)}: choose from {PARAMETER_GROUPS}")
         for name, modules in self.parameter_groups().items():
             for module in modules:
                 module.requires_grad_(name in train)

@@ -11,6 +11,8 @@ from torch import nn
 # the hook-based spectral norm: the parametrization version cannot be pickled, which ddp_spawn does
 from torch.nn.utils import spectral_norm
 
+from ..errors import InputError
+
 
 class ResidualBlock(nn.Module):
     """conv-ReLU-conv with a scaled identity skip (no normalisation: it blurs restored detail)."""
@@ -40,7 +42,7 @@ class RestorationGenerator(nn.Module):
     def __init__(self, in_channels: int = 1, channels: int = 64, num_blocks: int = 8, scale: Literal[1, 2, 4] = 1):
         super().__init__()
         if scale not in (1, 2, 4):
-            raise ValueError(f"scale must be 1, 2 or 4, got {scale}")
+            raise InputError(f"scale must be 1, 2 or 4, got {scale}")
         self.scale = scale
         self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.trunk = nn.Sequential(*(ResidualBlock(channels) for _ in range(num_blocks)),

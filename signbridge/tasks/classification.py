@@ -146,11 +146,11 @@ class ClassificationTask(Task):
         if stage == "fit" and weights != "none":
             if weights == "balanced":
                 if datamodule is None or not hasattr(datamodule, "class_weights"):
-                    raise ValueError("class_weights='balanced' needs a datamodule with a class_weights() method")
+                    raise InputError("class_weights='balanced' needs a datamodule with a class_weights() method")
                 weights = datamodule.class_weights()
             weights = torch.as_tensor(weights, dtype=torch.float32)
             if weights.shape != (self.hparams.num_classes,):
-                raise ValueError(f"class_weights has {weights.numel()} values, expected {self.hparams.num_classes}")
+                raise InputError(f"class_weights has {weights.numel()} values, expected {self.hparams.num_classes}")
             self.loss_weight = weights.to(self.device)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
