@@ -18,8 +18,22 @@ from tests.conftest import REPO
 ATK = str(REPO / "configs" / "atk_cnn.yaml")
 
 
+# the best and the last checkpoint, no early stopping: the fit must still be running when it is stopped
+CHECKPOINTS_ONLY = """\
+trainer:
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {monitor: val_acc, mode: max}
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {filename: last, save_top_k: 1, enable_version_counter: false}
+"""
+
+
 def _fit_args(root, save_dir, epochs: int) -> list[str]:
+    callbacks = save_dir / "callbacks.yaml"
+    callbacks.write_text(CHECKPOINTS_ONLY)
     return ["fit", "--config", ATK, "--config", str(REPO / "configs" / "trainer" / "cpu.yaml"),
+            "--config", str(callbacks),
             "--data.init_args.root", str(root), "--data.init_args.image_size", "24",
             "--model.init_args.image_size", "24", "--data.init_args.num_workers", "0",
             "--data.init_args.batch_size", "4", "--trainer.max_epochs", str(epochs),
@@ -45,7 +59,7 @@ def test_sigterm_during_fit_saves_last_and_the_run_continues_from_it(tmp_path, d
     assert 0 < stopped_at < 500 and saved["global_step"] > 0
 
     cli = main([*_fit_args(digits_folder, tmp_path, stopped_at + 2), "--ckpt_path", str(run / "last.ckpt")])
-    assert cli.trainer.global_step > saved["global_step"]  # continued (early stopping may end it sooner)
+    assert cli.trainer.current_epoch == stopped_at + 2 and cli.trainer.global_step > saved["global_step"]
     assert sorted(p.name for p in (tmp_path / "atk_cnn").iterdir()) == ["version_0"]  # the same run folder
     metadata = json.loads((run / "model.json").read_text())
     assert [row["epoch"] for row in metadata["history"]] == list(range(cli.trainer.current_epoch))
