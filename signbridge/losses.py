@@ -1,4 +1,5 @@
-"""Losses shared by the tasks: CTC in float32, and the adversarial losses of the restoration GAN."""
+"""Losses shared by the tasks: focal loss for imbalanced classes, CTC in float32, and the adversarial losses of the
+restoration GAN."""
 
 from __future__ import annotations
 
@@ -8,6 +9,26 @@ import torch
 import torch.nn.functional as F
 
 AdversarialLoss = Literal["hinge", "lsgan", "bce"]
+
+
+def focal_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    gamma: float = 2.0,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Multi-class focal loss (Lin et al., 2017): each sample's cross-entropy scaled by ``(1 - p_t) ** gamma``, where
+    ``p_t`` is the predicted probability of its class, so confidently right samples count less and rare, hard ones
+    more. ``weight`` is the per-class alpha; the mean is weighted like ``F.cross_entropy``'s, so with ``gamma=0`` this
+    is exactly ``F.cross_entropy(logits, labels, weight, label_smoothing=...)``."""
+    logits = logits.float()
+    per_sample = F.cross_entropy(logits, labels, weight=weight, reduction="none", label_smoothing=label_smoothing)
+    if gamma:
+        p_true = logits.log_softmax(dim=-1).gather(1, labels[:, None]).squeeze(1).exp()
+        per_sample = (1 - p_true).clamp_min(0) ** gamma * per_sample
+    total_weight = weight[labels].sum() if weight is not None else labels.new_tensor(len(labels), dtype=torch.float)
+    return per_sample.sum() / total_weight
 
 
 def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,15 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _logit_biases(checkpoint: Path, class_names: list[str] | None) -> dict[str, float] | None:
+    """The per-class decision biases saved in a checkpoint (``fit_thresholds``), by class name; None without."""
+    bias = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["state_dict"].get("logit_bias")
+    if bias is None or not bias.numel() or not bias.any():
+        return None
+    names = class_names or [str(i) for i in range(bias.numel())]
+    return {name: round(float(value), 6) for name, value in zip(names, bias)}
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
 
@@ -99,6 +108,7 @@ class ModelMetadata(Callback):
             "hyperparameters": dict(pl_module.hparams),
             "data": data,
             "history": self.history,
+            "thresholds": _logit_biases(best, getattr(pl_module, "class_names", None)),
             "versions": library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": os.path.relpath(config, best.parent) if config.exists() else None,

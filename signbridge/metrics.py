@@ -77,3 +77,45 @@ class WordAccuracy(Metric):
 def text_metrics(prefix: str) -> MetricCollection:
     """``{prefix}word_acc`` and ``{prefix}cer`` (character error rate) of decoded strings."""
     return MetricCollection({"word_acc": WordAccuracy(), "cer": CharErrorRate()}, prefix=prefix)
+
+
+def macro_f1(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Macro F1 of ``(..., N)`` predictions against ``(N,)`` targets, one value per leading index; classes absent
+    from both targets and predictions are left out of the mean (as in ``StreamingClassificationMetrics``)."""
+    classes = torch.arange(num_classes, device=target.device)
+    predicted_onehot = (predicted[..., None] == classes).float()  # (..., N, C)
+    target_onehot = (target[:, None] == classes).float()  # (N, C)
+    true_positives = (predicted_onehot * target_onehot).sum(-2)
+    support_plus_predicted = predicted_onehot.sum(-2) + target_onehot.sum(0)
+    f1 = 2 * true_positives / support_plus_predicted.clamp_min(1)
+    seen = (support_plus_predicted > 0).float()
+    return (f1 * seen).sum(-1) / seen.sum(-1).clamp_min(1)
+
+
+def fit_logit_biases(logits: torch.Tensor, target: torch.Tensor, rounds: int = 3, steps: int = 81) -> torch.Tensor:
+    """Per-class biases added to the logits before the argmax, chosen to maximise macro F1 on ``(logits, target)``
+    (validation): coordinate ascent, one class at a time over a grid spanning the logits' range, ``rounds`` times.
+
+    A bias moves a class's decision threshold: a rare class that the model under-predicts gets a positive one. A
+    change is kept only if it raises macro F1, so the result is never worse than no biases on this data.
+    """
+    logits, target = logits.float(), target.long()
+    num_classes = logits.shape[1]
+    span = float(logits.max() - logits.min()) or 1.0
+    grid = torch.linspace(-span, span, steps, device=logits.device)
+    bias = torch.zeros(num_classes, device=logits.device)
+    best = macro_f1((logits + bias).argmax(1), target, num_classes)
+    for _ in range(rounds):
+        improved = False
+        for k in range(num_classes):
+            candidates = bias.repeat(steps, 1)
+            candidates[:, k] = grid
+            scores = macro_f1((logits[None] + candidates[:, None]).argmax(-1), target, num_classes)
+            # the best score; among equal ones the smallest change of threshold
+            top = scores.max()
+            choice = int(torch.where(scores >= top - 1e-9, grid.abs(), torch.inf).argmin())
+            if top > best + 1e-9:
+                bias, best, improved = candidates[choice], top, True
+        if not improved:
+            break
+    return bias

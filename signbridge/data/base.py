@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from ..errors import InputError
 from .splits import stratified_split
@@ -67,13 +67,16 @@ class SplitDataModule(L.LightningDataModule):
         fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
         return dict(zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)))
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
+        """The loader of one split; a training loader (``shuffle``) drops its last incomplete batch, and draws with
+        ``sampler`` when one is given."""
         h = self.hparams
         if split not in self.datasets:
             raise InputError(f"{self.root}: there is no {split} split (test_fraction={h.test_fraction}); set "
                              f"data.init_args.test_fraction{' or num_folds' if 'num_folds' in h else ''}")
         return DataLoader(
-            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
+            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            num_workers=h.num_workers,
             pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,
             collate_fn=self.collate_fn, drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
         )

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ..errors import InputError
 from ..imageio import find_unreadable, list_image_folder, list_images, read_image_rgb
 from .base import SplitDataModule
-from .splits import balanced_class_weights, kfold_split, limit_per_class
+from .splits import balanced_class_weights, kfold_split, limit_per_class, oversample
 from .transforms import resize_square
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,27 @@ class ClassificationDataModule(SplitDataModule):
         num_folds: with a value, the test split is fold ``fold`` of a stratified k-fold split (``test_fraction`` is
             then unused) and validation is ``val_fraction`` of the rest.
         fold: which fold is the test split (0-based).
-        train_per_class: keep at most this many training images per class (to simulate a smaller dataset).
+        train_per_class: keep at most this many training images per class, or a list with one limit per class
+            (to simulate a smaller or long-tailed dataset; validation and test are unchanged).
+        sampling: how training batches are drawn. ``shuffle``: each image once per epoch. ``balanced``: a
+            class-balanced sampler (each class equally likely; ``len(train)`` draws per epoch, with replacement; under
+            DDP each process takes its own share of one draw). ``oversample``: before training, the images of every
+            class with fewer than ``oversample_to`` are repeated until it has that many (each copy is augmented
+            differently), then shuffled.
+        oversample_to: images per class after oversampling; default: the largest class's count.
         **kwargs: the split and loader arguments of ``SplitDataModule``.
     """
 
-    def __init__(self, root: str, num_folds: int | None = None, fold: int = 0, train_per_class: int | None = None,
-                 **kwargs):
+    def __init__(
+        self,
+        root: str,
+        num_folds: int | None = None,
+        fold: int = 0,
+        train_per_class: int | list[int] | None = None,
+        sampling: Literal["shuffle", "balanced", "oversample"] = "shuffle",
+        oversample_to: int | None = None,
+        **kwargs,
+    ):
         super().__init__(root, **kwargs)
         self.predict_skipped: dict[str, str] = {}  # images of the predict folder left out, and why
 
@@ -48,7 +64,13 @@ class ClassificationDataModule(SplitDataModule):
         else:
             parts = list(super().split_indices(labels).values())
         if h.train_per_class:
+            if not isinstance(h.train_per_class, int) and len(h.train_per_class) != len(self.classes):
+                raise InputError(f"train_per_class has {len(h.train_per_class)} limits but the data has "
+                                 f"{len(self.classes)} classes")
             parts[0] = limit_per_class(parts[0], labels, h.train_per_class, h.split_seed)
+        if h.sampling == "oversample":
+            counts = np.bincount(np.asarray(labels)[parts[0]])
+            parts[0] = oversample(parts[0], labels, h.oversample_to or int(counts.max()), h.split_seed)
         split = dict(zip(("train", "val", "test"), parts))
         self.check_split(split, np.asarray(labels))
         return split
@@ -94,6 +116,16 @@ class ClassificationDataModule(SplitDataModule):
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(dataset) for name, dataset in self.datasets.items()}
+
+    def train_dataloader(self) -> DataLoader:
+        if self.hparams.sampling != "balanced":
+            return super().train_dataloader()
+        labels = self.datasets["train"].labels
+        weights = balanced_class_weights(labels, self.num_classes)[np.asarray(labels)]
+        # one seeded draw, the same in every process: Lightning's DistributedSamplerWrapper gives each its share
+        generator = torch.Generator().manual_seed(self.hparams.split_seed)
+        sampler = WeightedRandomSampler(weights.tolist(), len(labels), generator=generator)
+        return self._loader("train", shuffle=True, sampler=sampler)
 
     def class_weights(self) -> torch.Tensor:
         """Balanced class weights from the training split."""

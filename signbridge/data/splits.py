@@ -58,14 +58,32 @@ def kfold_split(
     return [rest[train], rest[val], test]
 
 
-def limit_per_class(indices: np.ndarray, labels: ArrayLike, per_class: int, seed: int) -> np.ndarray:
-    """At most ``per_class`` of ``indices`` from each class, drawn from ``seed`` (to simulate a smaller dataset)."""
+def limit_per_class(indices: np.ndarray, labels: ArrayLike, per_class: int | Sequence[int], seed: int) -> np.ndarray:
+    """At most ``per_class`` of ``indices`` from each class (one number, or one per class: e.g. a long tail), drawn
+    from ``seed`` (to simulate a smaller or imbalanced dataset)."""
     label_array = np.asarray(labels)
     kept = []
     for label in np.unique(label_array[indices]):
+        limit = per_class if isinstance(per_class, int) else per_class[int(label)]
         members = indices[label_array[indices] == label]
-        kept.append(np.random.default_rng([seed, int(label)]).permutation(members)[:per_class])
+        kept.append(np.random.default_rng([seed, int(label)]).permutation(members)[:limit])
     return np.sort(np.concatenate(kept)) if kept else indices[:0]
+
+
+def oversample(indices: np.ndarray, labels: ArrayLike, target: int, seed: int) -> np.ndarray:
+    """Repeat the samples of every class with fewer than ``target`` in ``indices`` until it has ``target``: whole
+    copies, then a random part without repeats (drawn from ``seed``). Classes with more are kept as they are. The
+    training augmentation makes each copy a different image every epoch."""
+    label_array = np.asarray(labels)
+    grown = [indices]
+    for label in np.unique(label_array[indices]):
+        members = indices[label_array[indices] == label]
+        missing = target - len(members)
+        if missing > 0:
+            rng = np.random.default_rng([seed, int(label), 1])
+            copies, rest = divmod(missing, len(members))
+            grown += [np.tile(members, copies), rng.choice(members, rest, replace=False)]
+    return np.sort(np.concatenate(grown))
 
 
 def balanced_class_weights(labels: ArrayLike, num_classes: int) -> np.ndarray:

@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import CatMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from ..errors import InputError
-from ..metrics import StreamingClassificationMetrics
+from ..losses import focal_loss
+from ..metrics import StreamingClassificationMetrics, fit_logit_biases, macro_f1
 from .base import Task
 
 
@@ -50,7 +51,15 @@ class ClassificationTask(Task):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         label_smoothing: cross-entropy label smoothing.
-        class_weights: ``none``, ``balanced`` (from the datamodule's training split) or one weight per class.
+        class_weights: ``none``, ``balanced`` (from the datamodule's training split) or one weight per class; with
+            ``loss: focal`` they are its per-class alpha.
+        loss: ``cross_entropy`` or ``focal`` (``losses.focal_loss``: each sample's loss scaled by
+            ``(1 - p_true) ** focal_gamma``, so hard and rare samples weigh more).
+        focal_gamma: the focusing exponent of the focal loss (0 is cross-entropy).
+        fit_thresholds: after every validation, fit per-class logit biases (decision thresholds) that maximise the
+            validation macro F1 (``metrics.fit_logit_biases``); logged as ``val_f1_macro_thresholds``. They are
+            saved in the checkpoint with that epoch's weights (``logit_bias``) and in ``model.json``.
+        apply_thresholds: add the fitted biases to the logits in ``test`` and ``predict`` (false: plain argmax).
         lr_schedule: ``plateau``: ReduceLROnPlateau on ``monitor`` (``val_loss``); ``cosine``: linear warm-up for
             ``warmup_epochs``, then cosine decay to ``min_lr`` at the end of ``max_epochs`` (stepped every batch).
         lr_factor: ReduceLROnPlateau factor.
@@ -68,6 +77,10 @@ class ClassificationTask(Task):
         weight_decay: float = 1e-4,
         label_smoothing: float = 0.0,
         class_weights: Literal["none", "balanced"] | list[float] = "none",
+        loss: Literal["cross_entropy", "focal"] = "cross_entropy",
+        focal_gamma: float = 2.0,
+        fit_thresholds: bool = False,
+        apply_thresholds: bool = True,
         lr_schedule: Literal["plateau", "cosine"] = "plateau",
         lr_factor: float = 0.5,
         lr_patience: int = 7,
@@ -81,6 +94,9 @@ class ClassificationTask(Task):
         self.class_names: list[str] | None = None
         # filled in setup(); not saved, since "balanced" weights depend on the data the task is trained on
         self.register_buffer("loss_weight", None, persistent=False)
+        # per-class decision biases (zeros unless fit_thresholds); in the state dict, so checkpoints carry them
+        self.logit_bias: torch.Tensor
+        self.register_buffer("logit_bias", torch.zeros(num_classes or 0))
         # built at setup when a setting comes from the data; None until then
         self.model: nn.Module = None  # type: ignore[assignment]
         if all(self.hparams.get(name) is not None for name in self.data_setting_names):
@@ -114,6 +130,10 @@ class ClassificationTask(Task):
         self.test_metrics = metrics.clone(prefix="test_")
         self.val_confusion = MulticlassConfusionMatrix(n)
         self.test_confusion = MulticlassConfusionMatrix(n)
+        if self.logit_bias.numel() != n:  # num_classes came from the data
+            self.logit_bias = torch.zeros(n, device=self.logit_bias.device)
+        # every validation logit and label of the epoch, gathered from all processes, to fit the thresholds on
+        self.val_logits, self.val_labels = CatMetric(), CatMetric()
 
     def check_data(self, datamodule) -> dict[str, Any]:
         """Raise a one-line ``InputError`` when a setting given to this task disagrees with ``datamodule`` (the
@@ -164,14 +184,55 @@ class ClassificationTask(Task):
             raise InputError(f"{self.trainer.ckpt_path}: trained on the classes {_listed(saved)} but the data has "
                              f"{_listed(self.class_names)}: test it on data with the same class folders")
         self.class_names = saved if saved is not None else self.class_names
+        # checkpoints from before decision thresholds existed: no biases
+        checkpoint["state_dict"].setdefault("logit_bias", torch.zeros(self.hparams.num_classes or 0))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args, **kwargs) -> None:
+        # a task whose num_classes comes from the data has an empty bias until setup (e.g. the main process of
+        # ddp_spawn, which receives the trained weights): it takes the saved size; a wrong class count is caught by
+        # the model's own layers
+        saved = state_dict.get(prefix + "logit_bias")
+        if saved is not None and saved.shape != self.logit_bias.shape and self.logit_bias.numel() == 0:
+            self.logit_bias = torch.zeros_like(saved, device=self.logit_bias.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(
-            logits.float(), labels, weight=self.loss_weight, label_smoothing=self.hparams.label_smoothing
-        )
+        """The training loss (``loss``), with the class weights and label smoothing."""
+        h = self.hparams
+        if h.get("loss", "cross_entropy") == "focal":
+            return focal_loss(logits, labels, h.focal_gamma, self.loss_weight, h.label_smoothing)
+        return F.cross_entropy(logits.float(), labels, weight=self.loss_weight, label_smoothing=h.label_smoothing)
+
+    def decision_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits that decide the predicted class in ``test`` and ``predict``: with the fitted per-class biases
+        added, unless ``apply_thresholds`` is off."""
+        return logits + self.logit_bias if self.hparams.get("apply_thresholds", True) else logits
+
+    def collect_validation(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Keep the epoch's validation logits for fitting the thresholds (when ``fit_thresholds``)."""
+        if self.hparams.get("fit_thresholds"):
+            self.val_logits.update(logits.detach().float())
+            self.val_labels.update(labels)
+
+    def threshold_logits(self, collected: torch.Tensor) -> torch.Tensor:
+        """The ``(N, num_classes)`` logits the thresholds are fitted on, from what ``collect_validation`` kept."""
+        return collected
+
+    def fit_thresholds(self) -> None:
+        """Fit ``logit_bias`` on this epoch's validation logits (every process gets the same gathered values)."""
+        if not self.hparams.get("fit_thresholds") or not self.val_labels.update_count:
+            return
+        logits, labels = self.threshold_logits(self.val_logits.compute()), self.val_labels.compute()
+        self.val_logits.reset()
+        self.val_labels.reset()
+        if self.trainer.sanity_checking:
+            return
+        self.logit_bias.copy_(fit_logit_biases(logits, labels.long()))
+        tuned = macro_f1((logits + self.logit_bias).argmax(1), labels.long(), self.hparams.num_classes)
+        self.log("val_f1_macro_thresholds", tuned)
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Training loss and prediction logits of one batch."""
@@ -194,6 +255,10 @@ class ClassificationTask(Task):
     def _eval_step(self, batch: dict, stage: str) -> None:
         logits = self(batch)
         loss = self.classification_loss(logits, batch["label"])
+        if stage == "val":
+            self.collect_validation(logits, batch["label"])
+        else:  # test: decided with the thresholds fitted on validation
+            logits = self.decision_logits(logits)
         size = len(batch["label"])
         metrics, confusion = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_confusion")
         metrics(logits, batch["label"])
@@ -208,6 +273,7 @@ class ClassificationTask(Task):
         self._eval_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
+        self.fit_thresholds()
         self._log_confusion("val")
 
     def on_test_epoch_end(self) -> None:
@@ -248,7 +314,7 @@ class ClassificationTask(Task):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        probabilities = self(batch).float().softmax(dim=-1)
+        probabilities = self.decision_logits(self(batch).float()).softmax(dim=-1)
         probability, predicted = probabilities.max(dim=-1)
         return {"path": batch.get("path"), "predicted": predicted, "probability": probability}
 

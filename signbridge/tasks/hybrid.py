@@ -113,6 +113,15 @@ class HybridSignClassifier(ClassificationTask):
                 metrics.update(outputs[name], labels)
                 loss.update(self.classification_loss(outputs[name], labels), len(labels))
         self.val_confusion.update(outputs["logits"], labels)
+        # every output's logits (B, outputs, C): the thresholds are fitted for the output chosen at the epoch's end
+        # (an output a progressive stage switched off predicts the mean, as in forward_branches)
+        every_output = torch.stack([outputs.get(name, outputs["mean"]) for name in self.val_outputs], 1)
+        self.collect_validation(every_output, labels)
+
+    def threshold_logits(self, collected: torch.Tensor) -> torch.Tensor:
+        if not self._scores_outputs:
+            return collected
+        return collected[:, list(self.val_outputs).index(self.model.output)]
 
     def _output_metrics(self, name: str) -> tuple[MetricCollection, MeanMetric]:
         """The validation metrics and mean loss of one classifier of the model."""
