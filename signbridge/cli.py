@@ -4,6 +4,8 @@
     signbridge landmarks ROOT --output FILE
     signbridge tune --config configs/atk_cnn.yaml --search-space configs/atk_cnn_search.yaml --run-dir DIR ...
     signbridge models list|show|activate DIR [MODEL]
+    signbridge cv --config configs/sign_landmarks.yaml --folds 5 --run-dir DIR ...
+    signbridge ensemble --config configs/sign_landmarks.yaml --seeds 5 --run-dir DIR ...
 """
 
 from __future__ import annotations
@@ -91,6 +93,48 @@ def tune_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def _repeated_runs_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description + " Arguments it does not know are passed "
+                                     "to every 'signbridge fit' (e.g. --data.init_args.root DATA). Rerun the same "
+                                     "command to continue after an interruption.")
+    parser.add_argument("--config", "-c", action="append", required=True, help="signbridge config (repeatable)")
+    parser.add_argument("--run-dir", required=True, help="folder for the runs and results.jsonl")
+    return parser
+
+
+def cv_command(argv: Sequence[str]) -> int:
+    """``signbridge cv``: k-fold cross-validation of a config (see ``experiments.cross_validate``)."""
+    from .experiments import cross_validate, summary_table
+
+    parser = _repeated_runs_parser(
+        "signbridge cv", "Train and test a config on every fold of a stratified k-fold split (each fold is the test "
+        "split once; validation is data.init_args.val_fraction of the rest) and report mean ± std.")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--fold-list", type=int, nargs="+", default=None, help="only these folds (default: all)")
+    args, fit_args = parser.parse_known_args(argv)
+    rows = cross_validate(args.config, args.run_dir, args.folds, args.fold_list, fit_args)
+    print(summary_table(rows, {f"mean ± std over {len(rows)} folds": rows}))
+    return 0
+
+
+def ensemble_command(argv: Sequence[str]) -> int:
+    """``signbridge ensemble``: train N seeds of a config and test their ensemble (``experiments.train_seeds``)."""
+    from .experiments import summary_table, train_seeds
+
+    parser = _repeated_runs_parser(
+        "signbridge ensemble", "Train a config with N seeds on the same split, test each, then test the ensemble of "
+        "their best checkpoints (EnsembleClassifier: mean of probabilities, or weights fitted on validation).")
+    parser.add_argument("--seeds", type=int, default=5, help="number of members")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST .. FIRST+N-1")
+    parser.add_argument("--weights", choices=["mean", "fitted"], default="mean")
+    parser.add_argument("--fit-thresholds", action="store_true", help="per-class thresholds fitted on validation")
+    args, fit_args = parser.parse_known_args(argv)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    rows = train_seeds(args.config, args.run_dir, seeds, fit_args, args.weights, args.fit_thresholds)
+    print(summary_table(rows, {f"single models ({len(seeds)} seeds)": rows[:-1]}))
+    return 0
+
+
 def models_command(argv: Sequence[str]) -> int:
     """``signbridge models list|show|activate``: the trained models of a models folder."""
     from .metadata import activate_model, models_table, read_metadata, resolve_model
@@ -114,7 +158,8 @@ def models_command(argv: Sequence[str]) -> int:
 
 
 EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "landmarks": landmarks_command, "tune": tune_command, "models": models_command,
+    "landmarks": landmarks_command, "tune": tune_command, "models": models_command, "cv": cv_command,
+    "ensemble": ensemble_command,
 }
 assert set(EXTRA_COMMANDS) == set(OTHER_COMMANDS), "name new commands in lightning_cli.OTHER_COMMANDS too"
 

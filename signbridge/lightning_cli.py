@@ -19,7 +19,7 @@ from .files import check_writable
 from .metadata import ModelMetadata
 
 # the commands of ``cli.py`` besides LightningCLI's, named in the help text
-OTHER_COMMANDS = ("landmarks", "tune", "models")
+OTHER_COMMANDS = ("landmarks", "tune", "models", "cv", "ensemble")
 
 
 class SignbridgeCLI(LightningCLI):
@@ -39,6 +39,10 @@ class SignbridgeCLI(LightningCLI):
         # a checkpoint is tensors and plain values: never unpickle code from one (Lightning's default still does)
         parser.set_defaults(weights_only=True)
         return parser
+
+    def parse_arguments(self, parser, args) -> None:
+        self._command_line = list(args) if args is not None else []
+        super().parse_arguments(parser, args)
 
     def _check_data_settings(self) -> None:
         # before the trainer starts: a wrong num_classes or image_size must not wait for minutes of extraction
@@ -83,6 +87,27 @@ class SignbridgeCLI(LightningCLI):
                 raise InputError(f"{ckpt_path} is a {saved} checkpoint but the config builds a {configured}: use "
                                  f"the config it was trained with")
         super()._parse_ckpt_path()
+        # the checkpoint's hyperparameters replace the configs' (a tuned model's sizes differ from the config's), but
+        # a model setting typed on the command line is what the user asks for now, e.g.
+        # --model.init_args.apply_thresholds false
+        given = command_line_model_args(getattr(self, "_command_line", []))
+        if ckpt_path and given:
+            model = {"class_path": self.config[subcommand]["model"]["class_path"], "init_args": given}
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
+
+def command_line_model_args(args: Sequence[str]) -> dict:
+    """The ``--model.init_args.NAME VALUE`` (or ``=VALUE``) settings of a command line, values read as YAML."""
+    prefix = "--model.init_args."
+    given = {}
+    for i, arg in enumerate(args):
+        if arg.startswith(prefix):
+            name, has_value, value = arg[len(prefix):].partition("=")
+            if not has_value and i + 1 < len(args):
+                value = args[i + 1]
+            if "." not in name:
+                given[name] = yaml.safe_load(value)
+    return given
 
 
 def with_active_checkpoint(args: list[str]) -> list[str]:
@@ -92,6 +117,8 @@ def with_active_checkpoint(args: list[str]) -> list[str]:
     (a tuned model's sizes differ from the config's).
     """
     if not args or args[0] != "predict" or any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in args):
+        return args
+    if _builds_ensemble(args):  # an ensemble is built from its members' checkpoints
         return args
     from .metadata import active_model, checkpoint_of
 
@@ -107,6 +134,12 @@ def with_active_checkpoint(args: list[str]) -> list[str]:
                          f"{models_dir} MODEL'")
     print(f"predicting with the active model of {models_dir}: {active.parent}")
     return [*args, "--ckpt_path", str(checkpoint_of(active))]
+
+
+def _builds_ensemble(args: list[str]) -> bool:
+    configs = [Path(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg in ("--config", "-c")]
+    texts = [*args, *(config.read_text() for config in configs if config.is_file())]
+    return any("EnsembleClassifier" in text for text in texts)
 
 
 def _build_cli(args: list[str], run: bool = True, callbacks: list[L.Callback] | None = None) -> SignbridgeCLI:

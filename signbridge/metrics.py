@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.text import CharErrorRate
@@ -119,3 +121,25 @@ def fit_logit_biases(logits: torch.Tensor, target: torch.Tensor, rounds: int = 3
         if not improved:
             break
     return bias
+
+
+def per_class_scores(confusion: torch.Tensor, class_names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of every class from a ``(true, predicted)`` confusion matrix, one dict per
+    class (a class never predicted has precision 0; one without samples has recall 0)."""
+    confusion = confusion.double().cpu()
+    correct, support, predicted = confusion.diag(), confusion.sum(1), confusion.sum(0)
+    precision = correct / predicted.clamp_min(1)
+    recall = correct / support.clamp_min(1)
+    f1 = 2 * correct / (support + predicted).clamp_min(1)
+    names = class_names or [str(k) for k in range(len(confusion))]
+    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for name, p, r, f, n in zip(names, precision, recall, f1, support)]
+
+
+def format_per_class(rows: list[dict[str, Any]]) -> str:
+    """``per_class_scores`` as an aligned text table."""
+    width = max([len("class")] + [len(str(row["class"])) for row in rows])
+    lines = [f"{'class':<{width}}  precision  recall      f1  support"]
+    lines += [f"{row['class']:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  "
+              f"{row['support']:7d}" for row in rows]
+    return "\n".join(lines)

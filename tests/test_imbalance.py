@@ -167,3 +167,32 @@ def test_thresholds_round_trip_through_the_checkpoint_and_decide_test_and_predic
     assert len({int(p) for batch in predictions for p in batch["predicted"]}) > 1
     tested = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).test(reloaded, data)
     assert tested[0]["test_acc"] == pytest.approx(1 / 3, abs=0.01)  # every test sample called c
+
+
+def test_thresholds_through_the_cli_model_json_and_the_switch_that_ignores_them(tmp_path, digits_subset, digits_cache):
+    import csv
+
+    from signbridge.cli import main
+    from tests.tasks.test_landmark_cli import _args
+
+    args = _args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "20")
+    cli = main(["fit", *args, "--model.init_args.fit_thresholds", "true"])
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    saved = torch.load(best, weights_only=True)
+    metadata = json.loads((best.parent / "model.json").read_text())
+    biases = saved["state_dict"]["logit_bias"]
+    assert metadata["thresholds"] in (None, dict(zip("0123", (round(float(b), 6) for b in biases))))
+    saved["state_dict"]["logit_bias"] = torch.tensor([0.0, 0.0, 50.0, 0.0])  # forces class 2, to see it applied
+    forced = tmp_path / "forced.ckpt"
+    torch.save(saved, forced)
+
+    def predicted(*extra: str) -> set[str]:
+        output = tmp_path / "predictions.csv"
+        main(["predict", *args, "--ckpt_path", str(forced), "--prediction_writer.output", str(output), *extra])
+        return {row["predicted_class"] for row in csv.DictReader(output.open())}
+
+    assert predicted() == {"2"}
+    # the checkpoint's saved settings replace the config's, but not what the command line says
+    assert len(predicted("--model.init_args.apply_thresholds", "false")) > 1
+    tested = main(["test", *args, "--ckpt_path", str(forced)])
+    assert float(tested.trainer.callback_metrics["test_recall_min"]) == 0.0

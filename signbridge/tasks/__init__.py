@@ -2,10 +2,18 @@
 
 from .atk import ATKClassifier
 from .classification import ClassificationTask
+from .ensemble import EnsembleClassifier
 from .hybrid import HybridSignClassifier, LandmarkClassifier
 from .recognizer import FrozenRecognizer, TextRecognizer
 from .restoration import RestorationGAN
 
-__all__ = ["ATKClassifier", "ClassificationTask", "FrozenRecognizer", "HybridSignClassifier", "LandmarkClassifier",
-           "RestorationGAN",
-           "TextRecognizer"]
+__all__ = [
+    "ATKClassifier",
+    "ClassificationTask",
+    "EnsembleClassifier",
+    "FrozenRecognizer",
+    "HybridSignClassifier",
+    "LandmarkClassifier",
+    "RestorationGAN",
+    "TextRecognizer",
+]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -13,8 +15,15 @@ from torchmetrics import CatMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from ..errors import InputError
+from ..files import atomic_write
 from ..losses import focal_loss
-from ..metrics import StreamingClassificationMetrics, fit_logit_biases, macro_f1
+from ..metrics import (
+    StreamingClassificationMetrics,
+    fit_logit_biases,
+    format_per_class,
+    macro_f1,
+    per_class_scores,
+)
 from .base import Task
 
 
@@ -39,7 +48,8 @@ class ClassificationTask(Task):
 
     Subclasses implement ``build_model()`` (a plain nn.Module, stored as ``self.model``) and ``forward(batch)``.
     Logged per stage: ``{stage}_loss``, ``{stage}_acc``, ``{stage}_top5``, ``{stage}_f1_macro``, plus a confusion
-    matrix figure in TensorBoard for validation and test.
+    matrix figure in TensorBoard for validation and test. ``test`` also logs the worst class's recall
+    (``test_recall_min``), prints the per-class precision/recall/F1 table and saves it as ``test_per_class.csv``.
 
     Settings the data determines come from the datamodule (``data_settings``: the number of classes, and e.g. the
     image size of a model whose layer sizes depend on it): with them left out, the model is built in ``setup`` once
@@ -277,19 +287,38 @@ class ClassificationTask(Task):
         self._log_confusion("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_confusion("test")
+        matrix = self._log_confusion("test")
+        if matrix is not None:
+            self.report_per_class(matrix)
 
-    def _log_confusion(self, stage: str) -> None:
+    def report_per_class(self, matrix: torch.Tensor) -> None:
+        """Log the worst class's recall (``test_recall_min``); print the per-class precision/recall/F1 table and
+        save it as ``test_per_class.csv`` in the run's log folder."""
+        rows = per_class_scores(matrix, self.class_names)
+        tested = [row["recall"] for row in rows if row["support"]]
+        self.log("test_recall_min", min(tested) if tested else 0.0)
+        if self.global_rank != 0:
+            return
+        print(format_per_class(rows))
+        path = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "test_per_class.csv"
+        with atomic_write(path, "w") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"per-class scores written to {path}")
+
+    def _log_confusion(self, stage: str) -> torch.Tensor | None:
+        """Add the stage's confusion matrix figure to TensorBoard; returns the matrix (None without updates)."""
         confusion = getattr(self, f"{stage}_confusion")
         if confusion.update_count == 0:
-            return
+            return None
         matrix = confusion.compute()  # synchronised across processes; every rank must call it
         confusion.reset()
         if self.trainer.sanity_checking or self.global_rank != 0:
-            return
+            return matrix
         experiment = getattr(self.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_figure"):
-            return
+            return matrix
         import matplotlib
 
         matplotlib.use("Agg")
@@ -301,6 +330,7 @@ class ClassificationTask(Task):
         fig.set_size_inches(max(4, 0.5 * self.hparams.num_classes + 2), max(4, 0.5 * self.hparams.num_classes + 2))
         experiment.add_figure(f"{stage}_confusion_matrix", fig, global_step=self.global_step)
         plt.close(fig)
+        return matrix
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning refuses to clip for fused optimizers because they unscale fp16 gradients themselves; without a
