@@ -1,6 +1,8 @@
 """Every file in configs/ parses: recipes alone, partial configs on the recipe they extend, search spaces against
 the config they search."""
 
+import itertools
+
 import pytest
 import yaml
 
@@ -38,7 +40,12 @@ def test_config_parses(config, tmp_path, capsys):
 
 @pytest.mark.parametrize("space", [f for f in FILES if _is_search_space(f)], ids=lambda p: p.name)
 def test_search_space_parses_and_names_real_arguments(space, tmp_path):
-    searched = space.with_name(space.name.replace("_search", ""))
+    # the config searched: named in a "# searches: NAME" first line, else the search space's name without _search
+    first = space.read_text().splitlines()[0]
+    searched = CONFIGS / first.removeprefix("# searches:").strip() if first.startswith("# searches:") \
+        else space.with_name(space.name.replace("_search", ""))
     parsed = load_search_space(space)
     assert parsed.params
+    if space.name == "imbalance_grid_search.yaml":  # the reference project's grid
+        assert len(list(itertools.product(*(p.grid_values() for p in parsed.params.values())))) == 72
     check_params_exist(parsed, resolved_config(["--config", str(searched), "--data.init_args.root", str(tmp_path)]))
