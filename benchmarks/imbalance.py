@@ -67,8 +67,10 @@ def fit(args, name: str, repeat: int, seed: int, overrides: list[str]) -> dict:
         "--data.init_args.split_seed", str(42 + repeat), "--data.init_args.val_fraction", "0.1",
         "--data.init_args.test_fraction", "0.1", "--data.init_args.train_per_class", json.dumps(LONG_TAIL),
         "--model.init_args.fit_thresholds", "true", "--seed_everything", str(seed),
-        "--trainer.logger.init_args.save_dir", str(folder), "--trainer.enable_progress_bar", "false", *overrides,
+        "--trainer.logger.init_args.save_dir", str(folder), *overrides,
     ]
+    if args.model == "landmarks":  # (the GPU trainer config has a progress bar callback of its own)
+        command += ["--trainer.enable_progress_bar", "false"]
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     # a landmark model is tiny: many CPU threads per process only fight each other when fits run side by side
