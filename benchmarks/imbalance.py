@@ -62,7 +62,8 @@ def fit(args, name: str, repeat: int, seed: int, overrides: list[str]) -> dict:
     folder = Path(args.run_dir) / f"repeat{repeat}" / f"{name}_seed{seed}"
     command = [
         sys.executable, "-m", "signbridge", "fit",
-        *(a for config in CONFIGS[args.model] for a in ("--config", str(REPO / config))), *args.fit_args,
+        *(a for config in [*CONFIGS[args.model], *args.extra_config] for a in ("--config", str(REPO / config))),
+        *args.fit_args,
         "--data.init_args.root", args.root, "--data.init_args.landmarks_file", args.landmarks_file,
         "--data.init_args.split_seed", str(42 + repeat), "--data.init_args.val_fraction", "0.1",
         "--data.init_args.test_fraction", "0.1", "--data.init_args.train_per_class", json.dumps(LONG_TAIL),
@@ -116,13 +117,15 @@ def evaluate(args, fits: list[dict], repeat: int) -> list[dict]:
     """Rows of one repeat: every variant plain and with its thresholds, and the ensemble."""
     task_class = LandmarkClassifier if args.model == "landmarks" else HybridSignClassifier
     rows = []
-    for name in VARIANTS:
+    for name in args.variants:
         record = next(f for f in fits if f["repeat"] == repeat and f["name"] == name and f["seed"] == repeat)
         model = task_class.load_from_checkpoint(record["checkpoint"], map_location="cpu", weights_only=True)
         logits, labels = split_logits(args, model, repeat, "test")
         rows.append({"variant": name, "repeat": repeat, **scores(logits, labels)})
         rows.append({"variant": f"{name} + thresholds", "repeat": repeat,
                      **scores(logits + model.logit_bias.cpu(), labels)})
+    if args.ensemble < 2:
+        return rows
     members = sorted((f for f in fits if f["repeat"] == repeat and f["name"] == "cross_entropy"),
                      key=lambda f: f["seed"])[:args.ensemble]
     ensemble = EnsembleClassifier([f["checkpoint"] for f in members])
@@ -160,6 +163,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="fits at once")
     parser.add_argument("--workers", type=int, default=2, help="data loader workers of the evaluation")
     parser.add_argument("--image-size", type=int, default=224, help="must match the fit arguments")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--extra-config", nargs="*", default=[],
+                        help="configs added after the model's (e.g. configs/imbalanced.yaml)")
     parser.add_argument("--fits-only", action="store_true", help="train, do not evaluate (e.g. on a time limit)")
     args = parser.parse_args(argv)
     args.fit_args = fit_args
@@ -168,8 +174,9 @@ def main() -> None:
     fits_file = run_dir / "fits.jsonl"
     fits = [json.loads(line) for line in fits_file.read_text().splitlines()] if fits_file.exists() else []
     done = {(f["name"], f["repeat"], f["seed"]) for f in fits}
-    jobs = [(name, r, r, overrides) for r in range(args.repeats) for name, overrides in VARIANTS.items()]
-    jobs += [("cross_entropy", r, r + 100 * k, []) for r in range(args.repeats) for k in range(1, args.ensemble)]
+    jobs = [(name, r, r, VARIANTS[name]) for r in range(args.repeats) for name in args.variants]
+    if args.ensemble > 1:
+        jobs += [("cross_entropy", r, r + 100 * k, []) for r in range(args.repeats) for k in range(1, args.ensemble)]
     jobs = [job for job in jobs if job[:3] not in done]
     print(f"{len(jobs)} fits to run ({len(done)} done); training limits per class {LONG_TAIL}", flush=True)
     with ThreadPoolExecutor(args.parallel) as pool:
