@@ -6,6 +6,8 @@
     signbridge models list|show|activate DIR [MODEL]
     signbridge cv --config configs/sign_landmarks.yaml --folds 5 --run-dir DIR ...
     signbridge ensemble --config configs/sign_landmarks.yaml --seeds 5 --run-dir DIR ...
+    signbridge export CKPT --format onnx|torchscript [--quantize int8]
+    signbridge recognize SOURCE --model CKPT_OR_ONNX
 """
 
 from __future__ import annotations
@@ -135,6 +137,64 @@ def ensemble_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def export_command(argv: Sequence[str]) -> int:
+    """``signbridge export CKPT``: a classifier as ONNX or TorchScript, checked against PyTorch (``export.py``)."""
+    from .export import export_checkpoint
+
+    parser = argparse.ArgumentParser(
+        prog="signbridge export",
+        description="Export a trained classifier (hybrid, landmark-only or CNN) with its class names and input "
+        "contract in the file's metadata; the exported file is run once against PyTorch and the difference printed.")
+    parser.add_argument("checkpoint", help="a checkpoint of signbridge fit")
+    parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="int8 weights (dynamic quantization: no calibration data needed)")
+    parser.add_argument("--output", "-o", default=None, help="default: beside the checkpoint, .onnx or .pt")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="the image side the model was trained at (default: read from the checkpoint)")
+    args = parser.parse_args(argv)
+    report = export_checkpoint(args.checkpoint, args.output, args.format, args.quantize, args.image_size)
+    print(report.format_lines())
+    return 0
+
+
+def recognize_command(argv: Sequence[str]) -> int:
+    """``signbridge recognize SOURCE --model PATH``: the sign in each frame of a photo, folder, video or camera."""
+    import contextlib
+    import os
+
+    from .recognize import Recognizer, recognize_source, source_kind
+
+    parser = argparse.ArgumentParser(
+        prog="signbridge recognize",
+        description="Recognise signs with a trained model: MediaPipe hand landmarks, then the model, for every frame "
+        "of an image, a folder of images, a video file or a camera (an index such as 0). One JSON line per frame "
+        "(label, probability, hands found, milliseconds per stage) on stdout or in --output.")
+    parser.add_argument("source", help="image file, folder, video file or camera index")
+    parser.add_argument("--model", "-m", required=True, help="a .ckpt of signbridge fit, or a .onnx/.pt of export")
+    parser.add_argument("--hand-model", default=None, help="hand_landmarker.task (default: as signbridge landmarks)")
+    parser.add_argument("--output", "-o", default=None, help="JSON lines file (default: stdout)")
+    parser.add_argument("--smooth", type=int, default=1, help="average the probabilities over N frames of a stream")
+    parser.add_argument("--every", type=int, default=1, help="recognise every Nth frame of a video")
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the model (default: all)")
+    parser.add_argument("--show", action="store_true", help="draw the landmarks and the label in a window "
+                        "(needs a display; Esc or q stops)")
+    args = parser.parse_args(argv)
+    kind = source_kind(args.source)
+    show = args.show and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if args.show and not show:
+        print("signbridge: no display: --show ignored", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(open(args.output, "w")) if args.output else sys.stdout
+        recognizer = stack.enter_context(Recognizer(args.model, args.hand_model, video=kind in ("video", "camera"),
+                                                    smoothing=args.smooth, threads=args.threads))
+        results = recognize_source(recognizer, args.source, output, args.every, show, args.max_frames)
+    found = sum(1 for row in results if row.get("label") is not None)
+    print(f"{len(results)} frames, {found} recognised", file=sys.stderr)
+    return 0 if found or not results else 1
+
+
 def models_command(argv: Sequence[str]) -> int:
     """``signbridge models list|show|activate``: the trained models of a models folder."""
     from .metadata import activate_model, models_table, read_metadata, resolve_model
@@ -159,7 +219,7 @@ def models_command(argv: Sequence[str]) -> int:
 
 EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "landmarks": landmarks_command, "tune": tune_command, "models": models_command, "cv": cv_command,
-    "ensemble": ensemble_command,
+    "ensemble": ensemble_command, "export": export_command, "recognize": recognize_command,
 }
 assert set(EXTRA_COMMANDS) == set(OTHER_COMMANDS), "name new commands in lightning_cli.OTHER_COMMANDS too"
 

@@ -1,4 +1,5 @@
-"""File helpers shared by the package: atomic writes, hashing, and the user cache folder."""
+"""File helpers shared by the package: atomic writes, hashing, the user cache folder and the safe opening of a
+checkpoint."""
 
 from __future__ import annotations
 
@@ -94,3 +95,32 @@ def cache_dir() -> Path:
     """The user cache folder for signbridge (``$XDG_CACHE_HOME/signbridge`` or ``~/.cache/signbridge``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "signbridge"
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Open a Lightning checkpoint safely (``weights_only``) or raise an ``InputError`` that names the file and the
+    problem: missing, empty, truncated or corrupt, not a Lightning checkpoint.
+
+    The tensors are memory-mapped, not read: this is a check before Lightning loads the file itself, so a large
+    checkpoint is not read twice.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    from .errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found (--ckpt_path)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the checkpoint is empty (an interrupted save?)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        raise InputError(f"{path}: not a readable checkpoint, truncated or corrupt "
+                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise InputError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint

@@ -15,11 +15,11 @@ from . import data as _data  # noqa: F401  (imported so LightningCLI finds the c
 from . import tasks as _tasks  # noqa: F401
 from .callbacks import PredictionWriter, SaveOnInterrupt
 from .errors import InputError
-from .files import check_writable
+from .files import check_writable, read_checkpoint
 from .metadata import ModelMetadata
 
 # the commands of ``cli.py`` besides LightningCLI's, named in the help text
-OTHER_COMMANDS = ("landmarks", "tune", "models", "cv", "ensemble")
+OTHER_COMMANDS = ("landmarks", "tune", "models", "cv", "ensemble", "export", "recognize")
 
 
 class SignbridgeCLI(LightningCLI):
@@ -168,30 +168,3 @@ def fit_config(fit_args: Sequence[str]) -> dict:
     (the classes are built, nothing is trained)."""
     cli = _build_cli(list(fit_args), run=False)
     return yaml.safe_load(cli.parser.dump(cli.config, skip_link_targets=False, skip_none=False))
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """Open a Lightning checkpoint safely (``weights_only``) or raise an ``InputError`` that names the file and the
-    problem: missing, empty, truncated or corrupt, not a Lightning checkpoint.
-
-    The tensors are memory-mapped, not read: this is a check before Lightning loads the file itself, so a large
-    checkpoint is not read twice.
-    """
-    import pickle
-    import zipfile
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found (--ckpt_path)")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the checkpoint is empty (an interrupted save?)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
-        raise InputError(f"{path}: not a readable checkpoint, truncated or corrupt "
-                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise InputError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return checkpoint

@@ -29,15 +29,22 @@ class DetectorSettings:
 
 @dataclass
 class HandDetection:
-    """One image's hands: ``landmarks (2, 21, 3)`` float32, ``present (2,)`` bool, ``score (2,)`` float32."""
+    """One image's hands: ``landmarks (2, 21, 3)`` float32, ``present (2,)`` bool, ``score (2,)`` float32,
+    ``wrist (2, 3)`` float32 (not kept in the landmark cache)."""
 
     landmarks: np.ndarray = field(default_factory=lambda: np.zeros((NUM_HANDS, NUM_POINTS, NUM_COORDS), np.float32))
     present: np.ndarray = field(default_factory=lambda: np.zeros(NUM_HANDS, bool))
     score: np.ndarray = field(default_factory=lambda: np.zeros(NUM_HANDS, np.float32))
+    # where each wrist is in the image (normalised x, y, z), for drawing; the landmarks are relative to it
+    wrist: np.ndarray = field(default_factory=lambda: np.zeros((NUM_HANDS, NUM_COORDS), np.float32))
 
 
 class HandDetector:
-    """A MediaPipe HandLandmarker in IMAGE mode. Build it once per process and close it (use ``with``).
+    """A MediaPipe HandLandmarker. Build it once per process and close it (use ``with``).
+
+    ``video=True`` uses MediaPipe's VIDEO running mode for the frames of one stream (a video file or a camera): it
+    tracks the hands from frame to frame instead of searching every frame from scratch, and ``detect`` then needs
+    each frame's timestamp (increasing).
 
     Known hazard (mediapipe 1.2.2 with Lightning 2.6.6 and torch 2.15, Linux): building a HandLandmarker in a
     process that has already run ``Trainer.fit`` kills that process with SIGPROF ("Profiling timer expired"); the
@@ -45,24 +52,26 @@ class HandDetector:
     processes unless ``workers=0`` is asked for; build detectors before training, or in another process.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, settings: DetectorSettings | None = None):
+    def __init__(self, model_path: str | os.PathLike | None = None, settings: DetectorSettings | None = None,
+                 video: bool = False):
         # imported here so that reading a landmark cache does not need mediapipe; quiet its C++ INFO/WARNING logs
         os.environ.setdefault("GLOG_minloglevel", "2")
         from mediapipe.tasks.python import BaseOptions, vision
 
         self.settings = settings or DetectorSettings()
+        self.video = video
         self.model_path = resolve_hand_landmarker(model_path)
         options = vision.HandLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
-            running_mode=vision.RunningMode.IMAGE,
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
             num_hands=self.settings.num_hands,
             min_hand_detection_confidence=self.settings.min_hand_detection_confidence,
             min_hand_presence_confidence=self.settings.min_hand_presence_confidence,
         )
         self._landmarker = vision.HandLandmarker.create_from_options(options)
 
-    def detect(self, image_rgb: np.ndarray) -> HandDetection:
-        """Detect hands in an ``(H, W, 3)`` uint8 RGB image."""
+    def detect(self, image_rgb: np.ndarray, timestamp_ms: int | None = None) -> HandDetection:
+        """Detect hands in an ``(H, W, 3)`` uint8 RGB image (a video frame with its ``timestamp_ms``)."""
         import mediapipe as mp
 
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
@@ -73,8 +82,11 @@ class HandDetector:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
         frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb))
-        result = self._landmarker.detect(frame)
-        return _to_slots(result)
+        if self.video:
+            if timestamp_ms is None:
+                raise ValueError("a detector in video mode needs each frame's timestamp_ms")
+            return _to_slots(self._landmarker.detect_for_video(frame, int(timestamp_ms)))
+        return _to_slots(self._landmarker.detect(frame))
 
     def detect_file(self, path: str | os.PathLike) -> tuple[HandDetection, tuple[int, int]]:
         """Detect hands in an image file; returns the detection and the image's ``(width, height)``."""
@@ -114,4 +126,5 @@ def _to_slots(result) -> HandDetection:
         detection.landmarks[slot] = xyz - xyz[0]  # relative to the wrist (landmark 0)
         detection.present[slot] = True
         detection.score[slot] = score
+        detection.wrist[slot] = xyz[0]
     return detection

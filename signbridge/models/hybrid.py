@@ -364,11 +364,13 @@ class HybridSignNet(nn.Module):
         hand_valid: torch.Tensor | None,
     ) -> torch.Tensor:
         """The fusion head's logits; a missing branch (switched off) contributes zeros."""
-        weight = next(head.parameters())  # for the dtype and device of zeros
         present_tensor = image_tokens if image_tokens is not None else hand_feature
         if present_tensor is None:
             raise ValueError("the fusion head needs at least one branch")
         batch = present_tensor.shape[0]
+        # zeros for a missing branch in the dtype and device of the branch that is there (not read from the head's
+        # weights: a quantized head has none)
+        zeros = present_tensor.new_zeros
         if (image_tokens is not None and hand_feature is not None and hand_tokens is not None
                 and hand_valid is not None and self.fusion is not None):
             image_tokens, hand_tokens = self.fusion(image_tokens, hand_tokens, hand_valid)
@@ -376,11 +378,11 @@ class HybridSignNet(nn.Module):
             fused_hands = masked_mean(hand_tokens, hand_valid)
             hand_feature = torch.cat([fused_hands.to(hand_feature.dtype), hand_feature[:, width:]], dim=1)
         image_feature = (image_tokens.mean(1) if image_tokens is not None
-                         else weight.new_zeros(batch, self.image_features))
+                         else zeros(batch, self.image_features))
         if hand_feature is None:
-            hand_feature = weight.new_zeros(batch, self.landmark_features)
+            hand_feature = zeros(batch, self.landmark_features)
         if self.training and self.modality_dropout > 0 and image_tokens is not None and hand_tokens is not None:
-            draw = torch.rand(batch, device=weight.device)
+            draw = torch.rand(batch, device=present_tensor.device)
             keep_image = (draw >= self.modality_dropout).to(image_feature.dtype)[:, None]
             keep_hands = (draw < 1 - self.modality_dropout).to(hand_feature.dtype)[:, None]
             image_feature, hand_feature = image_feature * keep_image, hand_feature * keep_hands

@@ -3,12 +3,17 @@ format and the plateau schedule on the task's monitored metric."""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities.types import LRSchedulerConfigType
 from torch import nn
+
+from ..errors import InputError
+from ..files import read_checkpoint
 
 if TYPE_CHECKING:
     from lightning.fabric.utilities.data import AttributeDict
@@ -63,3 +68,17 @@ class Task(L.LightningModule):
             optimizer, mode=self.monitor_mode, factor=factor, patience=patience, min_lr=min_lr,
         )
         return {"scheduler": scheduler, "monitor": self.monitor}
+
+
+def load_task(path: str | Path) -> Task:
+    """A checkpoint of ``signbridge fit`` as its task (the class LightningCLI saved in it), in eval mode on the CPU;
+    a missing, corrupt or foreign file is an ``InputError`` naming it."""
+    checkpoint = read_checkpoint(path)
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    if not class_path:
+        raise InputError(f"{path}: the checkpoint does not name its task class (not written by signbridge fit)")
+    module_name, _, class_name = class_path.rpartition(".")
+    task_class = getattr(importlib.import_module(module_name or "signbridge.tasks"), class_name, None)
+    if not (isinstance(task_class, type) and issubclass(task_class, Task)):
+        raise InputError(f"{path}: {class_path} is not a signbridge task")
+    return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()

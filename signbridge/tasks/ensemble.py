@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import importlib
 import inspect
 from typing import Literal
 
@@ -13,22 +12,17 @@ from torch import nn
 
 from ..errors import InputError
 from ..metrics import fit_logit_biases, macro_f1
+from .base import load_task
 from .classification import ClassificationTask
 
 
 def load_member(path: str) -> ClassificationTask:
-    """A classifier checkpoint as its task (the class LightningCLI saved in it), in eval mode on the CPU."""
-    from ..lightning_cli import read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
-    if not class_path:
-        raise InputError(f"{path}: the checkpoint does not name its task class (not written by signbridge fit)")
-    module_name, _, class_name = class_path.rpartition(".")
-    task_class = getattr(importlib.import_module(module_name or "signbridge.tasks"), class_name, None)
-    if not (isinstance(task_class, type) and issubclass(task_class, ClassificationTask)):
-        raise InputError(f"{path}: a {class_path} checkpoint is not a classifier: an ensemble needs classifiers")
-    return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    """A classifier checkpoint as its task, in eval mode on the CPU."""
+    task = load_task(path)
+    if not isinstance(task, ClassificationTask):
+        raise InputError(f"{path}: a {type(task).__name__} checkpoint is not a classifier: an ensemble needs "
+                         "classifiers")
+    return task
 
 
 def fit_member_weights(log_probs: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> torch.Tensor:

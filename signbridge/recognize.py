@@ -1,0 +1,269 @@
+"""Recognise signs in single frames, folders, videos and camera streams (``Recognizer``, ``signbridge recognize``).
+
+A ``Recognizer`` loads a model once (a checkpoint of ``signbridge fit``, or a file of ``signbridge export``: ONNX or
+TorchScript), finds the hands with MediaPipe and returns the class of each frame. ``recognize_source`` runs it over
+an image, a folder, a video file or a camera.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .hands.detect import HandDetection, HandDetector
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+@dataclass
+class Recognition:
+    """One frame's result. ``label`` is None when the model reads only hand landmarks and no hand was found."""
+
+    label: str | None
+    probability: float
+    probabilities: np.ndarray
+    landmarks: np.ndarray
+    present: np.ndarray
+    wrist: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hand_found(self) -> bool:
+        return bool(self.present.any())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no landmark arrays)."""
+        return {"label": self.label, "probability": round(self.probability, 6), "hands": int(self.present.sum()),
+                **{f"{stage}_ms": round(ms, 3) for stage, ms in self.timings_ms.items()}}
+
+
+class _TorchBackend:
+    """A checkpoint, run eagerly with PyTorch through the export wrapper (the same outputs as an exported file)."""
+
+    def __init__(self, path: Path, threads: int | None):
+        from .export import ExportedClassifier, image_size_of, input_names_of
+        from .files import read_checkpoint
+        from .tasks.base import load_task
+
+        if threads:
+            torch.set_num_threads(threads)
+        task = load_task(path)
+        self.input_names = input_names_of(task)
+        self.module = ExportedClassifier(task, self.input_names).eval()
+        names = getattr(task, "class_names", None)
+        self.classes: list = list(names) if names else list(range(int(task.hparams.num_classes)))
+        self.image_size = image_size_of(read_checkpoint(path), task)
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(*(inputs[name] for name in self.input_names))[1].numpy()
+
+
+class _ExportedBackend:
+    """An ONNX file (onnxruntime, CPU) or a TorchScript file of ``signbridge export``."""
+
+    def __init__(self, path: Path, threads: int | None):
+        from .export import onnx_session, read_exported_metadata
+
+        metadata = read_exported_metadata(path)
+        self.classes = list(metadata["classes"] or range(metadata["hyperparameters"]["num_classes"]))
+        self.image_size = metadata.get("image_size")
+        self.input_names = tuple(metadata["inputs"])
+        self.session = onnx_session(path, threads) if path.suffix == ".onnx" else None
+        if self.session is None:
+            if threads:
+                torch.set_num_threads(threads)
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+        if self.session is not None:
+            return self.session.run(["probabilities"], {n: inputs[n].numpy() for n in self.input_names})[0]
+        with torch.inference_mode():
+            return self.module(*(inputs[name] for name in self.input_names))[1].numpy()
+
+
+class Recognizer:
+    """Recognise the sign in video frames or photos with a trained classifier.
+
+    Args:
+        model: a ``.ckpt`` of ``signbridge fit`` or a ``.onnx`` / ``.pt`` of ``signbridge export``.
+        hand_model: MediaPipe's ``hand_landmarker.task`` (default: as ``signbridge landmarks`` finds it).
+        video: the frames are one stream (MediaPipe's VIDEO mode; ``predict`` then needs timestamps).
+        smoothing: average the class probabilities over this many recent frames (1: none).
+        threads: CPU threads of the model (default: all).
+
+    ``predict(frame)`` takes an ``(H, W, 3)`` uint8 RGB frame. Without a detected hand a landmark-only model
+    gives ``label=None``; a hybrid model still classifies the frame from its image.
+    """
+
+    def __init__(self, model: str | os.PathLike, hand_model: str | os.PathLike | None = None, video: bool = False,
+                 smoothing: int = 1, threads: int | None = None):
+        path = Path(model)
+        if not path.is_file():
+            raise InputError(f"{path}: model file not found")
+        if path.suffix in (".onnx", ".pt"):
+            self.backend: _TorchBackend | _ExportedBackend = _ExportedBackend(path, threads)
+        else:
+            self.backend = _TorchBackend(path, threads)
+        if "image" in self.backend.input_names and not self.backend.image_size:
+            raise InputError(f"{path}: the image size the model was trained at is not recorded in it")
+        self.image_size = int(self.backend.image_size or 0)
+        self.classes = [str(name) for name in self.backend.classes]
+        self.detector = HandDetector(hand_model, video=video)
+        self.smoothing = max(1, smoothing)
+        self._recent: deque[np.ndarray] = deque(maxlen=self.smoothing)
+
+    @property
+    def reads_images(self) -> bool:
+        return "image" in self.backend.input_names
+
+    def model_inputs(self, frame: np.ndarray, detection: HandDetection) -> dict[str, torch.Tensor]:
+        """The batch of one frame, as the data modules make it (``docs/contracts.md``)."""
+        from .data.transforms import resize_square
+
+        height, width = frame.shape[:2]
+        inputs = {
+            "landmarks": torch.from_numpy(detection.landmarks)[None],
+            "present": torch.from_numpy(detection.present)[None],
+            "aspect": torch.tensor([width / max(height, 1)], dtype=torch.float32),
+        }
+        if self.reads_images:
+            image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+            inputs["image"] = resize_square(image, self.image_size)[None]
+        return inputs
+
+    def predict(self, frame: np.ndarray, timestamp_ms: int | None = None) -> Recognition:
+        """Recognise one ``(H, W, 3)`` uint8 RGB frame."""
+        start = time.perf_counter()
+        detection = self.detector.detect(frame, timestamp_ms)
+        detected = time.perf_counter()
+        timings = {"landmarks": (detected - start) * 1e3}
+        if not detection.present.any() and not self.reads_images:
+            self._recent.clear()  # a gap without hands ends the run of frames being averaged
+            return Recognition(None, 0.0, np.zeros(len(self.classes), np.float32), detection.landmarks,
+                               detection.present, detection.wrist,
+                               {**timings, "model": 0.0, "total": timings["landmarks"]})
+        inputs = self.model_inputs(frame, detection)
+        prepared = time.perf_counter()
+        probabilities = self.backend(inputs)[0]
+        done = time.perf_counter()
+        self._recent.append(probabilities)
+        averaged = np.mean(self._recent, axis=0)
+        best = int(averaged.argmax())
+        timings.update(preprocess=(prepared - detected) * 1e3, model=(done - prepared) * 1e3,
+                       total=(done - start) * 1e3)
+        return Recognition(self.classes[best], float(averaged[best]), averaged, detection.landmarks,
+                           detection.present, detection.wrist, timings)
+
+    def reset(self) -> None:
+        """Forget the frames being averaged (a new stream)."""
+        self._recent.clear()
+
+    def close(self) -> None:
+        self.detector.close()
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def source_kind(source: str) -> str:
+    """``camera`` (an integer), ``video``, ``folder`` or ``image``."""
+    if source.isdigit():
+        return "camera"
+    path = Path(source)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise InputError(f"{source}: no such file or folder (recognize reads an image, a folder, a video or a camera "
+                         f"index)")
+    return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+def frames(source: str, every: int = 1) -> Iterator[tuple[str, np.ndarray | None, int | None, str | None]]:
+    """``(name, RGB frame or None, timestamp_ms, problem)`` of every frame of ``source``; an unreadable image gives
+    ``None`` and the reason."""
+    import cv2
+
+    from .imageio import ImageReadError, list_images, read_image_rgb
+
+    kind = source_kind(source)
+    if kind in ("image", "folder"):
+        names = [source] if kind == "image" else [str(Path(source) / name) for name in list_images(source)]
+        for name in names:
+            try:
+                yield name, read_image_rgb(name), None, None
+            except ImageReadError as error:
+                yield name, None, None, str(error)
+        return
+    capture = cv2.VideoCapture(int(source) if kind == "camera" else source)
+    if not capture.isOpened():
+        raise InputError(f"{source}: cannot open the {'camera' if kind == 'camera' else 'video'}")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    index = 0
+    started = time.monotonic()
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            if index % every == 0:
+                # a file's clock is its frame rate; a camera's is the wall clock
+                timestamp = int(index * 1000 / fps) if kind == "video" else int((time.monotonic() - started) * 1000)
+                yield f"{source}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), timestamp, None
+            index += 1
+    finally:
+        capture.release()
+
+
+def draw(frame: np.ndarray, recognition: Recognition) -> np.ndarray:
+    """The frame (BGR, for OpenCV) with the hand landmarks and the label drawn on it."""
+    import cv2
+
+    image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    height, width = image.shape[:2]
+    for slot in np.flatnonzero(recognition.present):
+        points = (recognition.landmarks[slot, :, :2] + recognition.wrist[slot, :2]) * [width, height]
+        for x, y in points:
+            cv2.circle(image, (int(x), int(y)), 3, (0, 255, 0), -1)
+    text = f"{recognition.label} {recognition.probability:.2f}" if recognition.label is not None else "no hand"
+    cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 2)
+    return image
+
+
+def recognize_source(recognizer: Recognizer, source: str, output=None, every: int = 1, show: bool = False,
+                     max_frames: int | None = None) -> list[dict[str, Any]]:
+    """Recognise every frame of ``source``; each result is a dict (``frame`` plus ``Recognition.to_dict()``,
+    or ``skipped`` with the reason), written as a JSON line to ``output`` (a text stream) as it comes."""
+    results = []
+    for count, (name, frame, timestamp, problem) in enumerate(frames(source, every)):
+        if max_frames is not None and count >= max_frames:
+            break
+        if frame is None:
+            row: dict[str, Any] = {"frame": name, "skipped": problem}
+        else:
+            recognition = recognizer.predict(frame, timestamp if recognizer.detector.video else None)
+            row = {"frame": name, **recognition.to_dict()}
+            if show:
+                import cv2
+
+                cv2.imshow("signbridge recognize", draw(frame, recognition))
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):  # Esc or q stops
+                    break
+        results.append(row)
+        if output is not None:
+            output.write(json.dumps(row) + "\n")
+            output.flush()
+    return results
