@@ -148,12 +148,17 @@ def export_command(argv: Sequence[str]) -> int:
     parser.add_argument("checkpoint", help="a checkpoint of signbridge fit")
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     parser.add_argument("--quantize", choices=["int8"], default=None,
-                        help="int8 weights (dynamic quantization: no calibration data needed)")
+                        help="int8: static quantization calibrated on the training data for a model that reads "
+                        "images, dynamic for a landmark-only model")
+    parser.add_argument("--calibration-root", default=None,
+                        help="the training data, if it is no longer where the checkpoint says (int8 with images)")
+    parser.add_argument("--landmarks-file", default=None, help="its landmark cache (with --calibration-root)")
     parser.add_argument("--output", "-o", default=None, help="default: beside the checkpoint, .onnx or .pt")
     parser.add_argument("--image-size", type=int, default=None,
                         help="the image side the model was trained at (default: read from the checkpoint)")
     args = parser.parse_args(argv)
-    report = export_checkpoint(args.checkpoint, args.output, args.format, args.quantize, args.image_size)
+    report = export_checkpoint(args.checkpoint, args.output, args.format, args.quantize, args.image_size,
+                               calibration_root=args.calibration_root, landmarks_file=args.landmarks_file)
     print(report.format_lines())
     return 0
 

@@ -54,8 +54,9 @@ def test_export_reproduces_the_pytorch_model_and_carries_its_metadata(checkpoint
     assert np.abs(logits - reference.float().numpy()).max() < 1e-4
 
 
-@pytest.mark.parametrize("kind", ["landmarks", "cnn"])
+@pytest.mark.parametrize("kind", ["landmarks", "cnn", "hybrid"])
 def test_int8_export_is_smaller_and_agrees_on_most_inputs(checkpoints, kind, tmp_path, capsys):
+    """Landmark MLP: dynamic quantization; models that read images: static, calibrated on their training data."""
     fp32 = export_checkpoint(checkpoints[kind], tmp_path / "fp32.onnx")
     assert main(["export", str(checkpoints[kind]), "--quantize", "int8", "--output", str(tmp_path / "int8.onnx")]) \
         == 0
@@ -80,6 +81,9 @@ def test_thresholds_are_part_of_the_exported_probabilities(checkpoints, tmp_path
 def test_export_refuses_what_it_cannot_export(tmp_path, checkpoints):
     with pytest.raises(InputError, match="checkpoint not found"):
         export_checkpoint(tmp_path / "missing.ckpt")
+    with pytest.raises(InputError, match="calibrates on the training data, and .*gone is not there"):
+        export_checkpoint(checkpoints["cnn"], tmp_path / "int8.onnx", quantize="int8",
+                          calibration_root=str(tmp_path / "gone"))
     (tmp_path / "plain.onnx").write_bytes(b"")
     with pytest.raises(Exception):  # noqa: B017  (onnx's own parse error for an empty file)
         read_exported_metadata(tmp_path / "plain.onnx")

@@ -252,6 +252,7 @@ class HybridSignNet(nn.Module):
         # progressive training switches a branch off for a stage (it then contributes zeros to the fusion head); a
         # buffer, so a checkpoint from that stage is evaluated with the inputs it was trained with
         self.register_buffer("active_index", torch.tensor(INPUTS.index(inputs)))
+        self._sync_choices()
         self.image: ImageNet | None = None
         self.landmarks: LandmarkNet | None = None
         self.fusion: CrossAttentionFusion | None = None
@@ -274,28 +275,39 @@ class HybridSignNet(nn.Module):
                 nn.Linear(256, num_classes),
             )
 
+    def _sync_choices(self) -> None:
+        # the buffers are the saved truth; forward reads these Python copies, so that torch.compile sees constants
+        # (reading a buffer's value in forward would break its graph and stop CUDA graphs)
+        self._output: str = OUTPUTS[int(self.output_index)] if self.inputs == "both" else self.inputs
+        self._active: Inputs = INPUTS[int(self.active_index)]  # type: ignore[assignment]  # INPUTS lists Inputs
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._sync_choices()
+
     @property
     def output(self) -> str:
         """The classifier that gives the prediction (``fused``, ``image``, ``landmarks`` or ``mean``)."""
-        return OUTPUTS[int(self.output_index)] if self.inputs == "both" else self.inputs
+        return self._output
 
     @output.setter
     def output(self, name: str) -> None:
         if self.inputs != "both" or name not in self.outputs():
             raise ValueError(f"output must be one of {self.outputs()}, got '{name}'")
         self.output_index.fill_(OUTPUTS.index(name))
+        self._sync_choices()
 
     @property
     def active_inputs(self) -> Inputs:
         """The inputs the model reads now: ``inputs``, or one branch of it during a progressive-training stage."""
-        inputs: Inputs = INPUTS[int(self.active_index)]  # type: ignore[assignment]  # INPUTS lists Inputs
-        return inputs
+        return self._active
 
     @active_inputs.setter
     def active_inputs(self, inputs: Inputs) -> None:
         if inputs not in INPUTS or (self.inputs != "both" and inputs != self.inputs):
             raise ValueError(f"active inputs must be '{self.inputs}' or one branch of it, got '{inputs}'")
         self.active_index.fill_(INPUTS.index(inputs))
+        self._sync_choices()
 
     def set_stage(self, train: Iterable[str], inputs: Inputs) -> None:
         """Train only the ``parameter_groups`` named in ``train`` and read ``inputs`` (a stage of progressive
