@@ -30,7 +30,21 @@ INPUT_CONTRACT = {
                  "(point 0); slot 0 the hand MediaPipe labels Right, slot 1 Left; zeros for a missing hand",
     "present": "bool (B, 2): which hand slots hold a detected hand",
     "aspect": "float32 (B,): the frame's width / height",
+    "text_image": "float32 (B, C, H, W) with values 0..1 (C = 1: grayscale), H the recognizer's height, W free "
+                  "(W / 4 CTC timesteps)",
 }
+
+
+class ExportedRecognizer(nn.Module):
+    """A text recognizer's CRNN with the outputs ``logits`` and ``probabilities`` ``(B, T, classes)``."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.network = task.model
+
+    def forward(self, text_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.network(text_image).float()
+        return logits, logits.softmax(-1)
 
 
 class ExportedClassifier(nn.Module):
@@ -60,8 +74,10 @@ class ExportedClassifier(nn.Module):
 
 def input_names_of(task) -> tuple[str, ...]:
     """The batch tensors a classifier task reads."""
-    from .tasks import ATKClassifier, HybridSignClassifier, LandmarkClassifier
+    from .tasks import ATKClassifier, HybridSignClassifier, LandmarkClassifier, TextRecognizer
 
+    if isinstance(task, TextRecognizer):
+        return ("text_image",)
     if isinstance(task, LandmarkClassifier):
         return ("landmarks", "present", "aspect")
     if isinstance(task, HybridSignClassifier):
@@ -70,17 +86,20 @@ def input_names_of(task) -> tuple[str, ...]:
                 "landmarks": ("landmarks", "present", "aspect")}[inputs]
     if isinstance(task, ATKClassifier):
         return ("image",)
-    raise InputError(f"export supports HybridSignClassifier, LandmarkClassifier and ATKClassifier, not "
-                     f"{type(task).__name__}")
+    raise InputError(f"export supports HybridSignClassifier, LandmarkClassifier, ATKClassifier and TextRecognizer, "
+                     f"not {type(task).__name__}")
 
 
-def example_inputs(input_names: tuple[str, ...], image_size: int | None, batch: int = 2,
+def example_inputs(input_names: tuple[str, ...], image_size: int | tuple[int, int] | None, batch: int = 2,
                    seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Random tensors of the input contract (a plausible range for each), for tracing and the parity check."""
     generator = torch.Generator().manual_seed(seed)
+    if input_names == ("text_image",):  # image_size: (channels, height) of the recognizer
+        channels, height = image_size if isinstance(image_size, tuple) else (1, 32)
+        return (torch.rand(batch, channels, height, 128, generator=generator),)
     made = {}
     if "image" in input_names:
-        if not image_size:
+        if not isinstance(image_size, int) or not image_size:
             raise InputError("the image size is unknown: pass --image-size (the data module's image_size)")
         made["image"] = torch.randint(0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8,
                                       generator=generator)
@@ -136,27 +155,40 @@ def export_checkpoint(
     saved = read_checkpoint(checkpoint)
     task = load_task(checkpoint)
     names = input_names_of(task)
-    size = (image_size or image_size_of(saved, task)) if "image" in names else None
+    from .tasks import TextRecognizer
+
+    text = isinstance(task, TextRecognizer)
+    size: int | tuple[int, int] | None = (image_size or image_size_of(saved, task)) if "image" in names else None
+    if isinstance(task, TextRecognizer):
+        size = (task.model.in_channels, task.model.height)
     suffix = ".onnx" if format == "onnx" else ".pt"
     output = Path(output) if output else checkpoint.with_name(
         f"{checkpoint.stem}{'.int8' if quantize else ''}{suffix}")
     check_writable(output, "export file")
     output.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportedClassifier(task, names).eval()
-    metadata = {
-        "signbridge_version": __version__, "task": type(task).__name__, "classes": task.class_names,
-        "inputs": {name: INPUT_CONTRACT[name] for name in names}, "image_size": size,
-        "outputs": {"logits": "float32 (B, C)", "probabilities": "float32 (B, C): softmax with the thresholds"},
-        "thresholds_applied": bool(wrapper.logit_bias.any()), "quantized": quantize,
+    wrapper: nn.Module = ExportedRecognizer(task).eval() if text else ExportedClassifier(task, names).eval()
+    metadata: dict[str, Any] = {
+        "signbridge_version": __version__, "task": type(task).__name__, "inputs": {n: INPUT_CONTRACT[n] for n in names},
+        "quantized": quantize,
         "hyperparameters": {k: v for k, v in task.hparams.items() if _json_value(v)},
         "checkpoint": checkpoint.name,
     }
+    if isinstance(task, TextRecognizer) and isinstance(size, tuple):
+        metadata.update(charset=task.charset.chars, channels=size[0], height=size[1], outputs={
+            "logits": "float32 (B, T, classes)", "probabilities": "float32 (B, T, classes)"},
+            decoding="greedy CTC: argmax per timestep, merge repeats, drop class 0 (blank); class i is charset[i-1]")
+    else:
+        metadata.update(classes=task.class_names, image_size=size, outputs={
+            "logits": "float32 (B, C)", "probabilities": "float32 (B, C): softmax with the thresholds"},
+            thresholds_applied=isinstance(wrapper, ExportedClassifier) and bool(wrapper.logit_bias.any()))
     inputs = example_inputs(names, size, batch=2)
     if format == "onnx":
         calibration = None
         if quantize and "image" in names:
             calibration = calibration_inputs(saved, names, calibration_root, landmarks_file)
-        _export_onnx(wrapper, inputs, names, output, metadata, quantize, calibration)
+        _export_onnx(wrapper, inputs, names, output, metadata, quantize, calibration,
+                     variable_axes={"text_image": {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "time"},
+                                    "probabilities": {0: "batch", 1: "time"}} if text else {})
     else:
         _export_torchscript(wrapper, inputs, output, metadata, quantize)
     checked = example_inputs(names, size, batch=check_batch, seed=1)
@@ -164,7 +196,7 @@ def export_checkpoint(
         expected = wrapper(*checked)
     got = run_exported(output, checked, names)
     diff = float(np.abs(got[0] - expected[0].numpy()).max())
-    agreement = float((got[1].argmax(1) == expected[1].numpy().argmax(1)).mean())
+    agreement = float((got[1].argmax(-1) == expected[1].numpy().argmax(-1)).mean())  # per sample or timestep
     return ExportReport(output, format, quantize is not None, output.stat().st_size, diff, agreement, check_batch)
 
 
@@ -177,7 +209,8 @@ def _json_value(value: Any) -> bool:
 
 
 def _export_onnx(wrapper: nn.Module, inputs: tuple[torch.Tensor, ...], names: tuple[str, ...], output: Path,
-                 metadata: dict, quantize: str | None, calibration: list[dict[str, np.ndarray]] | None) -> None:
+                 metadata: dict, quantize: str | None, calibration: list[dict[str, np.ndarray]] | None,
+                 variable_axes: dict[str, dict[int, str]]) -> None:
     import tempfile
 
     import onnx
@@ -191,7 +224,8 @@ def _export_onnx(wrapper: nn.Module, inputs: tuple[torch.Tensor, ...], names: tu
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper, inputs, str(fp32), input_names=list(names), output_names=outputs, dynamo=False,
-                dynamic_axes={name: {0: "batch"} for name in [*names, *outputs]}, opset_version=17,
+                dynamic_axes={name: variable_axes.get(name, {0: "batch"}) for name in [*names, *outputs]},
+                opset_version=17,
             )
         final = fp32
         if quantize:
@@ -222,7 +256,9 @@ def _quantize_onnx(fp32: Path, output: Path, calibration: list[dict[str, np.ndar
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if calibration is None:
-        quantize_dynamic(str(fp32), str(output), weight_type=QuantType.QInt8)
+        # not the convolutions (onnxruntime's ConvInteger is slower than fp32): the linear and recurrent layers
+        quantize_dynamic(str(fp32), str(output), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm", "LSTM", "Attention"])
         return
     prepared = fp32.with_name("prepared.onnx")
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)

@@ -61,7 +61,7 @@ class _TorchBackend:
         self.input_names = input_names_of(task)
         self.module = ExportedClassifier(task, self.input_names).eval()
         names = getattr(task, "class_names", None)
-        self.classes: list = list(names) if names else list(range(int(task.hparams.num_classes)))
+        self.classes: list = list(names) if names else list(range(int(task.hparams.get("num_classes") or 0)))
         self.image_size = image_size_of(read_checkpoint(path), task)
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
@@ -76,7 +76,7 @@ class _ExportedBackend:
         from .export import onnx_session, read_exported_metadata
 
         metadata = read_exported_metadata(path)
-        self.classes = list(metadata["classes"] or range(metadata["hyperparameters"]["num_classes"]))
+        self.classes = list(metadata.get("classes") or range(metadata["hyperparameters"].get("num_classes") or 0))
         self.image_size = metadata.get("image_size")
         self.input_names = tuple(metadata["inputs"])
         self.session = onnx_session(path, threads) if path.suffix == ".onnx" else None
@@ -115,6 +115,8 @@ class Recognizer:
             self.backend: _TorchBackend | _ExportedBackend = _ExportedBackend(path, threads)
         else:
             self.backend = _TorchBackend(path, threads)
+        if "text_image" in self.backend.input_names:
+            raise InputError(f"{path}: a text recognizer; recognize reads signs (for text: signbridge predict)")
         if "image" in self.backend.input_names and not self.backend.image_size:
             raise InputError(f"{path}: the image size the model was trained at is not recorded in it")
         self.image_size = int(self.backend.image_size or 0)

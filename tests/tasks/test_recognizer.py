@@ -62,3 +62,27 @@ def test_frozen_recognizer_is_frozen_but_passes_gradients(recognizer_checkpoint)
         path = recognizer_checkpoint.with_name("other.ckpt")
         torch.save({"state_dict": {}}, path)
         FrozenRecognizer.from_checkpoint(path)
+
+
+def test_the_recognizer_exports_with_its_charset_and_a_free_width(recognizer_checkpoint, tmp_path):
+    from signbridge.export import export_checkpoint, read_exported_metadata, run_exported
+    from signbridge.recognize import Recognizer
+
+    model = TextRecognizer.load_from_checkpoint(recognizer_checkpoint, weights_only=True).eval()
+    for format, name in (("onnx", "text.onnx"), ("torchscript", "text.pt")):
+        report = export_checkpoint(recognizer_checkpoint, tmp_path / name, format=format)
+        assert report.max_abs_diff < 1e-3 and report.top1_agreement == 1.0, report
+        metadata = read_exported_metadata(report.path)
+        assert metadata["charset"] == model.charset.chars and metadata["height"] == model.model.height
+        # a wider image than the one it was traced with: more timesteps, the same greedy decoding as PyTorch
+        image = torch.rand(3, model.model.in_channels, model.model.height, 200)
+        logits, _ = run_exported(report.path, (image,), ("text_image",))
+        with torch.no_grad():
+            expected = model(image)
+        assert logits.shape == tuple(expected.shape)
+        assert model.charset.decode_greedy(torch.from_numpy(logits)) == model.charset.decode_greedy(expected)
+    int8 = export_checkpoint(recognizer_checkpoint, tmp_path / "text.int8.onnx", quantize="int8")
+    assert read_exported_metadata(int8.path)["quantized"] == "int8"
+    assert int8.size_bytes < (tmp_path / "text.onnx").stat().st_size  # the LSTM and linear weights in 8 bits
+    with pytest.raises(InputError, match="a text recognizer"):
+        Recognizer(tmp_path / "text.onnx")
