@@ -5,12 +5,13 @@ decode (``cv2.imdecode``), landmarks (MediaPipe HandLandmarker, IMAGE mode), pre
 tensors, as ``Recognizer.model_inputs``), model, and total (their sum per frame); median and p95 in milliseconds.
 Model formats: PyTorch eager (through the export wrapper, as ``Recognizer`` runs a checkpoint), PyTorch compiled
 (``torch.compile``), ONNX fp32 and ONNX int8 (onnxruntime, CPU), each with 1 thread and with all cores. With
-``--device cuda`` the model alone is timed on the GPU instead (eager, and ``torch.compile(mode="reduce-overhead")``,
-which replays CUDA graphs). ``--accuracy-root`` adds the test-split accuracy of every format.
+``--device cuda`` the model alone is timed on the GPU instead (eager, and ``torch.compile`` in ``--compile-mode``;
+both modes replay CUDA graphs), in each ``--precision`` (fp32, or bf16 autocast with channels-last weights).
+``--accuracy-root`` adds the test-split accuracy of every format.
 
     python benchmarks/latency.py --checkpoint LANDMARKS.ckpt --checkpoint HYBRID.ckpt \\
         --photos DATA/0 --frames 50 --accuracy-root DATA --landmarks-file digits.npz
-    python benchmarks/latency.py --checkpoint HYBRID.ckpt --device cuda
+    python benchmarks/latency.py --checkpoint HYBRID.ckpt --device cuda --precision fp32 bf16
 """
 
 from __future__ import annotations
@@ -84,12 +85,29 @@ def front_end(frames: list[bytes], image_size: int | None, hand_model: str | Non
     return times, inputs
 
 
-def model_runners(checkpoint: Path, workdir: Path, formats: list[str], threads: int,
-                  device: str) -> tuple[dict, tuple[str, ...]]:
+class Autocast(torch.nn.Module):
+    """Runs a module under bf16 autocast on the GPU (inside the compiled graph when compiled)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *inputs: torch.Tensor):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return self.module(*inputs)
+
+
+def model_runners(checkpoint: Path, workdir: Path, formats: list[str], threads: int, device: str,
+                  precision: str = "fp32", compile_mode: str = "reduce-overhead",
+                  output: str | None = None) -> tuple[dict, tuple[str, ...]]:
     """name -> (run(inputs dict) -> probabilities, file size in bytes or None)."""
     task = load_task(checkpoint)
+    if output:  # the compiler drops the branches the chosen classifier does not read: time a fixed one
+        task.model.output = output
     names = input_names_of(task)
-    wrapper = ExportedClassifier(task, names).eval().to(device)
+    wrapper: torch.nn.Module = ExportedClassifier(task, names).eval().to(device)
+    if precision == "bf16":
+        wrapper = Autocast(wrapper.to(memory_format=torch.channels_last))  # type: ignore[call-overload]
     runners = {}
     torch.set_num_threads(threads)
 
@@ -99,11 +117,12 @@ def model_runners(checkpoint: Path, workdir: Path, formats: list[str], threads: 
                 return module(*(inputs[n].to(device, non_blocking=True) for n in names))[1]
         return run
 
+    suffix = ", bf16" if precision == "bf16" else ""
     if "eager" in formats:
-        runners["pytorch eager"] = (torch_runner(wrapper), checkpoint.stat().st_size)
+        runners[f"pytorch eager{suffix}"] = (torch_runner(wrapper), checkpoint.stat().st_size)
     if "compiled" in formats:
-        mode = "reduce-overhead" if device == "cuda" else None
-        runners[f"pytorch compiled{' (CUDA graphs)' if mode else ''}"] = (
+        mode = compile_mode if device == "cuda" else None
+        runners[f"pytorch compiled{f' ({mode})' if mode else ''}{suffix}"] = (
             torch_runner(torch.compile(wrapper, mode=mode, dynamic=False)), None)
     for name, quantize in (("onnx", None), ("onnx-int8", "int8")):
         if name in formats and device == "cpu":
@@ -168,6 +187,14 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=["eager", "compiled", "onnx", "onnx-int8"])
     parser.add_argument("--threads", nargs="+", default=["1", "all"])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+                        help="GPU only: bf16 runs the model under autocast with channels-last weights")
+    parser.add_argument("--output", choices=["fused", "image", "landmarks", "mean"], default=None,
+                        help="hybrid only: predict with this classifier instead of the one chosen in training "
+                        "(fused and mean run both branches)")
+    parser.add_argument("--compile-mode", choices=["reduce-overhead", "max-autotune"], default="reduce-overhead",
+                        help="GPU only: torch.compile mode (both replay CUDA graphs; max-autotune also searches "
+                        "kernels, which takes minutes)")
     parser.add_argument("--hand-model", default=None)
     parser.add_argument("--accuracy-root", default=None, help="dataset root: add test-split accuracy per format")
     parser.add_argument("--landmarks-file", default=None)
@@ -188,9 +215,12 @@ def main() -> None:
         label = f"{type(task).__name__} ({checkpoint.name})"
         if args.device == "cuda" or not args.photos:  # the model alone, on random inputs of its contract
             inputs = [dict(zip(names, example_inputs(names, size, batch=1, seed=i))) for i in range(200)]
-            for threads in (["all"] if args.device == "cuda" else args.threads):
+            settings = ([("all", p) for p in args.precision] if args.device == "cuda"
+                        else [(t, "fp32") for t in args.threads])
+            for threads, precision in settings:
                 count = cores if threads == "all" else int(threads)
-                runners, _ = model_runners(checkpoint, workdir, args.formats, count, args.device)
+                runners, _ = model_runners(checkpoint, workdir, args.formats, count, args.device, precision,
+                                           args.compile_mode, args.output)
                 for name, (run, file_size) in runners.items():
                     times = time_model(run, inputs, args.device, warmup=30)
                     acc = f"{accuracy(run, checkpoint, names, args, size):.4f}" if args.accuracy_root else "–"
@@ -208,7 +238,7 @@ def main() -> None:
               f"{percentiles(stage_times['preprocess'])} ms (median / p95)", flush=True)
         for threads in args.threads:
             count = cores if threads == "all" else int(threads)
-            runners, names = model_runners(checkpoint, workdir, args.formats, count, "cpu")
+            runners, names = model_runners(checkpoint, workdir, args.formats, count, "cpu", output=args.output)
             for name, (run, file_size) in runners.items():
                 model_times = np.array(time_model(run, inputs, "cpu"))
                 total = front["decode"] + front["landmarks"] + front["preprocess"] + model_times

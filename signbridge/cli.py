@@ -8,6 +8,7 @@
     signbridge ensemble --config configs/sign_landmarks.yaml --seeds 5 --run-dir DIR ...
     signbridge export CKPT --format onnx|torchscript [--quantize int8]
     signbridge recognize SOURCE --model CKPT_OR_ONNX
+    signbridge ui [--models-dir DIR] [--port N]
 """
 
 from __future__ import annotations
@@ -222,9 +223,48 @@ def models_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def ui_command(argv: Sequence[str]) -> int:
+    """``signbridge ui``: the browser app (Streamlit; the ``ui`` extra) on this machine."""
+    import importlib.util
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from .ui.common import CONFIGS_DIR_VARIABLE, MODELS_DIR_VARIABLE
+
+    parser = argparse.ArgumentParser(
+        prog="signbridge ui",
+        description="A browser app to train (fit or tune in the background), predict on photos and compare the "
+        "models of a models folder. Open the address it prints; Ctrl-C stops the app (runs started from it go on).")
+    parser.add_argument("--models-dir", default="runs", help="the models folder: runs, studies and jobs")
+    parser.add_argument("--configs-dir", default="configs", help="configs offered on the Train page")
+    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--address", default="localhost",
+                        help="interface to listen on (0.0.0.0: every interface, e.g. on a remote GPU machine)")
+    args, streamlit_args = parser.parse_known_args(argv)
+    if importlib.util.find_spec("streamlit") is None:
+        raise InputError("signbridge ui needs Streamlit: pip install -e \".[ui]\"")
+    models_dir = Path(args.models_dir)
+    check_folder = models_dir if models_dir.exists() else models_dir.parent
+    if not os.access(check_folder.resolve(), os.W_OK):
+        raise InputError(f"{models_dir}: the models folder is not writable")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, MODELS_DIR_VARIABLE: str(models_dir.resolve()),
+           CONFIGS_DIR_VARIABLE: str(Path(args.configs_dir).resolve())}
+    app = Path(__file__).parent / "ui" / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+               "--server.address", args.address, "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", *streamlit_args]
+    print(f"signbridge ui: models in {models_dir.resolve()}, http://{args.address}:{args.port}", flush=True)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 EXTRA_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "landmarks": landmarks_command, "tune": tune_command, "models": models_command, "cv": cv_command,
-    "ensemble": ensemble_command, "export": export_command, "recognize": recognize_command,
+    "ensemble": ensemble_command, "export": export_command, "recognize": recognize_command, "ui": ui_command,
 }
 assert set(EXTRA_COMMANDS) == set(OTHER_COMMANDS), "name new commands in lightning_cli.OTHER_COMMANDS too"
 

@@ -19,7 +19,7 @@ from .files import check_writable, read_checkpoint
 from .metadata import ModelMetadata
 
 # the commands of ``cli.py`` besides LightningCLI's, named in the help text
-OTHER_COMMANDS = ("landmarks", "tune", "models", "cv", "ensemble", "export", "recognize")
+OTHER_COMMANDS = ("landmarks", "tune", "models", "cv", "ensemble", "export", "recognize", "ui")
 
 
 class SignbridgeCLI(LightningCLI):

@@ -116,6 +116,27 @@ class ModelMetadata(Callback):
         }
         write_json_atomic(best.parent / METADATA_FILE, metadata)
 
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``test --ckpt_path`` of a saved model: its scores, per-class table and confusion matrix go into the
+        ``model.json`` beside the checkpoint (``test``), so the models folder shows how each model tested."""
+        checkpoint = Path(trainer.ckpt_path) if trainer.ckpt_path else None
+        metadata_path = checkpoint.parent / METADATA_FILE if checkpoint is not None else None
+        if not trainer.is_global_zero or metadata_path is None or not metadata_path.is_file():
+            return
+        try:
+            metadata = read_metadata(metadata_path)
+        except InputError:
+            return  # an unreadable model.json is reported by 'models list'; a test must not fail on it
+        datamodule = getattr(trainer, "datamodule", None)
+        metadata["test"] = {
+            "checkpoint": checkpoint.name,  # type: ignore[union-attr]
+            "metrics": {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test_")},
+            "data_root": str(getattr(datamodule, "root", "")) if datamodule is not None else None,
+            **(getattr(pl_module, "test_report", None) or {}),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(metadata_path, metadata)
+
     def _epoch_with(self, monitor: str | None, score: torch.Tensor | float | None) -> int | None:
         """The first epoch of the history that reached the best checkpoint's score (the one ModelCheckpoint kept)."""
         if monitor is None or score is None:
@@ -200,6 +221,12 @@ def checkpoint_of(metadata_path: Path) -> Path:
     return checkpoint
 
 
+def test_accuracy(metadata: dict) -> float | None:
+    """The test accuracy recorded in a model's metadata (``signbridge test`` of its checkpoint), or None."""
+    value = (metadata.get("test") or {}).get("metrics", {}).get("test_acc")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def models_table(models_dir: str | os.PathLike) -> str:
     """The trained models of ``models_dir`` as a text table (the active one marked)."""
     models = find_models(models_dir)
@@ -208,7 +235,7 @@ def models_table(models_dir: str | os.PathLike) -> str:
         active = active_model(models_dir)
     except InputError as error:  # one bad file must not hide the whole folder
         active, notes = None, [f"note: {error}"]
-    header = f"{'#':>3}  {'model':<44}{'task':<22}{'best':<24}{'epochs':>7}  {'created':<20}"
+    header = f"{'#':>3}  {'model':<44}{'task':<22}{'best':<24}{'epochs':>7}{'test acc':>9}  {'created':<20}"
     lines = [header, "-" * len(header)]
     for number, path in enumerate(models, start=1):
         try:
@@ -223,8 +250,10 @@ def models_table(models_dir: str | os.PathLike) -> str:
         marker = "*" if active is not None and path.resolve() == active.resolve() else " "
         run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         name = os.path.relpath(run, models_dir)
+        tested = test_accuracy(meta)
         lines.append(f"{number:>3}{marker} {name:<44}{meta.get('task', '').rsplit('.', 1)[-1]:<22}{best:<24}"
-                     f"{meta.get('epochs', ''):>7}  {str(meta.get('created', ''))[:19]:<20}")
+                     f"{meta.get('epochs', ''):>7}{f'{tested:.4f}' if tested is not None else '-':>9}  "
+                     f"{str(meta.get('created', ''))[:19]:<20}")
     if not models:
         lines.append(f"(no {METADATA_FILE} found below {models_dir})")
     lines.append("* = active: used by 'signbridge predict' when no --ckpt_path is given")

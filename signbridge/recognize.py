@@ -234,12 +234,16 @@ def draw(frame: np.ndarray, recognition: Recognition) -> np.ndarray:
     """The frame (BGR, for OpenCV) with the hand landmarks and the label drawn on it."""
     import cv2
 
+    from .hands.layout import FINGER_CHAINS, PALM_POINTS
+
     image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
     height, width = image.shape[:2]
     for slot in np.flatnonzero(recognition.present):
-        points = (recognition.landmarks[slot, :, :2] + recognition.wrist[slot, :2]) * [width, height]
+        points = ((recognition.landmarks[slot, :, :2] + recognition.wrist[slot, :2]) * [width, height]).astype(int)
+        for chain in (*FINGER_CHAINS, PALM_POINTS):  # the bones of each finger, and the knuckles across the palm
+            cv2.polylines(image, [points[list(chain)].reshape(-1, 1, 2)], False, (255, 255, 255), 2, cv2.LINE_AA)
         for x, y in points:
-            cv2.circle(image, (int(x), int(y)), 3, (0, 255, 0), -1)
+            cv2.circle(image, (int(x), int(y)), 3, (0, 255, 0), -1, cv2.LINE_AA)
     text = f"{recognition.label} {recognition.probability:.2f}" if recognition.label is not None else "no hand"
     cv2.putText(image, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 2)
     return image

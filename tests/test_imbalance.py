@@ -165,8 +165,10 @@ def test_thresholds_round_trip_through_the_checkpoint_and_decide_test_and_predic
     predictions = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).predict(
         ignored, data.test_dataloader())
     assert len({int(p) for batch in predictions for p in batch["predicted"]}) > 1
-    tested = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).test(reloaded, data)
+    tested = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path).test(
+        reloaded, data)
     assert tested[0]["test_acc"] == pytest.approx(1 / 3, abs=0.01)  # every test sample called c
+    assert (tmp_path / "test_per_class.csv").exists()  # in the trainer's folder, not the working directory
 
 
 def test_thresholds_through_the_cli_model_json_and_the_switch_that_ignores_them(tmp_path, digits_subset, digits_cache):

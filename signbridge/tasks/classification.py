@@ -297,6 +297,8 @@ class ClassificationTask(Task):
         rows = per_class_scores(matrix, self.class_names)
         tested = [row["recall"] for row in rows if row["support"]]
         self.log("test_recall_min", min(tested) if tested else 0.0)
+        # read by ModelMetadata, which records the test in the tested model's model.json
+        self.test_report = {"per_class": rows, "confusion": matrix.cpu().tolist()}
         if self.global_rank != 0:
             return
         print(format_per_class(rows))

@@ -1,0 +1,62 @@
+"""Settings and helpers shared by the pages of the browser app (``signbridge ui``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+MODELS_DIR_VARIABLE = "SIGNBRIDGE_UI_MODELS_DIR"
+CONFIGS_DIR_VARIABLE = "SIGNBRIDGE_UI_CONFIGS_DIR"
+PHOTO_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the app reads and writes: the models folder (runs, studies, jobs) and the configs it offers."""
+
+    models_dir: Path
+    configs_dir: Path
+
+
+def settings() -> Settings:
+    """The folders given to ``signbridge ui`` (passed to the app through environment variables)."""
+    return Settings(Path(os.environ.get(MODELS_DIR_VARIABLE, "runs")),
+                    Path(os.environ.get(CONFIGS_DIR_VARIABLE, "configs")))
+
+
+def evaluation_step(config: str, checkpoint: str, run: str) -> list[str]:
+    """``signbridge test`` of a trained model with the config it was trained with; its scores go into the model's
+    ``model.json`` and ``test_per_class.csv`` into its run folder (no new log folder)."""
+    return ["test", "--config", config, "--ckpt_path", checkpoint, "--trainer.logger", "false",
+            "--trainer.default_root_dir", run]
+
+
+def decode_photo(name: str, data: bytes) -> np.ndarray:
+    """An uploaded photo as an ``(H, W, 3)`` uint8 RGB array; an ``InputError`` naming it if it is not an image."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise InputError(f"{name}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class SharedRecognizer:
+    """A ``Recognizer`` shared by the app's sessions: MediaPipe's detector is not safe to call from two threads at
+    once, so calls take turns."""
+
+    def __init__(self, model: Path):
+        from ..recognize import Recognizer
+
+        self.recognizer = Recognizer(model)
+        self.lock = threading.Lock()
+
+    def predict(self, frame: np.ndarray):
+        with self.lock:
+            return self.recognizer.predict(frame)

@@ -1,0 +1,228 @@
+"""Background runs for the browser app: ``signbridge`` commands started detached, with their state on disk.
+
+A job is a folder ``MODELS_DIR/.jobs/<id>/`` holding ``job.json`` (what to run), ``status.json`` (what happened)
+and ``output.log`` (the commands' console output). A small driver process (``python -m signbridge.ui.jobs
+FOLDER``) runs the job's steps one after the other in its own session, so a job outlives the browser tab and the
+app's server; a browser reload finds it again by reading the folder. Stopping a job sends SIGTERM to its command,
+which saves ``last.ckpt`` (``fit``) or the study (``tune``) before it exits, as on the command line.
+
+A step may name the results of the step before it: ``{checkpoint}`` (the best checkpoint of the model that the job
+trained) and ``{run}`` (that model's log folder), so that a job can ``fit`` and then ``test`` what it trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..files import write_json_atomic
+from ..metadata import METADATA_FILE, read_metadata
+
+JOBS_FOLDER = ".jobs"
+STOPPED = 128 + signal.SIGTERM  # the exit code of a signbridge command stopped by SIGTERM
+
+
+@dataclass
+class Job:
+    """A background job: ``spec`` is its ``job.json``, ``status`` its ``status.json`` (empty before it starts)."""
+
+    folder: Path
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.folder.name
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", self.id))
+
+    @property
+    def kind(self) -> str:
+        return str(self.spec.get("kind", "fit"))
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "output.log"
+
+    @property
+    def state(self) -> str:
+        """``starting``, ``running``, ``finished``, ``failed``, ``stopped``, or ``lost`` (its driver died)."""
+        state = self.status.get("state", "starting")
+        if state in ("starting", "running") and not _alive(self.status.get("pid")):
+            started = float(self.spec.get("created", 0))
+            return "starting" if state == "starting" and time.time() - started < 30 else "lost"
+        return state
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running")
+
+    def model_metadata(self) -> Path | None:
+        """The ``model.json`` of the model this job trained (None before its fit has finished)."""
+        return trained_model(Path(self.spec["run_dir"]), float(self.spec.get("created", 0)))
+
+    def log_dir(self) -> Path | None:
+        """The log folder of this job's fit (``RUN_DIR/version_N``), as soon as it exists."""
+        run_dir = Path(self.spec["run_dir"])
+        created = float(self.spec.get("created", 0))
+        versions = [p for p in run_dir.glob("version_*") if p.is_dir() and p.stat().st_mtime >= created - 1]
+        return max(versions, key=lambda p: p.stat().st_mtime, default=None)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the console output; a progress bar redrawn with carriage returns shows its last
+        state."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
+                text = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        shown = [line.rsplit("\r", 1)[-1] for line in text.replace("\r\n", "\n").split("\n")]
+        shown = [line for line in shown if line.strip()]
+        return "\n".join(shown[-lines:])
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a finished child of this process stays a zombie until it is reaped; it is not running
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def trained_model(run_dir: Path, since: float = 0.0) -> Path | None:
+    """The newest ``model.json`` below ``run_dir`` written at or after ``since`` (a time stamp)."""
+    found = [p for p in run_dir.rglob(METADATA_FILE) if p.stat().st_mtime >= since - 1] if run_dir.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def start_job(models_dir: str | os.PathLike, kind: str, name: str, steps: list[list[str]], run_dir: str | os.PathLike,
+              **details: Any) -> Job:
+    """Start ``steps`` (argument lists of ``signbridge``) in the background; returns at once.
+
+    ``run_dir`` is where the job's models are written (a fit's logger folder or a study's run folder); ``details``
+    (max_epochs, trials, ...) are kept in ``job.json`` for the progress display.
+    """
+    folder = Path(models_dir) / JOBS_FOLDER / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder.mkdir(parents=True)
+    spec = {"kind": kind, "name": name, "steps": steps, "run_dir": str(Path(run_dir).resolve()),
+            "created": time.time(), **details}
+    write_json_atomic(folder / "job.json", spec)
+    status = {"state": "starting"}  # before the driver starts: it writes its own status, with its pid
+    write_json_atomic(folder / "status.json", status)
+    with open(folder / "output.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "signbridge.ui.jobs", str(folder)], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,  # not stopped by Ctrl-C on the app's terminal
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return Job(folder, spec, status)
+
+
+def read_job(folder: Path) -> Job | None:
+    """The job in ``folder``; None when its ``job.json`` is missing or unreadable."""
+    try:
+        spec = json.loads((folder / "job.json").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        status = json.loads((folder / "status.json").read_text())
+    except (OSError, ValueError):
+        status = {}
+    return Job(folder, spec, status) if isinstance(spec, dict) and isinstance(status, dict) else None
+
+
+def list_jobs(models_dir: str | os.PathLike) -> list[Job]:
+    """The jobs of a models folder, newest first."""
+    root = Path(models_dir) / JOBS_FOLDER
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []
+    return [job for job in map(read_job, folders) if job is not None]
+
+
+def stop_job(job: Job) -> bool:
+    """Ask a running job to stop (SIGTERM to its driver, which passes it on); False if it was not running."""
+    pid = job.status.get("pid")
+    if not job.running or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the driver: python -m signbridge.ui.jobs FOLDER
+
+
+def _fill(step: list[str], values: dict[str, str]) -> list[str]:
+    return [arg.format(**values) if "{" in arg else arg for arg in step]
+
+
+def run_job(folder: Path) -> int:
+    """Run the steps of the job in ``folder``, recording the state in ``status.json``; the exit code of the last
+    step run."""
+    spec = json.loads((folder / "job.json").read_text())
+    status: dict[str, Any] = {"state": "running", "pid": os.getpid(), "started": time.time(), "step": 0}
+    write_json_atomic(folder / "status.json", status)
+    child: subprocess.Popen | None = None
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    values: dict[str, str] = {}
+    for index, step in enumerate(spec["steps"]):
+        if stopping:
+            break
+        if index:
+            metadata = trained_model(Path(spec["run_dir"]), float(spec["created"]))
+            if metadata is not None:
+                values = {"checkpoint": str(metadata.parent / read_metadata(metadata)["checkpoint"]),
+                          "run": str(metadata.parent.parent)}
+            elif any("{" in arg for arg in step):
+                print(f"signbridge ui: no trained model found in {spec['run_dir']}; step {index + 1} skipped",
+                      flush=True)
+                code = 1
+                break
+        status.update(step=index, command=" ".join(["signbridge", *step]))
+        write_json_atomic(folder / "status.json", status)
+        print(f"$ signbridge {' '.join(_fill(step, values))}", flush=True)
+        child = subprocess.Popen([sys.executable, "-m", "signbridge", *_fill(step, values)],
+                                 stdin=subprocess.DEVNULL)
+        code = child.wait()
+        if code != 0:
+            break
+    stopped = stopping or code == STOPPED
+    status.update(state="stopped" if stopped else "finished" if code == 0 else "failed", returncode=code,
+                  ended=time.time())
+    write_json_atomic(folder / "status.json", status)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_job(Path(sys.argv[1])))

@@ -1,0 +1,1 @@
+"""The pages of the browser app, run by Streamlit (``app.py``)."""

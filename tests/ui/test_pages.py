@@ -1,0 +1,141 @@
+"""Each page of the browser app in Streamlit's headless AppTest, on a real trained model and real photos."""
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import optuna
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from signbridge.metadata import active_model, find_models, read_metadata
+from signbridge.recognize import Recognizer
+from signbridge.ui.jobs import list_jobs
+from tests.conftest import REPO
+from tests.ui.conftest import wait_for
+
+PAGES = REPO / "signbridge" / "ui" / "views"
+
+
+def page(name: str) -> AppTest:
+    app = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=120)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def photo_with_a_hand(models_dir: Path) -> Path:
+    """A training photo of the trained model in which the landmark cache found a hand."""
+    metadata = read_metadata(find_models(models_dir)[0])
+    cache = np.load(metadata["data"]["hyperparameters"]["landmarks_file"], allow_pickle=False)
+    root = Path(metadata["data"]["root"])
+    for path, present in zip(cache["paths"], cache["present"]):
+        if present.any():
+            return root / str(path)
+    raise AssertionError("no photo with a hand in the cache")
+
+
+def upload(path: Path) -> tuple[str, bytes, str]:
+    return path.name, path.read_bytes(), "image/jpeg"
+
+
+def test_predict_shows_the_recognizers_label_top_classes_and_says_when_no_hand(trained_models, app_settings,
+                                                                                   tmp_path, hand_model):
+    app_settings(trained_models)
+    photo = photo_with_a_hand(trained_models)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
+    app = page("predict")
+    app.file_uploader[0].set_value([upload(photo), upload(blank), ("notes.jpg", b"not an image", "image/jpeg")])
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+
+    checkpoint = find_models(trained_models)[0].parent / read_metadata(find_models(trained_models)[0])["checkpoint"]
+    with Recognizer(checkpoint, hand_model) as recognizer:
+        expected = recognizer.predict(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB))
+    assert [s.value for s in app.success] == [f"Sign **{expected.label}** · {expected.probability:.1%}"]
+    table = app.dataframe[0].value
+    assert list(table["class"])[0] == expected.label and len(table) == 4  # 4 classes: all of them
+    assert list(table["probability"]) == sorted(table["probability"], reverse=True)
+    assert any("blank.png: no hand found" in w.value for w in app.warning)
+    assert [e.value for e in app.error] == ["notes.jpg: not a readable image"]
+    drawn = [image.proto.imgs[0].caption for image in app.get("image")]  # with the landmarks of a found hand
+    assert drawn == [photo.name, "blank.png"]
+
+
+def test_predict_without_models_says_where_to_train(app_settings, tmp_path):
+    app_settings(tmp_path / "empty")
+    app = page("predict")
+    assert "No trained sign classifier" in app.info[0].value and not app.file_uploader
+
+
+def test_models_lists_tested_model_activates_compares_and_shows_studies(trained_models, app_settings, tmp_path):
+    models_dir = app_settings(tmp_path / "runs")
+    shutil.copytree(trained_models, models_dir)
+    run = find_models(models_dir)[0].parent.parent
+    shutil.copytree(run, run.parent / "version_9")  # a second model to compare
+    study_dir = models_dir / "search"
+    study_dir.mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{study_dir / 'study.db'}", study_name="search",
+                                direction="maximize", pruner=optuna.pruners.NopPruner())
+    for value, pruned_at in [(0.9, None), (0.4, 2), (0.7, None)]:
+        trial = study.ask({"model.init_args.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+        for epoch in range(pruned_at or 4):
+            trial.report(value * (epoch + 1) / 4, epoch)
+        if pruned_at:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+
+    app = page("models")
+    listing = app.dataframe[0].value
+    assert len(listing) == 2 and set(listing["task"]) == {"LandmarkClassifier"}
+    metadata = read_metadata(find_models(models_dir)[-1])
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["test accuracy"] == f"{metadata['test']['metrics']['test_acc']:.4f}"
+    assert len(app.get("image")) == 1  # the confusion matrix figure
+
+    activate = next(b for b in app.button if b.label == "Activate")
+    activate.click().run()
+    assert active_model(models_dir).resolve() == find_models(models_dir)[-1].resolve()
+    assert list(app.dataframe[0].value["active"]) == [False, True]
+
+    compare = next(m for m in app.multiselect if m.label == "Models")
+    assert len(compare.value) == 2 and len(app.get("vega_lite_chart")) >= 4
+
+    trials = next(d.value for d in app.dataframe if "state" in d.value.columns)
+    assert list(trials["state"]) == ["complete", "pruned", "complete"]
+    assert list(trials["epochs"]) == [4, 2, 4] and "lr" in trials.columns
+    assert any("Best trial 0" in s.value for s in app.success)
+
+
+@pytest.mark.slow
+def test_train_page_starts_a_fit_that_the_models_page_lists(app_settings, tmp_path, digits_subset, digits_cache):
+    models_dir = app_settings(tmp_path / "runs")
+    app = page("train")
+    app.text_input(key="root").set_value("")
+    app.button[0].click().run()  # the form's Start button, without a data root
+    assert "give the data root" in app.error[0].value and not list_jobs(models_dir)
+
+    app.selectbox(key="config").set_value("sign_landmarks.yaml")
+    app.text_input(key="root").set_value(str(digits_subset))
+    app.text_input(key="name").set_value("from the page")
+    app.number_input(key="epochs").set_value(3)
+    app.selectbox(key="accelerator").set_value("cpu")
+    app.text_input(key="more").set_value(f"--data.init_args.landmarks_file {digits_cache} "
+                                         "--data.init_args.batch_size 8 --trainer.enable_progress_bar false")
+    app.button[0].click().run()
+    assert not app.exception and "Started fit 'from_the_page'" in app.success[0].value
+    job = list_jobs(models_dir)[0]
+    finished = wait_for(job, ("finished", "failed", "lost"))
+    assert finished.state == "finished", finished.log_tail(40)
+
+    again = page("train")  # a reload finds the run, its curves and its model
+    assert any("finished" in e.label for e in again.expander)
+    assert any("Model written" in s.value for s in again.success)
+    models = page("models")
+    listing = models.dataframe[0].value
+    assert list(listing["model"]) == ["from_the_page/version_0"] and listing["test_acc"].notna().all()
+    assert json.loads(finished.model_metadata().read_text())["hyperparameters"]["num_classes"] == 4
