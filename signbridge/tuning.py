@@ -264,7 +264,9 @@ def tune(
             resume = ["--ckpt_path", str(last)] if last is not None else []
         overrides = []
         for name, param in space.params.items():
-            overrides += [f"--{name}", json.dumps(param.suggest(trial))]
+            value = param.suggest(trial)
+            # a string goes as it is: JSON quotes would stay part of it for a Literal option ('"focal"')
+            overrides += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
         args = ["fit", *base_args, *overrides, "--trainer.max_epochs", str(max_epochs),
                 "--trainer.default_root_dir", str(trial_dir), "--trainer.enable_progress_bar", "false",
                 "--trainer.enable_model_summary", "false", *resume]

@@ -1,5 +1,6 @@
 """signbridge tune on real data: Optuna studies in SQLite and PostgreSQL, Hyperband pruning, concurrency, resume."""
 
+import json
 import os
 import shutil
 import signal
@@ -90,12 +91,19 @@ def test_tune_prunes_keeps_the_best_checkpoint_and_labels_it(tmp_path, digits_fo
 
 def test_grid_mode_runs_every_combination(tmp_path, digits_folder):
     space = write(tmp_path, "params:\n  model.init_args.units: {low: 32, high: 64, step: 32}\n"
-                            "  model.init_args.lr: {choices: [0.01, 0.001]}\n")
+                            "  model.init_args.loss: {choices: [cross_entropy, focal]}\n")
     study = tune([ATK], space, tmp_path / "grid", trials=None, sampler="grid", max_epochs=1,
                  fit_args=fit_args(digits_folder))
-    combos = {(t.params["model.init_args.units"], t.params["model.init_args.lr"]) for t in study.trials}
-    assert combos == {(32, 0.01), (32, 0.001), (64, 0.01), (64, 0.001)}
+    combos = {(t.params["model.init_args.units"], t.params["model.init_args.loss"]) for t in study.trials}
+    assert combos == {(32, "cross_entropy"), (32, "focal"), (64, "cross_entropy"), (64, "focal")}
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    for trial in study.trials:  # each trial trained with what it was given, strings included (unquoted)
+        config = yaml.safe_load(next(Path(trial.user_attrs["run_dir"]).rglob("config.yaml")).read_text())
+        given = config["model"]["init_args"]
+        assert (given["units"], given["loss"]) == (trial.params["model.init_args.units"],
+                                                   trial.params["model.init_args.loss"])
+    best = json.loads((Path(study.best_trial.user_attrs["checkpoint"]).parent / "model.json").read_text())
+    assert best["hyperparameters"]["loss"] == study.best_trial.params["model.init_args.loss"]
 
 
 def test_a_monitor_never_logged_stops_after_the_first_epoch(tmp_path, digits_folder):
