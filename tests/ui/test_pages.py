@@ -65,6 +65,18 @@ def test_predict_shows_the_recognizers_label_top_classes_and_says_when_no_hand(t
     assert drawn == [photo.name, "blank.png"]
 
 
+def test_predict_from_the_camera(trained_models, app_settings):
+    app_settings(trained_models)
+    photo = photo_with_a_hand(trained_models)
+    app = page("predict")
+    assert not app.camera_input  # only when asked for: a browser asks the user's permission for the camera
+    app.toggle[0].set_value(True).run()
+    app.camera_input[0].set_value(("camera.jpg", photo.read_bytes(), "image/jpeg")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.success) == 1 and app.success[0].value.startswith("Sign **")
+    assert [image.proto.imgs[0].caption for image in app.get("image")] == ["camera.jpg"]
+
+
 def test_predict_without_models_says_where_to_train(app_settings, tmp_path):
     app_settings(tmp_path / "empty")
     app = page("predict")
