@@ -151,3 +151,28 @@ def test_train_page_starts_a_fit_that_the_models_page_lists(app_settings, tmp_pa
     listing = models.dataframe[0].value
     assert list(listing["model"]) == ["from_the_page/version_0"] and listing["test_acc"].notna().all()
     assert json.loads(finished.model_metadata().read_text())["hyperparameters"]["num_classes"] == 4
+
+
+@pytest.mark.slow
+def test_train_page_runs_a_study_that_the_models_page_shows(app_settings, tmp_path, digits_subset, digits_cache):
+    models_dir = app_settings(tmp_path / "runs")
+    app = page("train")
+    app.selectbox(key="config").set_value("sign_landmarks.yaml")
+    app.text_input(key="root").set_value(str(digits_subset))
+    app.radio(key="action").set_value("tune")
+    app.selectbox(key="space").set_value("imbalance_grid_search.yaml")
+    app.number_input(key="trials").set_value(2)
+    app.number_input(key="epochs").set_value(2)
+    app.text_input(key="more").set_value(f"--data.init_args.landmarks_file {digits_cache} --sampler random")
+    app.button[0].click().run()
+    assert not app.exception and "Started tune" in app.success[0].value
+    job = list_jobs(models_dir)[0]
+    assert job.kind == "tune" and job.spec["steps"][0][-2:] == ["--max-epochs", "2"]
+    finished = wait_for(job, ("finished", "failed", "lost"))
+    assert finished.state == "finished", finished.log_tail(40)
+    assert any(p.proto.text == "2 of 2 trials finished" for p in page("train").get("progress"))
+
+    models = page("models")
+    trials = next(d.value for d in models.dataframe if "state" in d.value.columns)
+    assert len(trials) == 2 and set(trials["state"]) == {"complete"} and set(trials["epochs"]) == {2}
+    assert {"lr", "loss", "sampling"} <= set(trials.columns)

@@ -49,7 +49,8 @@ with st.form("start"):
     space_name = right.selectbox("Search space (tune)", [str(p.relative_to(folders.configs_dir)) for p in spaces],
                                  key="space")
     trials = right.number_input("Trials (tune)", min_value=1, value=10, key="trials")
-    epochs = right.number_input("Max epochs (0: the config's)", min_value=0, value=0, key="epochs")
+    epochs = right.number_input("Max epochs (0: the config's or the search space's)", min_value=0, value=0,
+                                key="epochs")
     batch_size = right.number_input("Batch size (0: the config's)", min_value=0, value=0)
     lr = right.number_input("Learning rate (0: the config's)", min_value=0.0, value=0.0, format="%g")
     accelerator = right.selectbox("Accelerator", ["the config's", "cpu", "gpu", "auto"], key="accelerator")
@@ -105,7 +106,8 @@ if start:
             job = start_job(folders.models_dir, "fit", run_name, steps, run_dir, max_epochs=max_epochs)
         else:
             steps = [["tune", *args, "--search-space", str(folders.configs_dir / space_name),
-                      "--run-dir", str(run_dir), "--trials", str(trials)]]
+                      "--run-dir", str(run_dir), "--trials", str(trials)]
+                     + (["--max-epochs", str(epochs)] if epochs else [])]  # a full trial's epochs
             job = start_job(folders.models_dir, "tune", run_name, steps, run_dir, trials=int(trials))
         st.success(f"Started {action} '{run_name}' (job {job.id}); it runs in the background, also if you close "
                    "this page.")
