@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import optuna
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from signbridge.metadata import active_model, find_models, read_metadata
@@ -176,3 +177,21 @@ def test_train_page_runs_a_study_that_the_models_page_shows(app_settings, tmp_pa
     trials = next(d.value for d in models.dataframe if "state" in d.value.columns)
     assert len(trials) == 2 and set(trials["state"]) == {"complete"} and set(trials["epochs"]) == {2}
     assert {"lr", "loss", "sampling"} <= set(trials.columns)
+
+
+def test_train_page_runs_an_uploaded_config(app_settings, tmp_path, digits_subset, digits_cache):
+    models_dir = app_settings(tmp_path / "runs")
+    recipe = yaml.safe_load((REPO / "configs" / "sign_landmarks.yaml").read_text())
+    recipe["trainer"]["max_epochs"] = 2
+    recipe["data"]["init_args"]["landmarks_file"] = str(digits_cache)
+    app = page("train")
+    app.file_uploader[0].set_value(("my_recipe.yaml", yaml.safe_dump(recipe).encode(), "application/x-yaml"))
+    app.text_input(key="root").set_value(str(digits_subset))
+    app.button[0].click().run()
+    assert not app.exception and "Started fit 'my_recipe'" in app.success[0].value
+    job = list_jobs(models_dir)[0]
+    saved = models_dir / ".jobs" / "configs" / "my_recipe.yaml"
+    assert yaml.safe_load(saved.read_text()) == recipe and str(saved) in job.spec["steps"][0]
+    finished = wait_for(job, ("finished", "failed", "lost"))
+    assert finished.state == "finished", finished.log_tail(40)
+    assert read_metadata(finished.model_metadata())["epochs"] == 2
