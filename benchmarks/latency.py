@@ -33,6 +33,7 @@ from signbridge.export import (  # noqa: E402
     ExportedClassifier,
     example_inputs,
     export_checkpoint,
+    image_size_of,
     input_names_of,
     onnx_session,
 )
@@ -209,9 +210,7 @@ def main() -> None:
     for checkpoint in map(Path, args.checkpoint):
         task = load_task(checkpoint)
         names = input_names_of(task)
-        size = (task.hparams.get("image_size")
-                or (read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}).get("image_size"))
-        size = size if "image" in names else None
+        size = image_size_of(read_checkpoint(checkpoint), task) if "image" in names else None
         label = f"{type(task).__name__} ({checkpoint.name})"
         if args.device == "cuda" or not args.photos:  # the model alone, on random inputs of its contract
             inputs = [dict(zip(names, example_inputs(names, size, batch=1, seed=i))) for i in range(200)]

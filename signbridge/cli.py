@@ -230,6 +230,7 @@ def ui_command(argv: Sequence[str]) -> int:
     import subprocess
     from pathlib import Path
 
+    from .files import check_writable
     from .ui.common import CONFIGS_DIR_VARIABLE, MODELS_DIR_VARIABLE
 
     parser = argparse.ArgumentParser(
@@ -245,9 +246,7 @@ def ui_command(argv: Sequence[str]) -> int:
     if importlib.util.find_spec("streamlit") is None:
         raise InputError("signbridge ui needs Streamlit: pip install -e \".[ui]\"")
     models_dir = Path(args.models_dir)
-    check_folder = models_dir if models_dir.exists() else models_dir.parent
-    if not os.access(check_folder.resolve(), os.W_OK):
-        raise InputError(f"{models_dir}: the models folder is not writable")
+    check_writable(models_dir, "folder")  # the app writes its jobs and the active model there
     models_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, MODELS_DIR_VARIABLE: str(models_dir.resolve()),
            CONFIGS_DIR_VARIABLE: str(Path(args.configs_dir).resolve())}

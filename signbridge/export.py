@@ -149,14 +149,13 @@ def export_checkpoint(
     validation samples of its training data (``calibration_root`` / ``landmarks_file`` if it moved)."""
     from . import __version__
     from .files import read_checkpoint
+    from .tasks import TextRecognizer
     from .tasks.base import load_task
 
     checkpoint = Path(checkpoint)
     saved = read_checkpoint(checkpoint)
     task = load_task(checkpoint)
     names = input_names_of(task)
-    from .tasks import TextRecognizer
-
     text = isinstance(task, TextRecognizer)
     size: int | tuple[int, int] | None = (image_size or image_size_of(saved, task)) if "image" in names else None
     if isinstance(task, TextRecognizer):

@@ -32,9 +32,19 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read file ({error.strerror or error})") from error
     if raw.size == 0:
         raise ImageReadError(f"{path}: empty file")
-    image = _decode(raw, cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
+    image = decode_image_rgb(raw)
+    if image is None:
         raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
+    return image
+
+
+def decode_image_rgb(data: bytes | np.ndarray) -> np.ndarray | None:
+    """Encoded image bytes (a file's contents, an upload) as a contiguous ``(H, W, 3)`` uint8 RGB array, with the
+    conversions of ``read_image_rgb``; None when they are not a decodable image."""
+    raw = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+    image = _decode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    if image is None or image.size == 0:
+        return None
     return np.ascontiguousarray(image[:, :, ::-1])
 
 

@@ -119,9 +119,11 @@ class ModelMetadata(Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """``test --ckpt_path`` of a saved model: its scores, per-class table and confusion matrix go into the
         ``model.json`` beside the checkpoint (``test``), so the models folder shows how each model tested."""
-        checkpoint = Path(trainer.ckpt_path) if trainer.ckpt_path else None
-        metadata_path = checkpoint.parent / METADATA_FILE if checkpoint is not None else None
-        if not trainer.is_global_zero or metadata_path is None or not metadata_path.is_file():
+        if not trainer.is_global_zero or not trainer.ckpt_path:
+            return
+        checkpoint = Path(trainer.ckpt_path)
+        metadata_path = checkpoint.parent / METADATA_FILE
+        if not metadata_path.is_file():
             return
         try:
             metadata = read_metadata(metadata_path)
@@ -129,7 +131,7 @@ class ModelMetadata(Callback):
             return  # an unreadable model.json is reported by 'models list'; a test must not fail on it
         datamodule = getattr(trainer, "datamodule", None)
         metadata["test"] = {
-            "checkpoint": checkpoint.name,  # type: ignore[union-attr]
+            "checkpoint": checkpoint.name,
             "metrics": {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test_")},
             "data_root": str(getattr(datamodule, "root", "")) if datamodule is not None else None,
             **(getattr(pl_module, "test_report", None) or {}),
@@ -221,6 +223,12 @@ def checkpoint_of(metadata_path: Path) -> Path:
     return checkpoint
 
 
+def model_name(metadata_path: Path, models_dir: str | os.PathLike) -> str:
+    """A model's name in a models folder: its run folder relative to the folder (``NAME/version_N``)."""
+    run = metadata_path.parent.parent if metadata_path.parent.name == "checkpoints" else metadata_path.parent
+    return os.path.relpath(run, models_dir)
+
+
 def test_accuracy(metadata: dict) -> float | None:
     """The test accuracy recorded in a model's metadata (``signbridge test`` of its checkpoint), or None."""
     value = (metadata.get("test") or {}).get("metrics", {}).get("test_acc")
@@ -248,8 +256,7 @@ def models_table(models_dir: str | os.PathLike) -> str:
         value = meta.get("best", {}).get(monitor)
         best = f"{monitor}={value:.4f}" if isinstance(value, float) else "-"
         marker = "*" if active is not None and path.resolve() == active.resolve() else " "
-        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        name = os.path.relpath(run, models_dir)
+        name = model_name(path, models_dir)
         tested = test_accuracy(meta)
         lines.append(f"{number:>3}{marker} {name:<44}{meta.get('task', '').rsplit('.', 1)[-1]:<22}{best:<24}"
                      f"{meta.get('epochs', ''):>7}{f'{tested:.4f}' if tested is not None else '-':>9}  "

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..imageio import IMAGE_EXTENSIONS, decode_image_rgb
 
 MODELS_DIR_VARIABLE = "SIGNBRIDGE_UI_MODELS_DIR"
 CONFIGS_DIR_VARIABLE = "SIGNBRIDGE_UI_CONFIGS_DIR"
-PHOTO_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"]
+PHOTO_TYPES = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)  # what the uploader accepts
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,10 @@ def evaluation_step(config: str, checkpoint: str, run: str) -> list[str]:
 
 def decode_photo(name: str, data: bytes) -> np.ndarray:
     """An uploaded photo as an ``(H, W, 3)`` uint8 RGB array; an ``InputError`` naming it if it is not an image."""
-    import cv2
-
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    image = decode_image_rgb(data)
     if image is None:
         raise InputError(f"{name}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 class SharedRecognizer:

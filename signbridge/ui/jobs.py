@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_json_atomic
-from ..metadata import METADATA_FILE, read_metadata
+from ..metadata import find_models, read_metadata
 
 JOBS_FOLDER = ".jobs"
 STOPPED = 128 + signal.SIGTERM  # the exit code of a signbridge command stopped by SIGTERM
@@ -110,7 +110,7 @@ def _alive(pid: Any) -> bool:
 
 def trained_model(run_dir: Path, since: float = 0.0) -> Path | None:
     """The newest ``model.json`` below ``run_dir`` written at or after ``since`` (a time stamp)."""
-    found = [p for p in run_dir.rglob(METADATA_FILE) if p.stat().st_mtime >= since - 1] if run_dir.is_dir() else []
+    found = [p for p in find_models(run_dir) if p.stat().st_mtime >= since - 1] if run_dir.is_dir() else []
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 

@@ -10,15 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
-from ..metadata import active_model, find_models, read_metadata, test_accuracy
+from ..metadata import active_model, find_models, model_name, read_metadata, test_accuracy
 
 STUDY_FILE = "study.db"
-
-
-def model_label(metadata_path: Path, models_dir: str | os.PathLike) -> str:
-    """A model's name in the app: its run folder relative to the models folder (``NAME/version_N``)."""
-    run = metadata_path.parent.parent if metadata_path.parent.name == "checkpoints" else metadata_path.parent
-    return os.path.relpath(run, models_dir)
 
 
 def models_frame(models_dir: str | os.PathLike) -> pd.DataFrame:
@@ -31,7 +25,7 @@ def models_frame(models_dir: str | os.PathLike) -> pd.DataFrame:
         active = None
     rows = []
     for path in find_models(models_dir) if Path(models_dir).is_dir() else []:
-        row: dict = {"model": model_label(path, models_dir), "path": str(path)}
+        row: dict = {"model": model_name(path, models_dir), "path": str(path)}
         try:
             meta = read_metadata(path)
         except InputError as error:

@@ -1,6 +1,7 @@
 """Models: the trained models of the models folder, their curves and test scores, activation, comparison, and the
 tuning studies."""
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -126,8 +127,6 @@ with studies:
     if not found:
         st.info(f"No tuning study (study.db of 'signbridge tune') below {folders.models_dir}.")
     else:
-        import os
-
         study_file = st.selectbox("Study", found, format_func=lambda p: os.path.relpath(p, folders.models_dir))
         for study in load_studies(study_file):
             st.subheader(f"{study.study_name} ({study.direction.name.lower()})")

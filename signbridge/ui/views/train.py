@@ -9,7 +9,7 @@ import yaml
 
 from signbridge.ui.common import evaluation_step, settings
 from signbridge.ui.jobs import JOBS_FOLDER, list_jobs, start_job, stop_job
-from signbridge.ui.runs import scalars_frame
+from signbridge.ui.runs import STUDY_FILE, load_studies, scalars_frame
 
 folders = settings()
 
@@ -27,8 +27,9 @@ def find_configs(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """Recipes (a model and data), partial configs to add to one (e.g. trainer/gpu.yaml) and search spaces."""
     files = sorted(root.rglob("*.yaml")) if root.is_dir() else []
     spaces = [f for f in files if f.stem.endswith("_search")]
-    recipes = [f for f in files if f not in spaces and "model" in read_yaml(f) and "data" in read_yaml(f)]
-    partial = [f for f in files if f not in spaces and f not in recipes]
+    others = [f for f in files if f not in spaces]
+    recipes = [f for f in others if {"model", "data"} <= read_yaml(f).keys()]
+    partial = [f for f in others if f not in recipes]
     return recipes, partial, spaces
 
 
@@ -119,16 +120,15 @@ def show_job(job) -> None:
     icon = {"running": "⏳", "starting": "⏳", "finished": "✅", "failed": "❌", "stopped": "⏹️", "lost": "❔"}[state]
     with st.expander(f"{icon} {job.kind} · {job.name} · {state}", expanded=job.running):
         st.caption(f"job {job.id} · {job.spec['run_dir']}")
-        frame = scalars_frame(job.log_dir()) if job.kind == "fit" and job.log_dir() else None
+        log_dir = job.log_dir() if job.kind == "fit" else None
+        frame = scalars_frame(log_dir) if log_dir is not None else None
         if job.kind == "fit" and job.spec.get("max_epochs"):
             done = 0 if frame is None or frame.empty else int(frame.index.max()) + 1
             total = int(job.spec["max_epochs"])
             st.progress(min(done / total, 1.0), text=f"epoch {done} of at most {total}")
         if job.kind == "tune":
-            study = Path(job.spec["run_dir"]) / "study.db"
+            study = Path(job.spec["run_dir"]) / STUDY_FILE
             if study.exists():
-                from signbridge.ui.runs import load_studies
-
                 finished = sum(t.state.is_finished() for s in load_studies(study) for t in s.trials)
                 total = int(job.spec.get("trials") or 1)
                 st.progress(min(finished / total, 1.0), text=f"{finished} of {total} trials finished")
