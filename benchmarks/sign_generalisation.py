@@ -13,7 +13,7 @@ flags, standardised per feature, two hidden layers of 256, AdamW 1e-3, 300 epoch
         -- --config configs/trainer/gpu.yaml
     # a smaller dataset simulated from a larger one: --train-per-class 20
 
-A variant is a name, optionally with init-argument overrides: ``hybrid:fusion=concat,modality_dropout=0``.
+A variant is a name, optionally with init-argument overrides: ``hybrid:net.fusion=concat,net.modality_dropout=0``.
 Arguments after ``--`` go to every ``signbridge fit`` of a variant that reads images (``landmarks`` runs its own
 config on the CPU as it is, apart from the split). Results are appended to ``RUN_DIR/results.jsonl`` (a rerun
 skips finished jobs) and summarised as mean +- std over the folds.
@@ -43,9 +43,9 @@ from signbridge.tasks import HybridSignClassifier, LandmarkClassifier  # noqa: E
 HYBRID = ("configs/sign_digits_hybrid.yaml",)
 CONFIGS = {
     "hybrid": (HYBRID, {}),
-    "image": (HYBRID, {"inputs": "image"}),
+    "image": (HYBRID, {"net.inputs": "image"}),
     "landmarks": (("configs/sign_landmarks.yaml",), {}),
-    "hybrid_landmarks": (HYBRID, {"inputs": "landmarks"}),
+    "hybrid_landmarks": (HYBRID, {"net.inputs": "landmarks"}),
     "progressive": ((*HYBRID, "configs/sign_digits_progressive.yaml"), {}),
 }
 
@@ -95,7 +95,7 @@ def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.n
     """Labels, predictions and hand presence on the test fold, and the test accuracy of each classifier of a
     hybrid."""
     task_class = LandmarkClassifier if base == "landmarks" else HybridSignClassifier
-    model = task_class.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
+    model = task_class.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
     data_class = LandmarkDataModule if base == "landmarks" else SignDataModule
     extra = {} if base == "landmarks" else {"image_size": args.image_size}
     data = data_class(args.root, landmarks_file=args.landmarks_file, num_folds=args.folds, fold=fold,
@@ -125,7 +125,7 @@ def baseline_predictions(args, fold: int, seed: int) -> tuple[np.ndarray, np.nda
     from torch import nn
 
     data = LandmarkDataModule(args.root, landmarks_file=args.landmarks_file, num_folds=args.folds, fold=fold,
-                              split_seed=args.split_seed, train_per_class=args.train_per_class, augment=False)
+                              split_seed=args.split_seed, train_per_class=args.train_per_class, augment=None)
     data.prepare_data()
     data.setup("fit")
     data.setup("test")

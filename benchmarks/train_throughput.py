@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from signbridge.models import HybridSignNetConfig
 from signbridge.tasks import HybridSignClassifier
 
 
@@ -127,7 +128,8 @@ def main() -> None:
 
     def task(compiled: bool) -> HybridSignClassifier:
         torch.manual_seed(0)
-        return HybridSignClassifier(10, backbone=args.backbone, channels_last=True, compile=compiled)
+        return HybridSignClassifier(10, HybridSignNetConfig(backbone=args.backbone), channels_last=True,
+                                    compile=compiled)
 
     if args.sync_debug:
         import warnings

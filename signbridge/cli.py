@@ -14,15 +14,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
+import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from .errors import InputError
 from .lightning_cli import OTHER_COMMANDS, SignbridgeCLI, run_cli
+
+
+def _command_parser(command: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"signbridge {command}", description=description)
 
 
 def landmarks_command(argv: Sequence[str]) -> int:
@@ -31,11 +40,9 @@ def landmarks_command(argv: Sequence[str]) -> int:
     from .hands.cache import extract_landmarks
     from .hands.detect import DetectorSettings
 
-    parser = argparse.ArgumentParser(
-        prog="signbridge landmarks",
-        description="Detect hand landmarks in a folder-per-class image dataset and write the landmark cache (.npz). "
-        "Resumable: rerun the same command after an interruption.",
-    )
+    parser = _command_parser(
+        "landmarks", "Detect hand landmarks in a folder-per-class image dataset and write the landmark cache (.npz). "
+        "Resumable: rerun the same command after an interruption.")
     parser.add_argument("root", help="dataset folder: ROOT/<class>/<image>")
     parser.add_argument("--output", "-o", required=True, help="cache file to write (.npz)")
     parser.add_argument("--model-path",
@@ -64,12 +71,10 @@ def tune_command(argv: Sequence[str]) -> int:
     """``signbridge tune``: run or resume an Optuna study over a config (see ``tuning.tune``)."""
     from .tuning import summary, trials_table, tune
 
-    parser = argparse.ArgumentParser(
-        prog="signbridge tune",
-        description="Search hyperparameters of any signbridge config with Optuna. Arguments it does not know are "
+    parser = _command_parser(
+        "tune", "Search hyperparameters of any signbridge config with Optuna. Arguments it does not know are "
         "passed to 'signbridge fit' (e.g. --data.init_args.root DATA). Rerun the same command to resume; run it in "
-        "several processes (one per GPU, or on several machines with --storage URL) to work on one study together.",
-    )
+        "several processes (one per GPU, or on several machines with --storage URL) to work on one study together.")
     parser.add_argument("--config", "-c", action="append", required=True, help="signbridge config (repeatable)")
     parser.add_argument("--search-space", required=True, help="YAML naming init args and their choices/ranges")
     parser.add_argument("--run-dir", required=True, help="folder for the trials (and the default SQLite study)")
@@ -96,10 +101,10 @@ def tune_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def _repeated_runs_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description + " Arguments it does not know are passed "
-                                     "to every 'signbridge fit' (e.g. --data.init_args.root DATA). Rerun the same "
-                                     "command to continue after an interruption.")
+def _repeated_runs_parser(command: str, description: str) -> argparse.ArgumentParser:
+    parser = _command_parser(command, description + " Arguments it does not know are passed to every 'signbridge "
+                             "fit' (e.g. --data.init_args.root DATA). Rerun the same command to continue after an "
+                             "interruption.")
     parser.add_argument("--config", "-c", action="append", required=True, help="signbridge config (repeatable)")
     parser.add_argument("--run-dir", required=True, help="folder for the runs and results.jsonl")
     return parser
@@ -110,7 +115,7 @@ def cv_command(argv: Sequence[str]) -> int:
     from .experiments import cross_validate, summary_table
 
     parser = _repeated_runs_parser(
-        "signbridge cv", "Train and test a config on every fold of a stratified k-fold split (each fold is the test "
+        "cv", "Train and test a config on every fold of a stratified k-fold split (each fold is the test "
         "split once; validation is data.init_args.val_fraction of the rest) and report mean ± std.")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--fold-list", type=int, nargs="+", default=None, help="only these folds (default: all)")
@@ -125,7 +130,7 @@ def ensemble_command(argv: Sequence[str]) -> int:
     from .experiments import summary_table, train_seeds
 
     parser = _repeated_runs_parser(
-        "signbridge ensemble", "Train a config with N seeds on the same split, test each, then test the ensemble of "
+        "ensemble", "Train a config with N seeds on the same split, test each, then test the ensemble of "
         "their best checkpoints (EnsembleClassifier: mean of probabilities, or weights fitted on validation).")
     parser.add_argument("--seeds", type=int, default=5, help="number of members")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST .. FIRST+N-1")
@@ -140,11 +145,8 @@ def ensemble_command(argv: Sequence[str]) -> int:
 
 def export_command(argv: Sequence[str]) -> int:
     """``signbridge export CKPT``: a classifier as ONNX or TorchScript, checked against PyTorch (``export.py``)."""
-    from .export import export_checkpoint
-
-    parser = argparse.ArgumentParser(
-        prog="signbridge export",
-        description="Export a trained classifier (hybrid, landmark-only or CNN) with its class names and input "
+    parser = _command_parser(
+        "export", "Export a trained classifier (hybrid, landmark-only or CNN) with its class names and input "
         "contract in the file's metadata; the exported file is run once against PyTorch and the difference printed.")
     parser.add_argument("checkpoint", help="a checkpoint of signbridge fit")
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
@@ -158,6 +160,8 @@ def export_command(argv: Sequence[str]) -> int:
     parser.add_argument("--image-size", type=int, default=None,
                         help="the image side the model was trained at (default: read from the checkpoint)")
     args = parser.parse_args(argv)
+    from .export import export_checkpoint  # after parsing: --help does not wait for torch and onnx
+
     report = export_checkpoint(args.checkpoint, args.output, args.format, args.quantize, args.image_size,
                                calibration_root=args.calibration_root, landmarks_file=args.landmarks_file)
     print(report.format_lines())
@@ -166,14 +170,8 @@ def export_command(argv: Sequence[str]) -> int:
 
 def recognize_command(argv: Sequence[str]) -> int:
     """``signbridge recognize SOURCE --model PATH``: the sign in each frame of a photo, folder, video or camera."""
-    import contextlib
-    import os
-
-    from .recognize import Recognizer, recognize_source, source_kind
-
-    parser = argparse.ArgumentParser(
-        prog="signbridge recognize",
-        description="Recognise signs with a trained model: MediaPipe hand landmarks, then the model, for every frame "
+    parser = _command_parser(
+        "recognize", "Recognise signs with a trained model: MediaPipe hand landmarks, then the model, for every frame "
         "of an image, a folder of images, a video file or a camera (an index such as 0). One JSON line per frame "
         "(label, probability, hands found, milliseconds per stage) on stdout or in --output.")
     parser.add_argument("source", help="image file, folder, video file or camera index")
@@ -187,6 +185,8 @@ def recognize_command(argv: Sequence[str]) -> int:
     parser.add_argument("--show", action="store_true", help="draw the landmarks and the label in a window "
                         "(needs a display; Esc or q stops)")
     args = parser.parse_args(argv)
+    from .recognize import Recognizer, recognize_source, source_kind  # after parsing: a quick --help
+
     kind = source_kind(args.source)
     show = args.show and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if args.show and not show:
@@ -205,7 +205,7 @@ def models_command(argv: Sequence[str]) -> int:
     """``signbridge models list|show|activate``: the trained models of a models folder."""
     from .metadata import activate_model, models_table, read_metadata, resolve_model
 
-    parser = argparse.ArgumentParser(prog="signbridge models", description="Trained models in a models folder.")
+    parser = _command_parser("models", "Trained models in a models folder.")
     commands = parser.add_subparsers(dest="action", required=True)
     commands.add_parser("list", help="a table of the models below DIR").add_argument("dir")
     for action, text in (("show", "one model's metadata"), ("activate", "the model predict uses by default")):
@@ -225,17 +225,11 @@ def models_command(argv: Sequence[str]) -> int:
 
 def ui_command(argv: Sequence[str]) -> int:
     """``signbridge ui``: the browser app (Streamlit; the ``ui`` extra) on this machine."""
-    import importlib.util
-    import os
-    import subprocess
-    from pathlib import Path
-
     from .files import check_writable
     from .ui.common import CONFIGS_DIR_VARIABLE, MODELS_DIR_VARIABLE
 
-    parser = argparse.ArgumentParser(
-        prog="signbridge ui",
-        description="A browser app to train (fit or tune in the background), predict on photos and compare the "
+    parser = _command_parser(
+        "ui", "A browser app to train (fit or tune in the background), predict on photos and compare the "
         "models of a models folder. Open the address it prints; Ctrl-C stops the app (runs started from it go on).")
     parser.add_argument("--models-dir", default="runs", help="the models folder: runs, studies and jobs")
     parser.add_argument("--configs-dir", default="configs", help="configs offered on the Train page")

@@ -81,7 +81,7 @@ def input_names_of(task) -> tuple[str, ...]:
     if isinstance(task, LandmarkClassifier):
         return ("landmarks", "present", "aspect")
     if isinstance(task, HybridSignClassifier):
-        inputs = task.hparams.inputs
+        inputs = task.model.inputs
         return {"both": ("image", "landmarks", "present", "aspect"), "image": ("image",),
                 "landmarks": ("landmarks", "present", "aspect")}[inputs]
     if isinstance(task, ATKClassifier):

@@ -11,6 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import InputError
+from ..hparams import save_plain_hyperparameters
 from .splits import stratified_split
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class SplitDataModule(L.LightningDataModule):
     ):
         super().__init__()
         # collects the arguments of every __init__ on the way here, the subclass's included
-        self.save_hyperparameters()
+        save_plain_hyperparameters(self)
         self.root = Path(root)
         if not self.root.is_dir():  # before the trainer starts, not after minutes of set-up
             raise InputError(f"{root}: the data root is not a folder (data.init_args.root)")

@@ -86,14 +86,8 @@ class SignDataModule(ClassificationDataModule):
         image_size: side of the square images (photos are resized, not cropped, so no finger is cut off); the
             model normalises them.
         interpolation: resize interpolation (``bicubic``, ``bilinear``, ...).
-        augment: apply ``HandAugment`` to the training split.
-        flip_prob: see ``HandAugment``.
-        max_rotation_degrees: see ``HandAugment``.
-        zoom: see ``HandAugment``.
-        contrast: see ``HandAugment``.
-        brightness: see ``HandAugment``.
-        landmark_stretch: see ``HandAugment``.
-        landmark_jitter: see ``HandAugment``.
+        augment: the augmentation of the training split (``HandAugment``; None: none), e.g.
+            ``augment: {max_rotation_degrees: 20}`` in a config.
         predict_root: folder of images (any layout) for ``predict``.
         extraction_workers: processes for landmark extraction (default: all cores; 0 runs MediaPipe in this
             process, which is unsafe once it has trained a model: see ``HandDetector``).
@@ -111,14 +105,7 @@ class SignDataModule(ClassificationDataModule):
         hand_model: str | None = None,
         image_size: int = 224,
         interpolation: str = "bicubic",
-        augment: bool = True,
-        flip_prob: float = 0.0,
-        max_rotation_degrees: float = 15.0,
-        zoom: float = 0.15,
-        contrast: float = 0.2,
-        brightness: float = 0.2,
-        landmark_stretch: float = 0.1,
-        landmark_jitter: float = 0.0,
+        augment: HandAugment | None = HandAugment(),
         predict_root: str | None = None,
         extraction_workers: int | None = None,
         min_hand_detection_confidence: float = 0.5,
@@ -130,10 +117,7 @@ class SignDataModule(ClassificationDataModule):
             min_hand_detection_confidence=min_hand_detection_confidence,
             min_hand_presence_confidence=min_hand_presence_confidence,
         )
-        self.augmenter = (
-            HandAugment(flip_prob, max_rotation_degrees, zoom, contrast, brightness, landmark_stretch, landmark_jitter)
-            if augment else None
-        )
+        self.augmenter = HandAugment(**self.hparams.augment) if self.hparams.augment is not None else None
 
     load_images = True
 
@@ -211,8 +195,8 @@ class LandmarkDataModule(SignDataModule):
 
     Photos without a detected hand stay in every split (their landmarks are zeros): a landmark-only model's accuracy
     is then comparable with a hybrid's on the same test split. The arguments are ``SignDataModule``'s; those about
-    pixels (``image_size``, ``interpolation``, ``zoom``, ``contrast``, ``brightness``) have no effect, and
-    ``max_rotation_degrees``, ``landmark_stretch`` and ``landmark_jitter`` augment the training landmarks.
+    pixels (``image_size``, ``interpolation``, and ``augment``'s ``zoom``, ``contrast`` and ``brightness``) have no
+    effect, and ``augment``'s rotation, stretch and jitter augment the training landmarks.
     ``configs/sign_landmarks.yaml`` sets loader settings fit for tensors in memory (no worker processes).
     """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import InterpolationMode
@@ -11,6 +12,7 @@ from torchvision.transforms.v2 import functional as F
 from ..hands.layout import NUM_COORDS, PALM_POINTS, WRIST, flip_landmarks
 
 
+@dataclass(frozen=True)
 class HandAugment:
     """Augmentation of a square image and its wrist-relative landmarks together (or of landmarks alone).
 
@@ -18,35 +20,24 @@ class HandAugment:
     the landmark vectors exactly as they move the pixels; contrast and brightness touch the image only; stretch and
     jitter touch the landmarks only (see ``random_stretch_jitter``). The defaults were chosen by measurement
     (``docs/hybrid.md``): flips are off because they turn a right-hand sign into a left-hand one, which hurt on a
-    one-handed dataset, and the rotation is +-15 degrees.
-
-    Args:
-        flip_prob: probability of a horizontal flip.
-        max_rotation_degrees: rotation drawn uniformly from +-this.
-        zoom: scale drawn uniformly from ``[1 - zoom, 1 + zoom]``.
-        contrast: contrast factor drawn from ``[1 - contrast, 1 + contrast]``.
-        brightness: brightness factor drawn from ``[1 - brightness, 1 + brightness]``.
-        landmark_stretch: per-axis landmark scale drawn from ``[1 - stretch, 1 + stretch]``.
-        landmark_jitter: standard deviation of per-point landmark noise, in palm sizes.
+    one-handed dataset, and the rotation is +-15 degrees. In a config it is the ``augment`` argument of
+    ``SignDataModule`` (``--data.init_args.augment.zoom 0.2``; ``augment: null`` turns augmentation off).
     """
 
-    def __init__(
-        self,
-        flip_prob: float = 0.0,
-        max_rotation_degrees: float = 15.0,
-        zoom: float = 0.15,
-        contrast: float = 0.2,
-        brightness: float = 0.2,
-        landmark_stretch: float = 0.1,
-        landmark_jitter: float = 0.0,
-    ):
-        self.flip_prob = flip_prob
-        self.max_rotation_degrees = max_rotation_degrees
-        self.zoom = zoom
-        self.contrast = contrast
-        self.brightness = brightness
-        self.landmark_stretch = landmark_stretch
-        self.landmark_jitter = landmark_jitter
+    flip_prob: float = 0.0
+    """Probability of a horizontal flip."""
+    max_rotation_degrees: float = 15.0
+    """Rotation drawn uniformly from +-this."""
+    zoom: float = 0.15
+    """Scale drawn uniformly from ``[1 - zoom, 1 + zoom]``."""
+    contrast: float = 0.2
+    """Contrast factor drawn from ``[1 - contrast, 1 + contrast]`` (images only)."""
+    brightness: float = 0.2
+    """Brightness factor drawn from ``[1 - brightness, 1 + brightness]`` (images only)."""
+    landmark_stretch: float = 0.1
+    """Per-axis landmark scale drawn from ``[1 - stretch, 1 + stretch]``."""
+    landmark_jitter: float = 0.0
+    """Standard deviation of per-point landmark noise, in palm sizes."""
 
     def __call__(
         self, image: torch.Tensor | None, landmarks: torch.Tensor, present: torch.Tensor

@@ -2,10 +2,18 @@
 
 from .atk import ATKCNN
 from .crnn import CRNN
-from .hybrid import CrossAttentionFusion, HybridSignNet, ImageNet, LandmarkNet, SpatialAttention
+from .hybrid import (
+    CrossAttentionFusion,
+    HybridSignNet,
+    HybridSignNetConfig,
+    ImageNet,
+    LandmarkNet,
+    LandmarkNetConfig,
+    SpatialAttention,
+)
 from .landmarks import HandMLP, LandmarkEncoder, PointAttention, normalize_hands
 from .restoration import PatchDiscriminator, RestorationGenerator
 
-__all__ = ["ATKCNN", "CRNN", "CrossAttentionFusion", "HandMLP", "HybridSignNet", "ImageNet", "LandmarkEncoder",
-           "LandmarkNet", "PatchDiscriminator", "PointAttention", "RestorationGenerator", "SpatialAttention",
-           "normalize_hands"]
+__all__ = ["ATKCNN", "CRNN", "CrossAttentionFusion", "HandMLP", "HybridSignNet", "HybridSignNetConfig", "ImageNet",
+           "LandmarkEncoder", "LandmarkNet", "LandmarkNetConfig", "PatchDiscriminator", "PointAttention",
+           "RestorationGenerator", "SpatialAttention", "normalize_hands"]

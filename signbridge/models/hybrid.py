@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import timm
@@ -68,6 +69,24 @@ def classifier_head(in_features: int, num_classes: int, dropout: float) -> nn.Se
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
 
 
+@dataclass(frozen=True)
+class LandmarkNetConfig:
+    """The architecture of a ``LandmarkNet``, the landmark-only classifier and the hybrid's landmark branch.
+
+    In a config it is the ``net`` argument of ``LandmarkClassifier`` and ``net.landmarks`` of
+    ``HybridSignClassifier``.
+    """
+
+    encoder: LandmarkEncoderKind = "mlp"
+    """``mlp`` (whole-hand MLP) or ``attention`` (self-attention over the 42 points); see ``LandmarkEncoder``."""
+    rotate_hands: bool = False
+    """Normalise each hand's in-plane rotation."""
+    use_geometry: bool = False
+    """Add the 68 geometric hand features (distances, joint angles, palm normal, openness)."""
+    dropout: float = 0.3
+    """Dropout before the classifier."""
+
+
 class LandmarkNet(nn.Module):
     """Landmark-only classifier: ``LandmarkEncoder`` (hand normalisation + encoder) -> dropout -> linear.
 
@@ -76,54 +95,34 @@ class LandmarkNet(nn.Module):
 
     Args:
         num_classes: number of classes.
-        encoder: ``mlp`` (whole-hand MLP) or ``attention`` (self-attention over the 42 points).
-        rotate_hands: normalise each hand's in-plane rotation.
-        use_geometry: add the 68 geometric hand features (distances, joint angles, palm normal, openness).
+        config: the architecture (default: ``LandmarkNetConfig()``).
         dim: feature width.
-        dropout: dropout before the classifier.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        encoder: LandmarkEncoderKind = "mlp",
-        rotate_hands: bool = False,
-        use_geometry: bool = False,
-        dim: int = 256,
-        dropout: float = 0.3,
-    ):
+    def __init__(self, num_classes: int, config: LandmarkNetConfig | None = None, dim: int = 256):
         super().__init__()
-        self.encoder = LandmarkEncoder(encoder, dim, rotate=rotate_hands)
+        config = config or LandmarkNetConfig()
+        self.encoder = LandmarkEncoder(config.encoder, dim, rotate=config.rotate_hands)
         self.geometry = (
             nn.Sequential(nn.LayerNorm(GEOMETRY_FEATURES), nn.Linear(GEOMETRY_FEATURES, GEOMETRY_DIM), nn.GELU())
-            if use_geometry else None
+            if config.use_geometry else None
         )
-        self.num_features = dim + (GEOMETRY_DIM if use_geometry else 0)
-        self.head = classifier_head(self.num_features, num_classes, dropout)
+        self.num_features = dim + (GEOMETRY_DIM if config.use_geometry else 0)
+        self.head = classifier_head(self.num_features, num_classes, config.dropout)
 
-    def forward_features(
-        self,
-        landmarks: torch.Tensor,
-        present: torch.Tensor,
-        aspect: torch.Tensor | None = None,
-        geometry: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_features(self, landmarks: torch.Tensor, present: torch.Tensor,
+                         aspect: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pooled feature ``(B, num_features)``, hand tokens ``(B, T, dim)`` and their validity ``(B, T)``."""
         feature, tokens, valid = self.encoder(landmarks, present, aspect)
         if self.geometry is not None:
-            geometry = hand_geometry(landmarks, present) if geometry is None else geometry
+            geometry = hand_geometry(landmarks, present)
             feature = torch.cat([feature, self.geometry(geometry.to(feature.dtype))], dim=1)
         return feature, tokens, valid
 
-    def forward(
-        self,
-        landmarks: torch.Tensor,
-        present: torch.Tensor,
-        aspect: torch.Tensor | None = None,
-        geometry: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, landmarks: torch.Tensor, present: torch.Tensor,
+                aspect: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits ``(B, num_classes)``."""
-        return self.head(self.forward_features(landmarks, present, aspect, geometry)[0])
+        return self.head(self.forward_features(landmarks, present, aspect)[0])
 
 
 class ImageNet(nn.Module):
@@ -138,12 +137,13 @@ class ImageNet(nn.Module):
         spatial_attention: gate the backbone feature map.
         dim: token width.
         drop_path_rate: stochastic depth of the backbone.
-        dropout: dropout before the classifier.
+        dropout: dropout before the image classifier.
     """
 
     def __init__(
         self,
         num_classes: int,
+        *,
         backbone: str = "tf_efficientnetv2_s",
         pretrained: bool = False,
         weights_path: str | None = None,
@@ -189,6 +189,42 @@ class ImageNet(nn.Module):
         return self.head(self.forward_tokens(image).mean(1))
 
 
+@dataclass(frozen=True)
+class HybridSignNetConfig:
+    """The architecture of a ``HybridSignNet``: everything but its number of classes.
+
+    In a config it is the ``net`` argument of ``HybridSignClassifier`` (``--model.init_args.net.fusion late``).
+    """
+
+    backbone: str = "tf_efficientnetv2_s"
+    """timm model name of the image branch (``test_efficientnet`` is a tiny one for tests)."""
+    pretrained: bool = False
+    """Load the backbone's pretrained weights (downloaded by timm, or ``weights_path``)."""
+    weights_path: str | None = None
+    """Local file of backbone weights (nothing is downloaded)."""
+    inputs: Inputs = "both"
+    """``both``, or one branch alone (its own classifier is then the prediction): the ablations."""
+    fusion: Fusion = "concat"
+    """``concat``, ``cross_attention`` or ``late`` (no fusion head)."""
+    spatial_attention: bool = True
+    """Gate the backbone feature map with a per-position weight."""
+    landmarks: LandmarkNetConfig = LandmarkNetConfig()
+    """The landmark branch (``encoder``, ``rotate_hands``, ``use_geometry``, ``dropout``)."""
+    embed_dim: int = 256
+    """Token and pooled-feature width of both branches."""
+    num_heads: int = 4
+    """Attention heads of the cross-attention fusion (key dim = embed_dim / num_heads)."""
+    drop_path_rate: float = 0.0
+    """Stochastic depth of the backbone."""
+    modality_dropout: float = 0.2
+    """Share of training samples whose image or landmark feature (never both) the fusion head does not see."""
+
+    def __post_init__(self):
+        # from a checkpoint's hyperparameters the branch arrives as a dict
+        if isinstance(self.landmarks, dict):
+            object.__setattr__(self, "landmarks", LandmarkNetConfig(**self.landmarks))
+
+
 class HybridSignNet(nn.Module):
     """Image + hand-landmark classifier: an ``ImageNet`` branch and a ``LandmarkNet`` branch, fused.
 
@@ -210,45 +246,19 @@ class HybridSignNet(nn.Module):
 
     Args:
         num_classes: number of classes.
-        backbone: timm model name of the image branch.
-        pretrained: load the backbone's pretrained weights (timm's source, or ``weights_path``).
-        weights_path: local file of backbone weights (nothing is downloaded).
-        inputs: ``both``, or one branch alone (its own classifier is then the prediction).
-        fusion: ``concat``, ``cross_attention`` or ``late``.
-        landmark_encoder: ``mlp`` or ``attention`` (see ``LandmarkEncoder``).
-        rotate_hands: normalise each hand's in-plane rotation.
-        spatial_attention: gate the backbone feature map.
-        use_geometry: geometric hand features in the landmark branch.
-        embed_dim: token and pooled-feature width of both branches.
-        num_heads: attention heads (key dim = embed_dim / num_heads).
-        drop_path_rate: stochastic depth of the backbone.
-        modality_dropout: see above.
+        config: the architecture (default: ``HybridSignNetConfig()``), e.g.
+            ``HybridSignNet(10, HybridSignNetConfig(fusion="cross_attention"))``.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: str = "tf_efficientnetv2_s",
-        pretrained: bool = False,
-        weights_path: str | None = None,
-        inputs: Inputs = "both",
-        fusion: Fusion = "concat",
-        landmark_encoder: LandmarkEncoderKind = "mlp",
-        rotate_hands: bool = False,
-        spatial_attention: bool = True,
-        use_geometry: bool = False,
-        embed_dim: int = 256,
-        num_heads: int = 4,
-        drop_path_rate: float = 0.0,
-        modality_dropout: float = 0.0,
-    ):
+    def __init__(self, num_classes: int, config: HybridSignNetConfig | None = None):
         super().__init__()
-        self.inputs = inputs
-        self.fusion_mode = fusion
-        self.modality_dropout = modality_dropout
+        config = config or HybridSignNetConfig()
+        self.config = config
+        self.inputs = inputs = config.inputs
+        self.modality_dropout = config.modality_dropout
         self.output_index: torch.Tensor
         self.active_index: torch.Tensor
-        self.register_buffer("output_index", torch.tensor(0 if inputs == "both" and fusion != "late" else 3))
+        self.register_buffer("output_index", torch.tensor(0 if inputs == "both" and config.fusion != "late" else 3))
         # progressive training switches a branch off for a stage (it then contributes zeros to the fusion head); a
         # buffer, so a checkpoint from that stage is evaluated with the inputs it was trained with
         self.register_buffer("active_index", torch.tensor(INPUTS.index(inputs)))
@@ -257,17 +267,20 @@ class HybridSignNet(nn.Module):
         self.landmarks: LandmarkNet | None = None
         self.fusion: CrossAttentionFusion | None = None
         self.head: nn.Sequential | None = None
+        dim = config.embed_dim
         if inputs in ("both", "image"):
-            self.image = ImageNet(num_classes, backbone, pretrained, weights_path, spatial_attention, embed_dim,
-                                  drop_path_rate)
+            self.image = ImageNet(
+                num_classes, backbone=config.backbone, pretrained=config.pretrained, weights_path=config.weights_path,
+                spatial_attention=config.spatial_attention, dim=dim, drop_path_rate=config.drop_path_rate,
+            )
         if inputs in ("both", "landmarks"):
-            self.landmarks = LandmarkNet(num_classes, landmark_encoder, rotate_hands, use_geometry, embed_dim)
+            self.landmarks = LandmarkNet(num_classes, config.landmarks, dim)
         # features of each branch as the fusion head sees them (a branch switched off gives zeros of this width)
-        self.image_features = embed_dim
-        self.landmark_features = self.landmarks.num_features if self.landmarks is not None else embed_dim
-        if inputs == "both" and fusion != "late":
-            if fusion == "cross_attention":
-                self.fusion = CrossAttentionFusion(embed_dim, num_heads)
+        self.image_features = dim
+        self.landmark_features = self.landmarks.num_features if self.landmarks is not None else dim
+        if inputs == "both" and config.fusion != "late":
+            if config.fusion == "cross_attention":
+                self.fusion = CrossAttentionFusion(dim, config.num_heads)
             head_in = self.image_features + self.landmark_features
             self.head = nn.Sequential(
                 nn.Linear(head_in, 512), nn.ReLU(), nn.Dropout(0.5),
@@ -299,27 +312,25 @@ class HybridSignNet(nn.Module):
 
     @property
     def active_inputs(self) -> Inputs:
-        """The inputs the model reads now: ``inputs``, or one branch of it during a progressive-training stage."""
+        """The inputs the model reads now: ``inputs``, or one branch of it during a progressive-training stage
+        (``set_stage``)."""
         return self._active
 
-    @active_inputs.setter
-    def active_inputs(self, inputs: Inputs) -> None:
-        if inputs not in INPUTS or (self.inputs != "both" and inputs != self.inputs):
-            raise ValueError(f"active inputs must be '{self.inputs}' or one branch of it, got '{inputs}'")
-        self.active_index.fill_(INPUTS.index(inputs))
-        self._sync_choices()
-
-    def set_stage(self, train: Iterable[str], inputs: Inputs) -> None:
-        """Train only the ``parameter_groups`` named in ``train`` and read ``inputs`` (a stage of progressive
-        training). The other groups are frozen and in eval mode, so their BatchNorm statistics stay as they are."""
+    def set_stage(self, train: Iterable[str] = PARAMETER_GROUPS, inputs: Inputs = "both") -> None:
+        """Train only the ``parameter_groups`` named in ``train`` and read only ``inputs`` (a stage of progressive
+        training; a one-branch model reads its branch whatever ``inputs`` says). The other groups are frozen and in
+        eval mode, so their BatchNorm statistics stay as they are."""
         unknown = set(train) - set(PARAMETER_GROUPS)
         if unknown:
             raise InputError(f"unknown parameter groups {sorted(unknown)}: choose from {PARAMETER_GROUPS}")
+        if inputs not in INPUTS:
+            raise InputError(f"inputs must be one of {INPUTS}, got '{inputs}'")
         for name, modules in self.parameter_groups().items():
             for module in modules:
                 module.requires_grad_(name in train)
                 module.train(self.training and name in train)
-        self.active_inputs = inputs if self.inputs == "both" else self.inputs
+        self.active_index.fill_(INPUTS.index(inputs if self.inputs == "both" else self.inputs))
+        self._sync_choices()
 
     def outputs(self) -> tuple[str, ...]:
         """The classifiers this model has."""
@@ -338,7 +349,6 @@ class HybridSignNet(nn.Module):
         landmarks: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
         aspect: torch.Tensor | None = None,
-        geometry: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits ``(B, num_classes)`` of every classifier (``fused``, ``image``, ``landmarks``, ``mean``, as far as
         the model and its active inputs have them) and of the prediction (``logits``, one of them: ``output``)."""
@@ -354,7 +364,7 @@ class HybridSignNet(nn.Module):
         if hand_branch is not None:
             if landmarks is None or present is None:
                 raise ValueError("this model reads hand landmarks: pass landmarks and present")
-            hand_feature, hand_tokens, hand_valid = hand_branch.forward_features(landmarks, present, aspect, geometry)
+            hand_feature, hand_tokens, hand_valid = hand_branch.forward_features(landmarks, present, aspect)
             out["landmarks"] = hand_branch.head(hand_feature)
         if self.inputs != "both":
             out["logits"] = out[self.inputs]
@@ -400,13 +410,7 @@ class HybridSignNet(nn.Module):
             image_feature, hand_feature = image_feature * keep_image, hand_feature * keep_hands
         return head(torch.cat([image_feature, hand_feature.to(image_feature.dtype)], dim=1))
 
-    def forward(
-        self,
-        image: torch.Tensor | None,
-        landmarks: torch.Tensor | None = None,
-        present: torch.Tensor | None = None,
-        aspect: torch.Tensor | None = None,
-        geometry: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Class logits ``(B, num_classes)`` of the final prediction."""
-        return self.forward_branches(image, landmarks, present, aspect, geometry)["logits"]
+    def forward(self, image: torch.Tensor | None, landmarks: torch.Tensor | None = None,
+                present: torch.Tensor | None = None, aspect: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits ``(B, num_classes)`` of the final prediction (``forward_branches``' ``logits``)."""
+        return self.forward_branches(image, landmarks, present, aspect)["logits"]

@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from ..errors import InputError
 from ..files import atomic_write
+from ..hparams import save_plain_hyperparameters
 from ..losses import focal_loss
 from ..metrics import (
     StreamingClassificationMetrics,
@@ -100,7 +101,7 @@ class ClassificationTask(Task):
         compile: bool = False,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        save_plain_hyperparameters(self)
         self.class_names: list[str] | None = None
         # filled in setup(); not saved, since "balanced" weights depend on the data the task is trained on
         self.register_buffer("loss_weight", None, persistent=False)

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from ..models.hybrid import OUTPUTS, Fusion, HybridSignNet, Inputs, LandmarkNet
-from ..models.landmarks import LandmarkEncoderKind
+from ..models.hybrid import OUTPUTS, HybridSignNet, HybridSignNetConfig, LandmarkNet, LandmarkNetConfig
 from .classification import ClassificationTask
 
 
@@ -23,17 +22,8 @@ class HybridSignClassifier(ClassificationTask):
 
     Args:
         num_classes: number of classes (default: the datamodule's).
-        backbone: timm image backbone (``test_efficientnet`` is a tiny one for tests).
-        pretrained: start from the backbone's pretrained weights (downloaded by timm, or ``weights_path``).
-        weights_path: local backbone weights file (nothing is downloaded when given).
-        inputs: ``both``, ``image`` or ``landmarks`` (ablation).
-        fusion: ``concat``, ``cross_attention`` or ``late`` (see ``HybridSignNet``).
-        landmark_encoder: ``mlp`` or ``attention`` (see ``LandmarkEncoder``).
-        rotate_hands: normalise each hand's in-plane rotation.
-        spatial_attention: spatial-attention gate on the backbone features (ablation).
-        use_geometry: geometric hand features in the landmark branch (ablation).
-        drop_path_rate: stochastic depth of the backbone.
-        modality_dropout: probability of hiding each branch from the fusion head per training sample.
+        net: the architecture (``HybridSignNetConfig``: backbone, inputs, fusion, landmark encoder, ...); in a
+            config, e.g. ``net: {backbone: tf_efficientnetv2_s, fusion: concat}``.
         auxiliary_loss_weight: weight of each branch classifier's loss.
         select_output: let the validation loss choose the classifier that predicts (else the fusion head).
         **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
@@ -44,17 +34,7 @@ class HybridSignClassifier(ClassificationTask):
     def __init__(
         self,
         num_classes: int | None = None,
-        backbone: str = "tf_efficientnetv2_s",
-        pretrained: bool = False,
-        weights_path: str | None = None,
-        inputs: Inputs = "both",
-        fusion: Fusion = "concat",
-        landmark_encoder: LandmarkEncoderKind = "mlp",
-        rotate_hands: bool = False,
-        spatial_attention: bool = True,
-        use_geometry: bool = False,
-        drop_path_rate: float = 0.0,
-        modality_dropout: float = 0.2,
+        net: HybridSignNetConfig = HybridSignNetConfig(),
         auxiliary_loss_weight: float = 1.0,
         select_output: bool = True,
         **kwargs,
@@ -62,17 +42,11 @@ class HybridSignClassifier(ClassificationTask):
         super().__init__(num_classes=num_classes, **kwargs)
 
     def build_model(self) -> nn.Module:
-        h = self.hparams
-        return HybridSignNet(
-            h.num_classes, backbone=h.backbone, pretrained=h.pretrained, weights_path=h.weights_path,
-            inputs=h.inputs, fusion=h.fusion, landmark_encoder=h.landmark_encoder, rotate_hands=h.rotate_hands,
-            spatial_attention=h.spatial_attention, use_geometry=h.use_geometry, drop_path_rate=h.drop_path_rate,
-            modality_dropout=h.modality_dropout,
-        )
+        return HybridSignNet(self.hparams.num_classes, HybridSignNetConfig(**self.hparams.net))
 
     @property
     def _scores_outputs(self) -> bool:
-        return self.hparams.inputs == "both"
+        return self.model.inputs == "both"
 
     def build_metrics(self) -> None:
         super().build_metrics()
@@ -161,27 +135,16 @@ class LandmarkClassifier(ClassificationTask):
 
     Args:
         num_classes: number of classes (default: the datamodule's).
-        encoder: ``mlp`` (whole-hand MLP) or ``attention`` (self-attention over the points).
-        rotate_hands: normalise each hand's in-plane rotation.
-        use_geometry: add the 68 geometric hand features.
-        dropout: dropout before the classifier.
+        net: the architecture (``LandmarkNetConfig``: encoder, rotate_hands, use_geometry, dropout); in a config,
+            e.g. ``net: {encoder: attention}``.
         **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
     """
 
-    def __init__(
-        self,
-        num_classes: int | None = None,
-        encoder: LandmarkEncoderKind = "mlp",
-        rotate_hands: bool = False,
-        use_geometry: bool = False,
-        dropout: float = 0.3,
-        **kwargs,
-    ):
+    def __init__(self, num_classes: int | None = None, net: LandmarkNetConfig = LandmarkNetConfig(), **kwargs):
         super().__init__(num_classes=num_classes, **kwargs)
 
     def build_model(self) -> nn.Module:
-        h = self.hparams
-        return LandmarkNet(h.num_classes, h.encoder, h.rotate_hands, h.use_geometry, dropout=h.dropout)
+        return LandmarkNet(self.hparams.num_classes, LandmarkNetConfig(**self.hparams.net))
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(batch["landmarks"], batch["present"], batch.get("aspect"))

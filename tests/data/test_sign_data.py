@@ -134,3 +134,24 @@ def test_augmentation_without_an_image_moves_only_the_landmarks():
     landmarks[0, 8] = torch.tensor([0.1, -0.3, 0.01])
     image, moved, present = augment(None, landmarks, torch.tensor([True, False]))
     assert image is None and not torch.equal(moved, landmarks) and torch.count_nonzero(moved[1]) == 0
+
+
+def test_augmentation_is_one_argument_from_python_a_config_or_a_checkpoint(tmp_path):
+    from dataclasses import asdict
+
+    from signbridge.tuning import resolved_config
+    from tests.conftest import REPO
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    assert SignDataModule(str(tmp_path)).augmenter == HandAugment()  # on by default, measured defaults
+    assert SignDataModule(str(tmp_path), augment=None).augmenter is None
+    chosen = SignDataModule(str(tmp_path), augment=HandAugment(zoom=0.3))
+    assert chosen.augmenter == HandAugment(zoom=0.3) and chosen.hparams.augment["zoom"] == 0.3  # saved as a dict
+    rebuilt = SignDataModule(**{**chosen.hparams, "root": str(tmp_path)})  # as load_from_checkpoint does
+    assert rebuilt.augmenter == chosen.augmenter
+    # a config sets one field and keeps the others' defaults; null turns augmentation off
+    recipe = ["--config", str(REPO / "configs" / "sign_landmarks.yaml"), "--data.init_args.root", str(tmp_path)]
+    one_field = resolved_config([*recipe, "--data.init_args.augment.landmark_jitter", "0.05"])
+    assert one_field["data"]["init_args"]["augment"] == {**asdict(HandAugment()), "landmark_jitter": 0.05}
+    assert resolved_config([*recipe, "--data.init_args.augment", "null"])["data"]["init_args"]["augment"] is None

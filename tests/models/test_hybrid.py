@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from signbridge.models import HybridSignNet, ImageNet, LandmarkNet
+from signbridge.models import HybridSignNet, HybridSignNetConfig, ImageNet, LandmarkNet, LandmarkNetConfig
+
+
+def _net(num_classes: int, **options) -> HybridSignNet:
+    """A hybrid with the tiny test backbone."""
+    return HybridSignNet(num_classes, HybridSignNetConfig(backbone="test_efficientnet", **options))
 
 
 def _inputs(batch=4, size=32):
@@ -12,13 +17,14 @@ def _inputs(batch=4, size=32):
 
 
 @pytest.mark.parametrize("options", [
-    {}, {"fusion": "cross_attention"}, {"fusion": "late"}, {"spatial_attention": False}, {"use_geometry": True},
-    {"landmark_encoder": "attention"}, {"landmark_encoder": "attention", "fusion": "cross_attention"},
-    {"rotate_hands": True}, {"modality_dropout": 0.5},
-    {"inputs": "image"}, {"inputs": "landmarks"}, {"inputs": "landmarks", "use_geometry": True},
+    {}, {"fusion": "cross_attention"}, {"fusion": "late"}, {"spatial_attention": False},
+    {"landmarks": LandmarkNetConfig(use_geometry=True)}, {"landmarks": LandmarkNetConfig(encoder="attention")},
+    {"landmarks": LandmarkNetConfig(encoder="attention"), "fusion": "cross_attention"},
+    {"landmarks": LandmarkNetConfig(rotate_hands=True)}, {"modality_dropout": 0.5},
+    {"inputs": "image"}, {"inputs": "landmarks"}, {"inputs": "landmarks", "landmarks": {"use_geometry": True}},
 ])
 def test_every_ablation_gives_finite_logits_and_gradients(options):
-    model = HybridSignNet(5, backbone="test_efficientnet", **options)
+    model = _net(5, **options)
     image, landmarks, present = _inputs()
     outputs = model.forward_branches(image, landmarks, present, aspect=torch.tensor([1.0, 0.75, 1.33, 1.0]))
     assert set(outputs) == {"logits", *model.outputs()}
@@ -33,7 +39,7 @@ def test_every_ablation_gives_finite_logits_and_gradients(options):
 
 
 def test_parameter_groups_cover_every_parameter_once():
-    model = HybridSignNet(3, backbone="test_efficientnet", fusion="cross_attention", use_geometry=True)
+    model = _net(3, fusion="cross_attention", landmarks=LandmarkNetConfig(use_geometry=True))
     grouped = [p for modules in model.parameter_groups().values() for m in modules for p in m.parameters()]
     assert len(grouped) == len(list(model.parameters()))
     assert {id(p) for p in grouped} == {id(p) for p in model.parameters()}
@@ -41,7 +47,7 @@ def test_parameter_groups_cover_every_parameter_once():
 
 @pytest.mark.parametrize("fusion", ["concat", "cross_attention", "late"])
 def test_missing_hands_never_give_nan_and_their_landmark_values_are_ignored(fusion):
-    model = HybridSignNet(4, backbone="test_efficientnet", fusion=fusion).eval()
+    model = _net(4, fusion=fusion).eval()
     image, landmarks, _ = _inputs()
     nobody = torch.zeros(4, 2, dtype=torch.bool)
     for name in model.outputs():
@@ -52,7 +58,7 @@ def test_missing_hands_never_give_nan_and_their_landmark_values_are_ignored(fusi
 
 
 def test_the_output_chooses_the_classifier_and_is_saved_with_the_weights():
-    model = HybridSignNet(4, backbone="test_efficientnet").eval()
+    model = _net(4).eval()
     image, landmarks, present = _inputs()
     outputs = model.forward_branches(image, landmarks, present)
     assert model.output == "fused" and torch.equal(outputs["logits"], outputs["fused"])
@@ -62,42 +68,32 @@ def test_the_output_chooses_the_classifier_and_is_saved_with_the_weights():
     model.output = "mean"
     assert torch.allclose(model(image, landmarks, present), mean, atol=1e-6)
     model.output = "image"
-    copy = HybridSignNet(4, backbone="test_efficientnet")
+    copy = _net(4)
     copy.load_state_dict(model.state_dict())
     assert copy.output == "image"
     with pytest.raises(ValueError, match="output must be one of"):
         model.output = "nonsense"
     with pytest.raises(ValueError, match="output must be one of"):
-        HybridSignNet(4, backbone="test_efficientnet", fusion="late").output = "fused"
+        _net(4, fusion="late").output = "fused"
 
 
 def test_switching_off_a_branch_leaves_the_other_classifiers_working():
-    model = HybridSignNet(4, backbone="test_efficientnet").eval()
+    model = _net(4).eval()
     image, landmarks, present = _inputs()
-    model.active_inputs = "image"
+    model.set_stage(inputs="image")
     outputs = model.forward_branches(image, landmarks, present)
     assert "landmarks" not in outputs and {"image", "fused", "logits"} <= set(outputs)
-    model.active_inputs = "landmarks"
+    model.set_stage(inputs="landmarks")
     outputs = model.forward_branches(image, landmarks, present)
     assert "image" not in outputs and {"landmarks", "fused", "logits"} <= set(outputs)
 
 
-def test_geometry_can_be_given_or_computed():
-    from signbridge.hands.features import hand_geometry
-
-    model = HybridSignNet(4, backbone="test_efficientnet", use_geometry=True).eval()
-    image, landmarks, present = _inputs()
-    computed = model(image, landmarks, present)
-    given = model(image, landmarks, present, geometry=hand_geometry(landmarks, present))
-    assert torch.allclose(computed, given)
-
-
 def test_the_landmark_branch_is_a_landmark_net():
-    hybrid = HybridSignNet(4, backbone="test_efficientnet").eval()
+    hybrid = _net(4).eval()
     alone = LandmarkNet(4).eval()
     alone.load_state_dict(hybrid.landmarks.state_dict())
     _, landmarks, present = _inputs()
-    hybrid.active_inputs = "landmarks"  # no image needed
+    hybrid.set_stage(inputs="landmarks")  # no image needed
     assert torch.equal(alone(landmarks, present), hybrid.forward_branches(None, landmarks, present)["landmarks"])
 
 
@@ -109,14 +105,14 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     source = timm.create_model("test_efficientnet", num_classes=10)
     path = tmp_path / "backbone.safetensors"
     save_file(source.state_dict(), str(path))
-    model = HybridSignNet(4, backbone="test_efficientnet", weights_path=str(path))
+    model = _net(4, weights_path=str(path))
     loaded = model.image.backbone.state_dict()
     assert loaded.keys() <= source.state_dict().keys()  # the classifier is dropped
     assert all(torch.equal(loaded[k], source.state_dict()[k]) for k in loaded)
-    fresh = HybridSignNet(4, backbone="test_efficientnet")
+    fresh = _net(4)
     assert not torch.equal(fresh.image.backbone.conv_stem.weight, model.image.backbone.conv_stem.weight)
     # pretrained=True with a weights file reads the file too (timm's download is only used without one)
-    again = HybridSignNet(4, backbone="test_efficientnet", pretrained=True, weights_path=str(path))
+    again = _net(4, pretrained=True, weights_path=str(path))
     assert torch.equal(again.image.backbone.conv_stem.weight, source.conv_stem.weight)
 
 

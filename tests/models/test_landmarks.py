@@ -8,7 +8,7 @@ import torch
 
 from signbridge.data.transforms import random_stretch_jitter
 from signbridge.hands.layout import NUM_POINTS
-from signbridge.models import LandmarkEncoder, LandmarkNet, normalize_hands
+from signbridge.models import LandmarkEncoder, LandmarkNet, LandmarkNetConfig, normalize_hands
 from tests.conftest import synthetic_hand
 
 
@@ -93,7 +93,7 @@ def test_stretch_and_jitter_keep_wrists_missing_hands_and_the_shape():
 
 
 def test_landmark_net_predicts_per_sample():
-    net = LandmarkNet(6, use_geometry=True).eval()
+    net = LandmarkNet(6, LandmarkNetConfig(use_geometry=True)).eval()
     hands, present = _hands()
     logits = net(hands, present)
     assert logits.shape == (3, 6) and torch.isfinite(logits).all()

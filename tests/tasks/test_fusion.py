@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from signbridge.models import HybridSignNetConfig
 from signbridge.tasks import HybridSignClassifier
 from tests.conftest import synthetic_hand
 
@@ -56,7 +57,7 @@ class _Synthetic(L.LightningDataModule):
 def test_fusion_is_not_worse_than_the_informative_branch(informative, noise):
     torch.manual_seed(0)
     data = _Synthetic(informative)
-    model = HybridSignClassifier(backbone="test_efficientnet", lr=3e-3)
+    model = HybridSignClassifier(net=HybridSignNetConfig(backbone="test_efficientnet"), lr=3e-3)
     trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, data)

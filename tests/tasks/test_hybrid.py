@@ -23,7 +23,7 @@ def cli_args(tmp_path: Path, root: Path, cache: Path, *extra: str) -> list[str]:
         "--data.init_args.root", str(root), "--data.init_args.landmarks_file", str(cache),
         "--data.init_args.image_size", "32",
         "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
-        "--model.init_args.backbone", "test_efficientnet",
+        "--model.init_args.net.backbone", "test_efficientnet",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
         "--trainer.max_epochs", "2", *extra,
     ]
@@ -56,6 +56,11 @@ def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
     reloaded = HybridSignClassifier.load_from_checkpoint(last, weights_only=True).eval()
     assert reloaded.class_names == ["0", "1", "2", "3"]
     assert reloaded.model.output == trained.model.output  # the chosen classifier travels in the checkpoint
+    # the architecture: one field set on the command line, the rest from the recipe, saved as plain data
+    saved = torch.load(last, weights_only=True)["hyper_parameters"]["net"]
+    assert saved["backbone"] == "test_efficientnet" and saved["fusion"] == "concat"
+    assert saved["landmarks"] == {"encoder": "mlp", "rotate_hands": False, "use_geometry": False, "dropout": 0.3}
+    assert reloaded.model.config == trained.model.config
     batch = next(iter(cli.datamodule.val_dataloader()))
     with torch.no_grad():
         assert torch.equal(trained(batch), reloaded(batch))

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from signbridge.cli import main
 from signbridge.data import SignDataModule
 from signbridge.errors import InputError
+from signbridge.models import HybridSignNetConfig
 from signbridge.tasks import HybridSignClassifier
 from signbridge.tasks.progressive import ProgressiveTraining, Stage
 from tests.conftest import REPO
@@ -37,6 +38,10 @@ class _Probe(L.Callback):
         self.epochs[-1]["bn_changed"] = not torch.equal(self._bn.running_mean, self._mean)
 
 
+def _tiny(**options) -> HybridSignNetConfig:
+    return HybridSignNetConfig(backbone="test_efficientnet", **options)
+
+
 def _data(digits_subset, digits_cache) -> SignDataModule:
     return SignDataModule(str(digits_subset), landmarks_file=str(digits_cache), image_size=32, batch_size=8,
                           num_workers=0)
@@ -54,7 +59,7 @@ def test_each_stage_sets_its_learning_rate_groups_and_inputs(digits_subset, digi
               Stage("fusion", 1, 3e-4, ["fusion", "head"]),
               Stage("end_to_end", 1, 5e-5)]
     probe = _Probe()
-    model = HybridSignClassifier(4,  fusion="cross_attention")
+    model = HybridSignClassifier(4, _tiny(fusion="cross_attention"))
     trainer = _trainer(ProgressiveTraining(stages, patience=None), probe)
     trainer.fit(model, _data(digits_subset, digits_cache))
     seen = probe.epochs
@@ -77,7 +82,7 @@ def test_a_stage_ends_early_when_the_monitor_stops_improving(digits_subset, digi
     stages = [Stage("visual", 6, 1e-3, ["image", "head"], "image"), Stage("end_to_end", 6, 1e-4)]
     probe = _Probe()
     trainer = _trainer(ProgressiveTraining(stages, patience=2, min_delta=1e9), probe)
-    trainer.fit(HybridSignClassifier(4, backbone="test_efficientnet"), _data(digits_subset, digits_cache))
+    trainer.fit(HybridSignClassifier(4, _tiny()), _data(digits_subset, digits_cache))
     assert [e["inputs"] for e in probe.epochs] == ["image"] * 3 + ["both"] * 3
     assert [e["lr"] for e in probe.epochs][2:4] == [1e-3, 1e-4]
 
@@ -86,30 +91,30 @@ def test_checkpoints_keep_the_stage_and_its_inputs_and_a_resumed_run_goes_on(tmp
     stages = [Stage("visual", 2, 1e-3, ["image", "head"], "image"), Stage("end_to_end", 2, 1e-4)]
     saver = ModelCheckpoint(tmp_path, filename="{epoch}", save_top_k=-1)
     trainer = _trainer(ProgressiveTraining(stages, patience=None), saver, enable_checkpointing=True)
-    trainer.fit(HybridSignClassifier(4, backbone="test_efficientnet"), _data(digits_subset, digits_cache))
+    trainer.fit(HybridSignClassifier(4, _tiny()), _data(digits_subset, digits_cache))
     # epoch 0 was saved during the image-only stage: evaluated later, it must still read the image alone
-    first = HybridSignClassifier.load_from_checkpoint(tmp_path / "epoch=0.ckpt", weights_only=False)
+    first = HybridSignClassifier.load_from_checkpoint(tmp_path / "epoch=0.ckpt", weights_only=True)
     assert first.model.active_inputs == "image"
-    last = HybridSignClassifier.load_from_checkpoint(tmp_path / "epoch=3.ckpt", weights_only=False)
+    last = HybridSignClassifier.load_from_checkpoint(tmp_path / "epoch=3.ckpt", weights_only=True)
     assert last.model.active_inputs == "both"
 
     # resuming from the end of the first stage continues with the second stage, not from the beginning
     probe = _Probe()
     resumed = _trainer(ProgressiveTraining(stages, patience=None), probe)
-    resumed.fit(HybridSignClassifier(4, backbone="test_efficientnet"), _data(digits_subset, digits_cache),
+    resumed.fit(HybridSignClassifier(4, _tiny()), _data(digits_subset, digits_cache),
                 ckpt_path=tmp_path / "epoch=1.ckpt")
     assert [e["inputs"] for e in probe.epochs] == ["both", "both"]
     assert probe.epochs[0]["lr"] == 1e-4
     with pytest.raises(InputError, match="other progressive-training stages"):
         _trainer(ProgressiveTraining([Stage("other", 4, 1e-3)], patience=None)).fit(
-            HybridSignClassifier(4, backbone="test_efficientnet"), _data(digits_subset, digits_cache),
+            HybridSignClassifier(4, _tiny()), _data(digits_subset, digits_cache),
             ckpt_path=tmp_path / "epoch=1.ckpt")
 
 
 def test_refuses_a_second_early_stopping_and_ddp_without_unused_parameter_detection():
     from lightning.pytorch.strategies import DDPStrategy
 
-    model = HybridSignClassifier(3, backbone="test_efficientnet")
+    model = HybridSignClassifier(3, _tiny())
     with pytest.raises(InputError, match="remove the EarlyStopping callback"):
         ProgressiveTraining().setup(_trainer(EarlyStopping("val_loss")), model, "fit")
     trainer = L.Trainer(accelerator="cpu", devices=1, strategy=DDPStrategy(), logger=False)
@@ -125,7 +130,7 @@ def test_the_progressive_config_runs_through_the_cli(tmp_path, digits_subset, di
         "--data.init_args.root", str(digits_subset), "--data.init_args.landmarks_file", str(digits_cache),
         "--data.init_args.image_size", "32",
         "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
-        "--model.init_args.backbone", "test_efficientnet", "--trainer.logger.init_args.save_dir", str(tmp_path),
+        "--model.init_args.net.backbone", "test_efficientnet", "--trainer.logger.init_args.save_dir", str(tmp_path),
         "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "2",
     ])
     callback = next(c for c in cli.trainer.callbacks if isinstance(c, ProgressiveTraining))

@@ -1,0 +1,24 @@
+"""Hyperparameters saved as plain data."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from lightning.pytorch.core.mixins import HyperparametersMixin
+
+
+def save_plain_hyperparameters(module: HyperparametersMixin) -> None:
+    """``module.save_hyperparameters()`` for the ``__init__`` that calls this, with dataclass arguments
+    (``HybridSignNetConfig``, ``HandAugment``) saved as dicts.
+
+    LightningCLI already saves a config's dataclasses as dicts; this does the same for a module built in Python, so
+    every checkpoint loads with ``torch.load(weights_only=True)`` and every ``model.json`` is plain JSON. A module
+    rebuilt from such a checkpoint is given the dict, so modules read these arguments from their hyperparameters
+    (``HandAugment(**self.hparams.augment)``), which always hold the dict.
+    """
+    caller = inspect.currentframe()
+    module.save_hyperparameters(frame=caller.f_back if caller is not None else None)
+    for name, value in module.hparams.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            module.hparams[name] = dataclasses.asdict(value)
