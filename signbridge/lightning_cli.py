@@ -17,6 +17,7 @@ from .callbacks import PredictionWriter, SaveOnInterrupt
 from .errors import InputError
 from .files import check_writable, read_checkpoint
 from .metadata import ModelMetadata
+from .tasks.base import task_class_of
 
 # the commands of ``cli.py`` besides LightningCLI's, named in the help text
 OTHER_COMMANDS = ("landmarks", "tune", "models", "cv", "ensemble", "export", "recognize", "ui")
@@ -86,6 +87,8 @@ class SignbridgeCLI(LightningCLI):
             if saved and configured and saved.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
                 raise InputError(f"{ckpt_path} is a {saved} checkpoint but the config builds a {configured}: use "
                                  f"the config it was trained with")
+            if saved:
+                task_class_of(ckpt_path, checkpoint)
         super()._parse_ckpt_path()
         # the checkpoint's hyperparameters replace the configs' (a tuned model's sizes differ from the config's), but
         # a model setting typed on the command line is what the user asks for now, e.g.

@@ -140,6 +140,15 @@ def test_bad_checkpoints_are_one_message(trained, tmp_path, capsys):
     code, message = run_console(["test", "--config", LANDMARKS, "--data.init_args.root", str(root),
                                  "--ckpt_path", str(checkpoint)], capsys)
     assert code == 2 and "is a signbridge.tasks.ATKClassifier checkpoint" in message and "LandmarkClassifier" in message
+    # a checkpoint of another version, with an argument the task no longer takes: one message, from the CLI and export
+    older = tmp_path / "older.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["hyper_parameters"]["landmark_encoder"] = "mlp"
+    torch.save(saved, older)
+    code, message = run_console(["test", *atk_args(root, runs), "--ckpt_path", str(older)], capsys)
+    assert code == 2 and f"{older}: ATKClassifier takes no argument landmark_encoder" in message
+    code, message = run_console(["export", str(older), "--output", str(tmp_path / "older.onnx")], capsys)
+    assert code == 2 and "another version of signbridge" in message
 
 
 def test_a_checkpoint_is_not_tested_on_other_classes_or_without_a_test_split(trained, tmp_path, capsys):

@@ -4,6 +4,7 @@ format and the plateau schedule on the task's monitored metric."""
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -74,11 +75,39 @@ def load_task(path: str | Path) -> Task:
     """A checkpoint of ``signbridge fit`` as its task (the class LightningCLI saved in it), in eval mode on the CPU;
     a missing, corrupt or foreign file is an ``InputError`` naming it."""
     checkpoint = read_checkpoint(path)
-    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
-    if not class_path:
+    if not checkpoint.get("hyper_parameters", {}).get("_class_path"):
         raise InputError(f"{path}: the checkpoint does not name its task class (not written by signbridge fit)")
-    module_name, _, class_name = class_path.rpartition(".")
+    task_class = task_class_of(path, checkpoint)
+    return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+
+
+def task_class_of(path: str | Path, checkpoint: dict) -> type[Task]:
+    """The task class a checkpoint names (``_class_path``), checked: a signbridge task that takes every saved
+    hyperparameter. Otherwise an ``InputError`` naming the file, e.g. for a checkpoint of an older signbridge."""
+    hparams = checkpoint.get("hyper_parameters", {})
+    module_name, _, class_name = str(hparams.get("_class_path")).rpartition(".")
     task_class = getattr(importlib.import_module(module_name or "signbridge.tasks"), class_name, None)
     if not (isinstance(task_class, type) and issubclass(task_class, Task)):
-        raise InputError(f"{path}: {class_path} is not a signbridge task")
-    return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+        raise InputError(f"{path}: {hparams.get('_class_path')} is not a signbridge task")
+    unknown = unknown_hyperparameters(task_class, hparams)
+    if unknown:
+        raise InputError(f"{path}: {class_name} takes no argument {', '.join(unknown)}: the checkpoint was written by "
+                         "another version of signbridge (the hybrid's and the landmark model's architecture became "
+                         "one net argument)")
+    return task_class
+
+
+def unknown_hyperparameters(task_class: type, hparams: dict) -> list[str]:
+    """Saved hyperparameters that ``task_class(**hparams)`` would refuse: names that neither its ``__init__`` nor the
+    bases' it passes ``**kwargs`` on to take. (Lightning drops such names itself for a class without ``**kwargs``.)"""
+    names: set[str] = {"_class_path", "_instantiator"}
+    for klass in task_class.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        if klass is task_class and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return []
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return sorted(set(hparams) - names)
