@@ -223,10 +223,14 @@ def checkpoint_of(metadata_path: Path) -> Path:
     return checkpoint
 
 
+def run_folder(metadata_path: Path) -> Path:
+    """The run (log) folder of a model: the folder of its ``checkpoints`` folder (``NAME/version_N``)."""
+    return metadata_path.parent.parent if metadata_path.parent.name == "checkpoints" else metadata_path.parent
+
+
 def model_name(metadata_path: Path, models_dir: str | os.PathLike) -> str:
     """A model's name in a models folder: its run folder relative to the folder (``NAME/version_N``)."""
-    run = metadata_path.parent.parent if metadata_path.parent.name == "checkpoints" else metadata_path.parent
-    return os.path.relpath(run, models_dir)
+    return os.path.relpath(run_folder(metadata_path), models_dir)
 
 
 def test_accuracy(metadata: dict) -> float | None:

@@ -100,14 +100,14 @@ def task_class_of(path: str | Path, checkpoint: dict) -> type[Task]:
 def unknown_hyperparameters(task_class: type, hparams: dict) -> list[str]:
     """Saved hyperparameters that ``task_class(**hparams)`` would refuse: names that neither its ``__init__`` nor the
     bases' it passes ``**kwargs`` on to take. (Lightning drops such names itself for a class without ``**kwargs``.)"""
+    inits = [vars(klass)["__init__"] for klass in task_class.__mro__ if "__init__" in vars(klass)]
     names: set[str] = {"_class_path", "_instantiator"}
-    for klass in task_class.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
-        if klass is task_class and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+    for number, init in enumerate(inits):
+        parameters = inspect.signature(init).parameters.values()
+        passes_on = any(p.kind is p.VAR_KEYWORD for p in parameters)
+        if number == 0 and not passes_on:
             return []
         names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        if not passes_on:
             break
     return sorted(set(hparams) - names)

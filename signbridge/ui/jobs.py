@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..files import write_json_atomic
-from ..metadata import find_models, read_metadata
+from ..metadata import checkpoint_of, find_models, run_folder
 
 JOBS_FOLDER = ".jobs"
 STOPPED = 128 + signal.SIGTERM  # the exit code of a signbridge command stopped by SIGTERM
@@ -199,15 +200,18 @@ def run_job(folder: Path) -> int:
     for index, step in enumerate(spec["steps"]):
         if stopping:
             break
-        if index:
+        if index and any("{" in arg for arg in step):
             metadata = trained_model(Path(spec["run_dir"]), float(spec["created"]))
-            if metadata is not None:
-                values = {"checkpoint": str(metadata.parent / read_metadata(metadata)["checkpoint"]),
-                          "run": str(metadata.parent.parent)}
-            elif any("{" in arg for arg in step):
+            if metadata is None:
                 print(f"signbridge ui: no trained model found in {spec['run_dir']}; step {index + 1} skipped",
                       flush=True)
                 code = 1
+                break
+            try:
+                values = {"checkpoint": str(checkpoint_of(metadata)), "run": str(run_folder(metadata))}
+            except InputError as error:  # its checkpoint is gone: the step would fail on it
+                print(f"signbridge ui: {error}; step {index + 1} not run", flush=True)
+                code = 2
                 break
         status.update(step=index, command=" ".join(["signbridge", *step]))
         write_json_atomic(folder / "status.json", status)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from signbridge.errors import InputError
-from signbridge.metadata import activate_model, read_metadata
+from signbridge.metadata import activate_model, read_metadata, run_folder
 from signbridge.ui.common import evaluation_step, settings
 from signbridge.ui.jobs import start_job
 from signbridge.ui.runs import (
@@ -55,7 +55,7 @@ def show_model(row: pd.Series) -> None:
     config = str(meta.get("config") or "")
     if buttons[1].button("Test", disabled=not config,
                          help="run 'signbridge test' on its test split in the background (Train page shows it)"):
-        run = path.parent.parent
+        run = run_folder(path)
         step = evaluation_step(str((path.parent / config).resolve()), str(path.parent / meta["checkpoint"]),
                                str(run))
         start_job(folders.models_dir, "test", row["model"], [step], run)
