@@ -170,7 +170,7 @@ def inject_landmarks(data: Path, work: Path, kills: int, rng: random.Random) -> 
     from signbridge.hands.cache import LandmarkCache
 
     cache = work / "landmarks.npz"
-    command = signbridge("landmarks", str(data), "--output", str(cache), "--workers", "2", "--checkpoint-every", "64")
+    command = signbridge("landmarks", str(data), "--output", str(cache), "--workers", "2", "--checkpoint_every", "64")
     result = {"kills": 0, "SIGKILL": 0, "SIGTERM": 0, "corrupt": [], "lost": [], "orphans": 0, "exit_codes": []}
     while result["kills"] < kills:
         before = len(LandmarkCache.load(cache)) if cache.exists() else 0
@@ -220,7 +220,7 @@ def inject_tune(data: Path, work: Path, kills: int, rng: random.Random, trials: 
     run_dir = work / "tune"
     command = signbridge(
         "tune", "--config", "configs/atk_cnn.yaml", "--config", "configs/trainer/cpu.yaml", "--config", str(extra),
-        "--search-space", str(space), "--run-dir", str(run_dir), "--trials", str(trials), "--pruner", "none",
+        "--search_space", str(space), "--run_dir", str(run_dir), "--trials", str(trials), "--pruner", "none",
         "--heartbeat", "2", "--data.init_args.root", str(data), "--data.init_args.image_size", "32",
         "--model.init_args.image_size", "32")
     result = {"kills": 0, "SIGKILL": 0, "SIGTERM": 0, "corrupt": [], "lost": [], "orphans": 0, "exit_codes": []}

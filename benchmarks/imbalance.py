@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from signbridge.data import LandmarkDataModule, SignDataModule
+from signbridge.metadata import METADATA_FILE
+from signbridge.metrics import fit_logit_biases, per_class_scores
+from signbridge.tasks import EnsembleClassifier, HybridSignClassifier, LandmarkClassifier
 
-from signbridge.data import LandmarkDataModule, SignDataModule  # noqa: E402
-from signbridge.metadata import METADATA_FILE  # noqa: E402
-from signbridge.metrics import fit_logit_biases, per_class_scores  # noqa: E402
-from signbridge.tasks import EnsembleClassifier, HybridSignClassifier, LandmarkClassifier  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # the configs' folder (signbridge itself is the installed package)
+
 
 LONG_TAIL = [round(205 * 0.6**k) for k in range(10)]
 VARIANTS = {

@@ -2,8 +2,9 @@
 
 For each checkpoint, batch 1, on real photos resized to 640 x 480 and JPEG-encoded in memory:
 decode (``cv2.imdecode``), landmarks (MediaPipe HandLandmarker, IMAGE mode), preprocess (the model's input
-tensors, as ``Recognizer.model_inputs``), model, and total (their sum per frame); median and p95 in milliseconds.
-Model formats: PyTorch eager (through the export wrapper, as ``Recognizer`` runs a checkpoint), PyTorch compiled
+tensors, as ``Recognizer`` makes them: ``InferenceContract.frame_inputs``), model, and total (their sum per
+frame); median and p95 in milliseconds.
+Model formats: PyTorch eager (``InferenceModule``, as ``Recognizer`` runs a checkpoint), PyTorch compiled
 (``torch.compile``), ONNX fp32 and ONNX int8 (onnxruntime, CPU), each with 1 thread and with all cores. With
 ``--device cuda`` the model alone is timed on the GPU instead (eager, and ``torch.compile`` in ``--compile-mode``;
 both modes replay CUDA graphs), in each ``--precision`` (fp32, or bf16 autocast with channels-last weights).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,19 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from signbridge.export import (  # noqa: E402
-    ExportedClassifier,
-    example_inputs,
-    export_checkpoint,
-    image_size_of,
-    input_names_of,
-    onnx_session,
-)
-from signbridge.files import read_checkpoint  # noqa: E402
-from signbridge.tasks.base import load_task  # noqa: E402
+from signbridge import load_model
+from signbridge.export import export_checkpoint
+from signbridge.inference import ExportedModel, InferenceContract, InferenceModule
 
 
 def percentiles(values: list[float]) -> str:
@@ -56,11 +46,10 @@ def jpeg_frames(folder: str, count: int) -> list[bytes]:
     return frames
 
 
-def front_end(frames: list[bytes], image_size: int | None, hand_model: str | None) -> tuple[dict, list[dict]]:
+def front_end(frames: list[bytes], contract: InferenceContract, hand_model: str | None) -> tuple[dict, list[dict]]:
     """Decode, landmark and preprocess every frame; their times and the model inputs of each frame."""
     import cv2
 
-    from signbridge.data.transforms import resize_square
     from signbridge.hands.detect import HandDetector
 
     times: dict[str, list[float]] = {"decode": [], "landmarks": [], "preprocess": []}
@@ -73,11 +62,7 @@ def front_end(frames: list[bytes], image_size: int | None, hand_model: str | Non
             t1 = time.perf_counter()
             detection = detector.detect(frame)
             t2 = time.perf_counter()
-            made = {"landmarks": torch.from_numpy(detection.landmarks)[None],
-                    "present": torch.from_numpy(detection.present)[None],
-                    "aspect": torch.tensor([frame.shape[1] / frame.shape[0]], dtype=torch.float32)}
-            if image_size:
-                made["image"] = resize_square(torch.from_numpy(frame).permute(2, 0, 1), image_size)[None]
+            made = contract.frame_inputs(frame, detection)
             t3 = time.perf_counter()
             times["decode"].append((t1 - t0) * 1e3)
             times["landmarks"].append((t2 - t1) * 1e3)
@@ -100,15 +85,15 @@ class Autocast(torch.nn.Module):
 
 def model_runners(checkpoint: Path, workdir: Path, formats: list[str], threads: int, device: str,
                   precision: str = "fp32", compile_mode: str = "reduce-overhead",
-                  output: str | None = None) -> tuple[dict, tuple[str, ...]]:
+                  output: str | None = None) -> dict:
     """name -> (run(inputs dict) -> probabilities, file size in bytes or None)."""
-    task = load_task(checkpoint)
+    task = load_model(checkpoint)
     if output:  # the compiler drops the branches the chosen classifier does not read: time a fixed one
         task.model.output = output
-    names = input_names_of(task)
-    wrapper: torch.nn.Module = ExportedClassifier(task, names).eval().to(device)
+    module: torch.nn.Module = InferenceModule(task).to(device)
+    names = task.inference_contract().input_names
     if precision == "bf16":
-        wrapper = Autocast(wrapper.to(memory_format=torch.channels_last))  # type: ignore[call-overload]
+        module = Autocast(module.to(memory_format=torch.channels_last))  # type: ignore[call-overload]
     runners = {}
     torch.set_num_threads(threads)
 
@@ -120,24 +105,20 @@ def model_runners(checkpoint: Path, workdir: Path, formats: list[str], threads: 
 
     suffix = ", bf16" if precision == "bf16" else ""
     if "eager" in formats:
-        runners[f"pytorch eager{suffix}"] = (torch_runner(wrapper), checkpoint.stat().st_size)
+        runners[f"pytorch eager{suffix}"] = (torch_runner(module), checkpoint.stat().st_size)
     if "compiled" in formats:
         mode = compile_mode if device == "cuda" else None
         runners[f"pytorch compiled{f' ({mode})' if mode else ''}{suffix}"] = (
-            torch_runner(torch.compile(wrapper, mode=mode, dynamic=False)), None)
+            torch_runner(torch.compile(module, mode=mode, dynamic=False)), None)
     for name, quantize in (("onnx", None), ("onnx-int8", "int8")):
         if name in formats and device == "cpu":
             path = workdir / f"{checkpoint.stem}.{name}.onnx"
             if not path.exists():
                 report = export_checkpoint(checkpoint, path, quantize=quantize)
                 print(f"  {report.format_lines()}", flush=True)
-            session = onnx_session(path, threads)
-            used = [i.name for i in session.get_inputs()]
-
-            def run(inputs, session=session, used=used):
-                return session.run(["probabilities"], {n: inputs[n].numpy() for n in used})[0]
-            runners[f"onnx {'int8' if quantize else 'fp32'}"] = (run, path.stat().st_size)
-    return runners, names
+            runners[f"onnx {'int8' if quantize else 'fp32'}"] = (ExportedModel(path, threads).probabilities,
+                                                                 path.stat().st_size)
+    return runners
 
 
 def time_model(run, inputs: list[dict], device: str, warmup: int = 10) -> list[float]:
@@ -155,18 +136,11 @@ def time_model(run, inputs: list[dict], device: str, warmup: int = 10) -> list[f
     return times
 
 
-def accuracy(run, checkpoint: Path, names: tuple[str, ...], args, image_size: int | None) -> float:
-    """Test-split accuracy at batch 1 (the split of the checkpoint's data settings)."""
-    from signbridge.data import LandmarkDataModule, SignDataModule
-
-    hparams = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    settings = {k: hparams[k] for k in ("val_fraction", "test_fraction", "split_seed") if k in hparams}
-    if "image" in names:
-        data = SignDataModule(args.accuracy_root, landmarks_file=args.landmarks_file, image_size=image_size,
-                              batch_size=1, num_workers=0, **settings)
-    else:
-        data = LandmarkDataModule(args.accuracy_root, landmarks_file=args.landmarks_file, batch_size=1,
-                                  num_workers=0, **settings)
+def accuracy(run, checkpoint: Path, args) -> float:
+    """Test-split accuracy at batch 1 (the checkpoint's own data settings and split; ``--accuracy-root`` and
+    ``--landmarks-file`` say where the data is now)."""
+    data = load_model(checkpoint).training_datamodule(root=args.accuracy_root, landmarks_file=args.landmarks_file,
+                                                      batch_size=1, num_workers=0, persistent_workers=False)
     data.prepare_data()
     data.setup("test")
     correct = total = 0
@@ -179,7 +153,7 @@ def accuracy(run, checkpoint: Path, names: tuple[str, ...], args, image_size: in
     return correct / total
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", required=True)
     parser.add_argument("--photos", help="a folder of photos: frames for the whole CPU pipeline (without it: the "
@@ -200,52 +174,68 @@ def main() -> None:
     parser.add_argument("--accuracy-root", default=None, help="dataset root: add test-split accuracy per format")
     parser.add_argument("--landmarks-file", default=None)
     parser.add_argument("--workdir", default=None, help="where the exported files go (default: a temp folder)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def model_only_rows(checkpoint: Path, label: str, contract: InferenceContract, args, workdir: Path) -> list[str]:
+    """The model alone on random inputs of its contract: every thread count (CPU) or precision (GPU)."""
+    cores = os.cpu_count() or 1
+    inputs = [contract.example_inputs(batch=1, seed=i) for i in range(200)]
+    settings = ([("all", p) for p in args.precision] if args.device == "cuda"
+                else [(t, "fp32") for t in args.threads])
+    rows = []
+    for threads, precision in settings:
+        count = cores if threads == "all" else int(threads)
+        runners = model_runners(checkpoint, workdir, args.formats, count, args.device, precision,
+                                args.compile_mode, args.output)
+        for name, (run, file_size) in runners.items():
+            times = time_model(run, inputs, args.device, warmup=30)
+            acc = f"{accuracy(run, checkpoint, args):.4f}" if args.accuracy_root else "–"
+            size_text = f"{file_size / 1e6:.1f}" if file_size else "–"
+            where = torch.cuda.get_device_name() if args.device == "cuda" else count
+            rows.append(f"| {label} | {name} | {where} | {percentiles(times)} | model only | {size_text} | {acc} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def pipeline_rows(checkpoint: Path, label: str, contract: InferenceContract, args, workdir: Path) -> list[str]:
+    """The whole CPU pipeline on real photos: decode, landmarks, preprocess and model, per frame."""
+    cores = os.cpu_count() or 1
+    stage_times, inputs = front_end(jpeg_frames(args.photos, args.frames), contract, args.hand_model)
+    front = {stage: np.array(values) for stage, values in stage_times.items()}
+    hands = sum(bool(item["present"].any()) for item in inputs if "present" in item)
+    print(f"{label}: {len(inputs)} frames, {hands} with a hand; decode {percentiles(stage_times['decode'])}, "
+          f"landmarks {percentiles(stage_times['landmarks'])}, preprocess "
+          f"{percentiles(stage_times['preprocess'])} ms (median / p95)", flush=True)
+    rows = []
+    for threads in args.threads:
+        count = cores if threads == "all" else int(threads)
+        runners = model_runners(checkpoint, workdir, args.formats, count, "cpu", output=args.output)
+        for name, (run, file_size) in runners.items():
+            model_times = np.array(time_model(run, inputs, "cpu"))
+            total = front["decode"] + front["landmarks"] + front["preprocess"] + model_times
+            acc = f"{accuracy(run, checkpoint, args):.4f}" if args.accuracy_root else "–"
+            size_text = f"{file_size / 1e6:.1f}" if file_size else "–"
+            rows.append(f"| {label} | {name} | {count} | {percentiles(list(model_times))} | "
+                        f"{percentiles(list(total))} | {size_text} | {acc} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="latency_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    cores = os.cpu_count() or 1
-    print(f"torch {torch.__version__}, {cores} CPU cores"
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores"
           + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""), flush=True)
     rows = []
     for checkpoint in map(Path, args.checkpoint):
-        task = load_task(checkpoint)
-        names = input_names_of(task)
-        size = image_size_of(read_checkpoint(checkpoint), task) if "image" in names else None
-        label = f"{type(task).__name__} ({checkpoint.name})"
-        if args.device == "cuda" or not args.photos:  # the model alone, on random inputs of its contract
-            inputs = [dict(zip(names, example_inputs(names, size, batch=1, seed=i))) for i in range(200)]
-            settings = ([("all", p) for p in args.precision] if args.device == "cuda"
-                        else [(t, "fp32") for t in args.threads])
-            for threads, precision in settings:
-                count = cores if threads == "all" else int(threads)
-                runners, _ = model_runners(checkpoint, workdir, args.formats, count, args.device, precision,
-                                           args.compile_mode, args.output)
-                for name, (run, file_size) in runners.items():
-                    times = time_model(run, inputs, args.device, warmup=30)
-                    acc = f"{accuracy(run, checkpoint, names, args, size):.4f}" if args.accuracy_root else "–"
-                    size_text = f"{file_size / 1e6:.1f}" if file_size else "–"
-                    where = torch.cuda.get_device_name() if args.device == "cuda" else count
-                    rows.append(f"| {label} | {name} | {where} | {percentiles(times)} | model only | {size_text} | "
-                                f"{acc} |")
-                    print(rows[-1], flush=True)
-            continue
-        stage_times, inputs = front_end(jpeg_frames(args.photos, args.frames), size, args.hand_model)
-        front = {stage: np.array(values) for stage, values in stage_times.items()}
-        hands = sum(bool(item["present"].any()) for item in inputs)
-        print(f"{label}: {len(inputs)} frames, {hands} with a hand; decode {percentiles(stage_times['decode'])}, "
-              f"landmarks {percentiles(stage_times['landmarks'])}, preprocess "
-              f"{percentiles(stage_times['preprocess'])} ms (median / p95)", flush=True)
-        for threads in args.threads:
-            count = cores if threads == "all" else int(threads)
-            runners, names = model_runners(checkpoint, workdir, args.formats, count, "cpu", output=args.output)
-            for name, (run, file_size) in runners.items():
-                model_times = np.array(time_model(run, inputs, "cpu"))
-                total = front["decode"] + front["landmarks"] + front["preprocess"] + model_times
-                acc = f"{accuracy(run, checkpoint, names, args, size):.4f}" if args.accuracy_root else "–"
-                size_text = f"{file_size / 1e6:.1f}" if file_size else "–"
-                rows.append(f"| {label} | {name} | {count} | {percentiles(list(model_times))} | "
-                            f"{percentiles(list(total))} | {size_text} | {acc} |")
-                print(rows[-1], flush=True)
+        contract = load_model(checkpoint).inference_contract()
+        label = f"{contract.task.rsplit('.', 1)[-1]} ({checkpoint.name})"
+        if args.device == "cuda" or not args.photos:
+            rows += model_only_rows(checkpoint, label, contract, args, workdir)
+        else:
+            rows += pipeline_rows(checkpoint, label, contract, args, workdir)
     print("\n| model | format | threads | model ms (median / p95) | total ms (median / p95) | file MB | test acc |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))

@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from signbridge import load_model
+from signbridge.data import LandmarkDataModule, SignDataModule
+from signbridge.metadata import METADATA_FILE
 
-from signbridge.data import LandmarkDataModule, SignDataModule  # noqa: E402
-from signbridge.metadata import METADATA_FILE  # noqa: E402
-from signbridge.tasks import HybridSignClassifier, LandmarkClassifier  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # the configs' folder (signbridge itself is the installed package)
+
 
 HYBRID = ("configs/sign_digits_hybrid.yaml",)
 CONFIGS = {
@@ -94,8 +94,7 @@ def run_fit(args, variant: str, base: str, overrides: dict, fold: int) -> Path:
 def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Labels, predictions and hand presence on the test fold, and the test accuracy of each classifier of a
     hybrid."""
-    task_class = LandmarkClassifier if base == "landmarks" else HybridSignClassifier
-    model = task_class.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+    model = load_model(checkpoint)
     data_class = LandmarkDataModule if base == "landmarks" else SignDataModule
     extra = {} if base == "landmarks" else {"image_size": args.image_size}
     data = data_class(args.root, landmarks_file=args.landmarks_file, num_folds=args.folds, fold=fold,

@@ -6,16 +6,16 @@
 # PHASE=hyperband|full runs one of the two studies (and the test after hyperband); MAX_EPOCHS overrides 25.
 set -euo pipefail
 data=$1; run=$2; shift 2
-common=(--config configs/atk_cnn.yaml --search-space configs/atk_cnn_search.yaml --trials 10 --seed 0
-        --max-epochs "${MAX_EPOCHS:-25}"
+common=(--config configs/atk_cnn.yaml --search_space configs/atk_cnn_search.yaml --trials 10 --seed 0
+        --max_epochs "${MAX_EPOCHS:-25}"
         --data.init_args.root "$data" --data.init_args.test_fraction 0.1 "$@")
 phase=${PHASE:-all}
 if [[ $phase != hyperband ]]; then
-  start=$(date +%s); python3 -m signbridge tune "${common[@]}" --run-dir "$run/full" --pruner none > "$run/full.log" 2>&1
+  start=$(date +%s); python3 -m signbridge tune "${common[@]}" --run_dir "$run/full" --pruner none > "$run/full.log" 2>&1
   echo "full budget: $(( $(date +%s) - start )) s"; tail -16 "$run/full.log"
 fi
 [[ $phase == full ]] && exit 0
-start=$(date +%s); python3 -m signbridge tune "${common[@]}" --run-dir "$run/hyperband" > "$run/hyperband.log" 2>&1
+start=$(date +%s); python3 -m signbridge tune "${common[@]}" --run_dir "$run/hyperband" > "$run/hyperband.log" 2>&1
 echo "hyperband: $(( $(date +%s) - start )) s"; tail -16 "$run/hyperband.log"
 best=$(python3 -c "import json,glob; p=glob.glob('$run/hyperband/**/model.json', recursive=True)[0]; import os; print(os.path.join(os.path.dirname(p), json.load(open(p))['checkpoint']))")
 python3 -m signbridge test --config configs/atk_cnn.yaml --data.init_args.root "$data" --data.init_args.test_fraction 0.1 \

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import InputError
 from .files import check_writable
@@ -39,26 +39,16 @@ def _append_result(run_dir: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _logger_args(base_args: list[str], folder: Path) -> list[str]:
-    """Arguments that put a run's checkpoints and logs into ``folder``."""
-    from .lightning_cli import fit_config
-
-    logger = (fit_config(base_args).get("trainer") or {}).get("logger")
-    logs_to_folder = isinstance(logger, dict) and "save_dir" in (logger.get("init_args") or {})
-    return ["--trainer.default_root_dir", str(folder),
-            *(["--trainer.logger.init_args.save_dir", str(folder)] if logs_to_folder else [])]
-
-
-def fit_and_test(base_args: list[str], folder: Path) -> dict[str, Any]:
-    """``signbridge fit BASE_ARGS`` with its outputs in ``folder`` (continued from the newest ``last.ckpt`` there),
-    then ``test`` of its best checkpoint; returns the test metrics and the checkpoint."""
+def fit_and_test(config: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """``signbridge fit`` of ``config`` with its outputs in ``folder`` (continued from the newest ``last.ckpt``
+    there), then ``test`` of its best checkpoint; returns the test metrics and the checkpoint."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from .lightning_cli import run_cli
+    from .lightning_cli import latest_checkpoint, run, run_folder_overrides, with_overrides
 
-    last = max(folder.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
-    resume = ["--ckpt_path", str(last)] if last is not None else []
-    cli = run_cli(["fit", *base_args, *_logger_args(base_args, folder), *resume])
+    last = latest_checkpoint(folder)
+    overrides = {**run_folder_overrides(config, folder), **({"ckpt_path": str(last)} if last else {})}
+    cli = run("fit", with_overrides(config, overrides))
     checkpoint = cli.trainer.checkpoint_callback
     best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
     if not best:
@@ -68,56 +58,74 @@ def fit_and_test(base_args: list[str], folder: Path) -> dict[str, Any]:
     return {"checkpoint": best, **{key: float(value) for key, value in tested.items()}}
 
 
-def _config_args(configs: Sequence[str], fit_args: Sequence[str]) -> list[str]:
-    return [a for config in configs for a in ("--config", str(config))] + list(fit_args)
+def cross_validate(config: dict[str, Any], run_dir: Path, folds: int = 5,
+                   fold_list: list[int] | None = None) -> list[dict[str, Any]]:
+    """Train and test a config on every fold of a stratified k-fold split (each fold is the test split once;
+    validation is ``data.init_args.val_fraction`` of the rest) and report mean ± std. Rerun to continue after an
+    interruption.
 
+    Args:
+        config: the fit config (``lightning_cli.load_config``); on the command line, ``--config FILE`` and any
+            ``signbridge fit`` option (``--data.init_args.root DATA``).
+        run_dir: folder for the runs (``fold{N}``) and ``results.jsonl``.
+        folds: number of folds.
+        fold_list: only these folds (default: all).
 
-def cross_validate(
-    configs: Sequence[str], run_dir: str | Path, folds: int, fold_list: Sequence[int] | None = None,
-    fit_args: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """Train and test on every fold of a stratified k-fold split (``data.init_args.num_folds``/``fold``: the test
-    split is the fold, validation a part of the rest); returns the results of every fold done so far."""
+    Returns:
+        the results of every fold done so far.
+    """
+    from .lightning_cli import with_overrides
+
     if folds < 2:
         raise InputError(f"--folds must be at least 2, got {folds}")
     wanted = list(range(folds)) if fold_list is None else list(fold_list)
     if any(not 0 <= fold < folds for fold in wanted):
-        raise InputError(f"--fold-list must be folds of 0..{folds - 1}, got {wanted}")
+        raise InputError(f"--fold_list must be folds of 0..{folds - 1}, got {wanted}")
     run_dir = _prepare(run_dir)
-    base = _config_args(configs, fit_args)
     done = {row["fold"] for row in _read_results(run_dir) if row.get("folds") == folds}
     for fold in wanted:
         if fold in done:
             continue
-        split = ["--data.init_args.num_folds", str(folds), "--data.init_args.fold", str(fold)]
-        row = fit_and_test([*base, *split], run_dir / f"fold{fold}")
+        split = with_overrides(config, {"data.init_args.num_folds": folds, "data.init_args.fold": fold})
+        row = fit_and_test(split, run_dir / f"fold{fold}")
         _append_result(run_dir, {"run": f"fold{fold}", "fold": fold, "folds": folds, **row})
     return [row for row in _read_results(run_dir) if row.get("folds") == folds and row["fold"] in wanted]
 
 
-def train_seeds(
-    configs: Sequence[str], run_dir: str | Path, seeds: Sequence[int], fit_args: Sequence[str] = (),
-    weights: str = "mean", fit_thresholds: bool = False,
-) -> list[dict[str, Any]]:
-    """Train the config once per seed (same data split, ``seed_everything`` changed), test each, then test the
-    ensemble of their best checkpoints (``EnsembleClassifier``); returns the members' rows and the ensemble's."""
-    from .lightning_cli import run_cli
+def train_seeds(config: dict[str, Any], run_dir: Path, seeds: int = 5, first_seed: int = 0,
+                weights: Literal["mean", "fitted"] = "mean", fit_thresholds: bool = False) -> list[dict[str, Any]]:
+    """Train a config with N seeds on the same split (``seed_everything`` changed), test each, then test the
+    ensemble of their best checkpoints (``EnsembleClassifier``: mean of probabilities, or weights fitted on
+    validation). Rerun to continue after an interruption.
+
+    Args:
+        config: the fit config (``lightning_cli.load_config``); on the command line, ``--config FILE`` and any
+            ``signbridge fit`` option (``--data.init_args.root DATA``).
+        run_dir: folder for the runs (``seed{N}``, ``ensemble``) and ``results.jsonl``.
+        seeds: number of members.
+        first_seed: the seeds are FIRST .. FIRST+N-1.
+        weights: ``mean`` (equal) or ``fitted`` on the validation split.
+        fit_thresholds: per-class thresholds of the ensemble, fitted on validation.
+
+    Returns:
+        the members' rows and the ensemble's.
+    """
+    from .lightning_cli import run, run_folder_overrides, with_overrides
 
     run_dir = _prepare(run_dir)
-    base = _config_args(configs, fit_args)
+    wanted = list(range(first_seed, first_seed + seeds))
     done = {row["seed"] for row in _read_results(run_dir) if row.get("run", "").startswith("seed")}
-    for seed in seeds:
+    for seed in wanted:
         if seed not in done:
-            row = fit_and_test([*base, "--seed_everything", str(seed)], run_dir / f"seed{seed}")
+            row = fit_and_test(with_overrides(config, {"seed_everything": seed}), run_dir / f"seed{seed}")
             _append_result(run_dir, {"run": f"seed{seed}", "seed": seed, **row})
-    members = [row for row in _read_results(run_dir) if row.get("seed") in set(seeds)
+    members = [row for row in _read_results(run_dir) if row.get("seed") in set(wanted)
                and row.get("run", "").startswith("seed")]
     checkpoints = [row["checkpoint"] for row in sorted(members, key=lambda row: row["seed"])]
     ensemble = {"class_path": "signbridge.tasks.EnsembleClassifier",
                 "init_args": {"checkpoints": checkpoints, "weights": weights, "fit_thresholds": fit_thresholds}}
-    folder = run_dir / "ensemble"
-    cli = run_cli(["test", *base, "--model", json.dumps(ensemble), *_logger_args(base, folder),
-                   "--trainer.devices", "1"])
+    overrides = {"model": ensemble, "trainer.devices": 1, **run_folder_overrides(config, run_dir / "ensemble")}
+    cli = run("test", with_overrides(config, overrides))
     tested = cli.trainer.callback_metrics
     row = {"run": f"ensemble of {len(checkpoints)}", "members": checkpoints, "weights": weights,
            "member_weights": cli.model.member_weight.tolist(),

@@ -1,11 +1,20 @@
-"""LightningCLI for signbridge: ``SignbridgeCLI`` and the functions that run or parse it from Python (used by the
-``signbridge`` command line in ``cli.py`` and by ``tuning.py``)."""
+"""LightningCLI for signbridge: ``SignbridgeCLI``, and the functions that run it from Python on a config dict
+(``run``, ``fit``), used by the ``signbridge`` command line, ``tune``, ``cv``, ``ensemble`` and the browser app.
+
+A run is described by a *config*: the plain dict LightningCLI parses a command line into (``trainer``, ``model``,
+``data``, ``seed_everything``, ``ckpt_path``, ...), read from YAML files with ``load_config`` and changed with
+``with_overrides`` (dotted names, ``{"model.init_args.lr": 0.01}``). Nothing above this module assembles argv
+strings.
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import yaml
@@ -13,21 +22,22 @@ from lightning.pytorch.cli import LightningCLI
 
 from . import data as _data  # noqa: F401  (imported so LightningCLI finds the classes by short name)
 from . import tasks as _tasks  # noqa: F401
-from .callbacks import PredictionWriter, SaveOnInterrupt
 from .errors import InputError
 from .files import check_writable, read_checkpoint
-from .metadata import ModelMetadata
+from .lightning_callbacks import PredictionWriter, SaveOnInterrupt
+from .metadata import ModelMetadata, active_checkpoint
 from .tasks.base import task_class_of
 
-# the commands of ``cli.py`` besides LightningCLI's, named in the help text
-OTHER_COMMANDS = ("landmarks", "tune", "models", "cv", "ensemble", "export", "recognize", "ui")
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class SignbridgeCLI(LightningCLI):
     """LightningCLI in subclass mode: any signbridge LightningModule and LightningDataModule by class name.
 
     Every fit writes ``model.json`` beside its checkpoints (``ModelMetadata``); ``predict`` without ``--ckpt_path``
-    uses the model activated in ``--models_dir`` (see ``with_active_checkpoint``).
+    uses the model activated in ``--models_dir``; checkpoints are loaded with ``weights_only``; ``fit --ckpt_path
+    RUN/version_N/checkpoints/last.ckpt`` continues in ``version_N``; a model setting given on the command line wins
+    over the one saved in ``--ckpt_path``'s checkpoint.
     """
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -35,22 +45,42 @@ class SignbridgeCLI(LightningCLI):
         parser.add_lightning_class_args(ModelMetadata, "model_metadata")
         parser.add_argument("--models_dir", default="runs", help="models folder whose active model predict uses")
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        # a checkpoint is tensors and plain values: never unpickle code from one (Lightning's default still does)
-        parser.set_defaults(weights_only=True)
-        return parser
-
     def parse_arguments(self, parser, args) -> None:
-        self._command_line = list(args) if args is not None else []
+        self.command_line_model = command_line_model_args(args) if isinstance(args, Sequence) else {}
         super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        settings = self.config[subcommand]
+        # a checkpoint is tensors and plain values: never unpickle code from one (Lightning's default still does)
+        if settings.get("weights_only") is None:
+            settings.weights_only = True
+        if subcommand == "predict" and not settings.get("ckpt_path") and _built_from_checkpoint(settings):
+            settings.ckpt_path = str(active_checkpoint(settings.get("models_dir") or "runs"))  # checked below
+        # Lightning reads the checkpoint right after this to rebuild the model from its hyperparameters: check it
+        # first, so that a bad file is one clear message, not an unpickler traceback or another model class
+        check_checkpoint(settings.get("ckpt_path"), (settings.get("model") or {}).get("class_path"))
+
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        settings = self.config[subcommand]
+        if settings.get("ckpt_path") and self.command_line_model:
+            # the checkpoint's hyperparameters replaced the configs' (a tuned model's sizes differ from the config's),
+            # but a model setting typed on the command line is what the user asks for now, e.g.
+            # --model.init_args.apply_thresholds false or --model.init_args.net.inputs image
+            model = {"class_path": settings.model.class_path, "init_args": self.command_line_model}
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+            _drop_overridden(self.config[subcommand].model, self.command_line_model)
+        if subcommand == "fit":
+            resume_in_run_folder(self.config[subcommand])
 
     def _check_data_settings(self) -> None:
         # before the trainer starts: a wrong num_classes or image_size must not wait for minutes of extraction
-        from .tasks.classification import ClassificationTask
-
-        if isinstance(self.model, ClassificationTask):
-            self.model.check_data(self.datamodule)
+        check = getattr(self.model, "check_data", None)
+        if callable(check):
+            check(self.datamodule)
 
     before_validate = before_test = _check_data_settings
 
@@ -58,116 +88,233 @@ class SignbridgeCLI(LightningCLI):
         self._check_data_settings()
         logger = self.trainer.logger
         check_writable((logger.save_dir if logger is not None else None) or self.trainer.default_root_dir, "folder")
-        self._resume_in_the_run_folder()
 
-    def _resume_in_the_run_folder(self) -> None:
-        """``fit --ckpt_path RUN/version_N/checkpoints/last.ckpt`` continues in ``version_N``, not in a new version
-        folder: the restored best checkpoint, the metadata history and the logs stay together (Lightning only
-        reloads a ModelCheckpoint's best model when its folder is unchanged)."""
-        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
-        logger = self.trainer.logger
-        # TensorBoardLogger and CSVLogger pick a new version lazily; before that, their version can still be set
-        if not ckpt_path or logger is None or getattr(logger, "_version", 0) is not None:
-            return
-        run = Path(ckpt_path).resolve().parent
-        run = run.parent if run.name == "checkpoints" else run
-        version = run.name.removeprefix("version_")
-        if version.isdigit() and logger.root_dir and run.parent == Path(logger.root_dir).resolve():
-            logger._version = int(version)  # type: ignore[attr-defined]
 
-    def _parse_ckpt_path(self) -> None:
-        # Lightning reads the checkpoint here to rebuild the model from its hyperparameters: check it first, so
-        # that a bad file is one clear message, not an unpickler traceback or a silently different model class
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
-            checkpoint = read_checkpoint(ckpt_path)
-            saved = checkpoint.get("hyper_parameters", {}).get("_class_path")
-            configured = self.config[subcommand].get("model", {}).get("class_path")
-            if saved and configured and saved.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
-                raise InputError(f"{ckpt_path} is a {saved} checkpoint but the config builds a {configured}: use "
-                                 f"the config it was trained with")
-            if saved:
-                task_class_of(ckpt_path, checkpoint)
-        super()._parse_ckpt_path()
-        # the checkpoint's hyperparameters replace the configs' (a tuned model's sizes differ from the config's), but
-        # a model setting typed on the command line is what the user asks for now, e.g.
-        # --model.init_args.apply_thresholds false
-        given = command_line_model_args(getattr(self, "_command_line", []))
-        if ckpt_path and given:
-            model = {"class_path": self.config[subcommand]["model"]["class_path"], "init_args": given}
-            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+def _built_from_checkpoint(settings) -> bool:
+    class_path = str((settings.get("model") or {}).get("class_path") or "")
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        task_class = getattr(importlib.import_module(module_name or "signbridge.tasks"), class_name)
+    except (ImportError, AttributeError):
+        return True
+    return bool(getattr(task_class, "built_from_checkpoint", True))
+
+
+def check_checkpoint(ckpt_path: str | None, configured: str | None) -> None:
+    """An ``InputError`` for a checkpoint file that is unreadable, of another task than the config builds, or of a
+    task that no longer takes its saved hyperparameters."""
+    if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+        return
+    checkpoint = read_checkpoint(ckpt_path)
+    saved = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    if saved and configured and saved.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
+        raise InputError(f"{ckpt_path} is a {saved} checkpoint but the config builds a {configured}: use the config "
+                         "it was trained with")
+    if saved:
+        task_class_of(ckpt_path, checkpoint)
+
+
+def _drop_overridden(model, given: dict) -> None:
+    # Lightning put the checkpoint's hyperparameters in dict_kwargs, which would win over init_args at instantiation
+    saved = model.get("dict_kwargs")
+    if saved:
+        for name in given:
+            saved.pop(name, None)
+
+
+def resume_in_run_folder(settings) -> None:
+    """``fit --ckpt_path RUN/version_N/checkpoints/last.ckpt`` continues in ``version_N``, not in a new version
+    folder: the restored best checkpoint, the metadata history and the logs stay together (Lightning only reloads a
+    ModelCheckpoint's best model when its folder is unchanged). Sets the logger's ``version`` in the config."""
+    ckpt_path = settings.get("ckpt_path")
+    logger = (settings.get("trainer") or {}).get("logger")
+    init = logger.get("init_args") if logger is not None and hasattr(logger, "get") else None
+    if not ckpt_path or init is None or init.get("version") is not None or "save_dir" not in init:
+        return
+    run = Path(ckpt_path).resolve().parent
+    run = run.parent if run.name == "checkpoints" else run
+    version = run.name.removeprefix("version_")
+    root = Path(init.get("save_dir") or ".") / str(init.get("name") or "lightning_logs")
+    if version.isdigit() and run.parent == root.resolve():
+        init.version = int(version)
+
+
+def overrides_from_options(args: Sequence[str]) -> dict[str, Any]:
+    """``--NAME VALUE`` (or ``--NAME=VALUE``) options as dotted overrides (``with_overrides``), values read as YAML:
+    ``["--model.init_args.lr", "0.01"]`` gives ``{"model.init_args.lr": 0.01}``."""
+    overrides: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("--"):
+            raise InputError(f"expected an option --NAME VALUE, got {arg!r}")
+        name, has_value, value = arg[2:].partition("=")
+        if not has_value:
+            if index + 1 >= len(args):
+                raise InputError(f"option {arg} has no value")
+            index += 1
+            value = args[index]
+        overrides[name] = yaml.safe_load(value)
+        index += 1
+    return overrides
 
 
 def command_line_model_args(args: Sequence[str]) -> dict:
-    """The ``--model.init_args.NAME VALUE`` (or ``=VALUE``) settings of a command line, values read as YAML."""
+    """The ``--model.init_args.NAME VALUE`` (or ``=VALUE``) settings of a command line as a nested dict
+    (``--model.init_args.net.inputs image``: ``{"net": {"inputs": "image"}}``), values read as YAML."""
     prefix = "--model.init_args."
-    given = {}
+    chosen: list[str] = []
     for i, arg in enumerate(args):
         if arg.startswith(prefix):
-            name, has_value, value = arg[len(prefix):].partition("=")
-            if not has_value and i + 1 < len(args):
-                value = args[i + 1]
-            if "." not in name:
-                given[name] = yaml.safe_load(value)
-    return given
+            chosen += [arg] if "=" in arg else [arg, *args[i + 1:i + 2]]
+    flat = overrides_from_options(chosen)
+    return with_overrides({}, {name.removeprefix("model.init_args."): value for name, value in flat.items()})
 
 
-def with_active_checkpoint(args: list[str]) -> list[str]:
-    """``predict`` without ``--ckpt_path``: add the checkpoint of the model activated in ``--models_dir``.
-
-    Added before parsing, so that LightningCLI builds the model from the hyperparameters saved in the checkpoint
-    (a tuned model's sizes differ from the config's).
-    """
-    if not args or args[0] != "predict" or any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in args):
-        return args
-    if _builds_ensemble(args):  # an ensemble is built from its members' checkpoints
-        return args
-    from .metadata import active_model, checkpoint_of
-
-    models_dir = "runs"
-    for i, arg in enumerate(args):
-        if arg == "--models_dir" and i + 1 < len(args):
-            models_dir = args[i + 1]
-        elif arg.startswith("--models_dir="):
-            models_dir = arg.split("=", 1)[1]
-    active = active_model(models_dir) if Path(models_dir).is_dir() else None
-    if active is None:
-        raise InputError(f"predict needs --ckpt_path, or a model activated with 'signbridge models activate "
-                         f"{models_dir} MODEL'")
-    print(f"predicting with the active model of {models_dir}: {active.parent}")
-    return [*args, "--ckpt_path", str(checkpoint_of(active))]
+class _ConfigRead(Exception):
+    def __init__(self, cli: SignbridgeCLI):
+        super().__init__("parsed")
+        self.cli = cli
 
 
-def _builds_ensemble(args: list[str]) -> bool:
-    configs = [Path(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg in ("--config", "-c")]
-    texts = [*args, *(config.read_text() for config in configs if config.is_file())]
-    return any("EnsembleClassifier" in text for text in texts)
+class ConfigReader(SignbridgeCLI):
+    """``SignbridgeCLI`` that stops once the config is parsed (and the checkpoint's and command line's settings
+    applied): nothing is built or run."""
+
+    def before_instantiate_classes(self) -> None:
+        super().before_instantiate_classes()
+        raise _ConfigRead(self)
 
 
-def _build_cli(args: list[str], run: bool = True, callbacks: list[L.Callback] | None = None) -> SignbridgeCLI:
+def build_cli(args: list[str] | dict, run: bool = True, callbacks: list[L.Callback] | None = None,
+              cli_class: type[SignbridgeCLI] = SignbridgeCLI) -> SignbridgeCLI:
+    """``SignbridgeCLI`` on a command line (a list) or a config (``{"subcommand": ..., SUBCOMMAND: config}``)."""
     # `signbridge tune` runs fits from inside a command line of its own; Lightning would warn about sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
-    return SignbridgeCLI(
+    return cli_class(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args, run=run,
         trainer_defaults={"callbacks": [SaveOnInterrupt(), *(callbacks or [])]},
         parser_kwargs={"prog": "signbridge",
                        "description": "signbridge: train, test and predict with LightningCLI. Other commands: "
-                       + ", ".join(f"'signbridge {name} --help'" for name in OTHER_COMMANDS),
+                       + ", ".join(f"'signbridge {name} --help'" for name in _other_commands()),
                        # a wrong option raises, so that the console shows one line instead of the whole usage
                        "exit_on_error": False,
-                       **{command: {"exit_on_error": False} for command in ("fit", "validate", "test", "predict")}},
+                       **{command: {"exit_on_error": False} for command in SUBCOMMANDS}},
     )
 
 
+def _other_commands() -> list[str]:
+    from .commands import COMMANDS
+
+    return list(COMMANDS)
+
+
 def run_cli(args: Sequence[str], callbacks: list[L.Callback] | None = None) -> SignbridgeCLI:
-    """Run ``signbridge fit|validate|test|predict`` from Python; ``callbacks`` are added to the configured ones."""
-    return _build_cli(with_active_checkpoint(list(args)), callbacks=callbacks)
+    """Run ``signbridge fit|validate|test|predict ARGS`` (a command line) from Python."""
+    return build_cli(list(args), callbacks=callbacks)
 
 
-def fit_config(fit_args: Sequence[str]) -> dict:
-    """The full config (a plain dict) that ``signbridge fit FIT_ARGS`` would run with, read by LightningCLI's parser
-    (the classes are built, nothing is trained)."""
-    cli = _build_cli(list(fit_args), run=False)
-    return yaml.safe_load(cli.parser.dump(cli.config, skip_link_targets=False, skip_none=False))
+def run(subcommand: str, config: Mapping[str, Any], callbacks: list[L.Callback] | None = None) -> SignbridgeCLI:
+    """Run ``fit``, ``validate``, ``test`` or ``predict`` on a config dict (see ``load_config``); returns the CLI,
+    whose ``trainer`` and ``model`` hold the results."""
+    if subcommand not in SUBCOMMANDS:
+        raise InputError(f"unknown subcommand {subcommand!r}: one of {', '.join(SUBCOMMANDS)}")
+    return build_cli({"subcommand": subcommand, subcommand: dict(config)}, callbacks=callbacks)
+
+
+def fit(config: Mapping[str, Any] | Sequence[str | Path], overrides: Mapping[str, Any] | None = None,
+        callbacks: list[L.Callback] | None = None) -> SignbridgeCLI:
+    """``signbridge fit`` from Python: ``config`` is a config dict or config files (merged in order, as repeated
+    ``--config``), ``overrides`` dotted settings on top (``{"data.init_args.root": "DATA"}``)."""
+    if isinstance(config, Mapping):
+        return run("fit", with_overrides(config, overrides or {}), callbacks)
+    return run("fit", load_config(config, overrides), callbacks)
+
+
+def load_config(files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None,
+                subcommand: str = "fit") -> dict[str, Any]:
+    """The full config (a plain dict) that ``signbridge SUBCOMMAND --config FILE ...`` would run with, with the
+    dotted ``overrides`` on top: the files merged in order as repeated ``--config`` options are (a block with another
+    ``class_path`` replaces the earlier one, lists are replaced), then read and checked by LightningCLI's parser,
+    which fills in every default; nothing is built."""
+    merged: dict[str, Any] = {}
+    for file in files:
+        try:
+            loaded = yaml.safe_load(Path(file).read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise InputError(f"{file}: cannot read the config ({error})") from error
+        if not isinstance(loaded, dict):
+            raise InputError(f"{file}: a config is a YAML mapping (trainer, model, data, ...)")
+        merged = merge_configs(merged, loaded)
+    return read_config({"subcommand": subcommand, subcommand: with_overrides(merged, overrides or {})})
+
+
+def merge_configs(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` merged into ``base`` as LightningCLI merges config files: mappings key by key, except that a block
+    naming another ``class_path`` replaces the earlier one; other values are replaced."""
+    merged = dict(base)
+    for key, value in new.items():
+        old = merged.get(key)
+        same_class = not (isinstance(old, Mapping) and isinstance(value, Mapping) and "class_path" in old
+                          and "class_path" in value and old["class_path"] != value["class_path"])
+        if isinstance(old, Mapping) and isinstance(value, Mapping) and same_class:
+            merged[key] = merge_configs(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_config(args: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """The full config (a plain dict) that ``signbridge ARGS`` (``fit``, ``test``, ... and its options; or a config
+    ``{"subcommand": ..., SUBCOMMAND: {...}}``) would run with, read and checked by LightningCLI's parser; nothing is
+    built or run."""
+    try:
+        build_cli(dict(args) if isinstance(args, Mapping) else list(args), cli_class=ConfigReader)
+    except _ConfigRead as read:
+        cli = read.cli
+    else:  # pragma: no cover  (ConfigReader always stops)
+        raise AssertionError("the config reader ran the command")
+    subcommand = cli.config["subcommand"]
+    dumped = yaml.safe_load(cli.parser.dump(cli.config, skip_link_targets=False, skip_none=False))
+    config = dumped[subcommand]
+    config.pop("config", None)  # the files it was read from: their settings are in it
+    return config
+
+
+def fit_config(fit_args: Sequence[str]) -> dict[str, Any]:
+    """The full config (a plain dict) that ``signbridge fit FIT_ARGS`` would run with (``read_config``)."""
+    return read_config(["fit", *fit_args])
+
+
+def with_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with dotted settings replaced: ``{"model.init_args.lr": 0.01}`` sets
+    ``config["model"]["init_args"]["lr"]``; missing levels are created."""
+    result = copy.deepcopy(dict(config))
+    for name, value in overrides.items():
+        *parents, last = name.split(".")
+        node = result
+        for parent in parents:
+            child = node.get(parent)
+            if not isinstance(child, dict):
+                child = node[parent] = {} if child is None or not isinstance(child, Mapping) else dict(child)
+            node = child
+        node[last] = value
+    return result
+
+
+def run_folder_overrides(config: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
+    """Settings that put a run's checkpoints and logs into ``folder`` (the logger's ``save_dir`` too, when the
+    config's logger has one)."""
+    logger = (config.get("trainer") or {}).get("logger")
+    overrides: dict[str, Any] = {"trainer.default_root_dir": str(folder)}
+    if isinstance(logger, Mapping) and "save_dir" in (logger.get("init_args") or {}):
+        overrides["trainer.logger.init_args.save_dir"] = str(folder)
+    return overrides
+
+
+def latest_checkpoint(folder: str | Path, name: str = "last.ckpt") -> Path | None:
+    """The newest ``name`` below ``folder`` (the one an interrupted run continues from); None without one."""
+    folder = Path(folder)
+    found = folder.rglob(name) if folder.is_dir() else iter(())
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)

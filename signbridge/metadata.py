@@ -33,13 +33,25 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _logit_biases(checkpoint: Path, class_names: list[str] | None) -> dict[str, float] | None:
-    """The per-class decision biases saved in a checkpoint (``fit_thresholds``), by class name; None without."""
-    bias = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["state_dict"].get("logit_bias")
-    if bias is None or not bias.numel() or not bias.any():
-        return None
-    names = class_names or [str(i) for i in range(bias.numel())]
-    return {name: round(float(value), 6) for name, value in zip(names, bias)}
+def _checkpoint_facts(checkpoint: Path, class_names: list[str] | None) -> tuple[dict[str, float] | None, dict | None]:
+    """The per-class decision biases saved in a checkpoint (``fit_thresholds``), by class name (None without), and
+    its inference contract (None for a task without one)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    bias = saved["state_dict"].get("logit_bias")
+    thresholds = None
+    if bias is not None and bias.numel() and bias.any():
+        names = class_names or [str(i) for i in range(bias.numel())]
+        thresholds = {name: round(float(value), 6) for name, value in zip(names, bias)}
+    return thresholds, saved.get("inference")
+
+
+def predicts_signs(metadata: dict) -> bool:
+    """Whether a ``model.json``'s model classifies photos or frames (an image or hand landmarks as input)."""
+    inference = metadata.get("inference")
+    if not inference:  # written before inference contracts: a classifier has classes, a recognizer a charset
+        return bool(metadata.get("classes")) and "charset" not in (metadata.get("hyperparameters") or {})
+    names = {spec["name"] for spec in inference.get("inputs", [])}
+    return inference.get("decoding") == "argmax" and bool(names & {"image", "landmarks"})
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -94,6 +106,7 @@ class ModelMetadata(Callback):
             if hasattr(datamodule, "split_sizes"):
                 data["split_sizes"] = datamodule.split_sizes()
         config = Path(log_dir or "") / "config.yaml"
+        thresholds, inference = _checkpoint_facts(best, getattr(pl_module, "class_names", None))
         metadata = {
             "format": FORMAT,
             "checkpoint": best.name,
@@ -108,7 +121,8 @@ class ModelMetadata(Callback):
             "hyperparameters": dict(pl_module.hparams),
             "data": data,
             "history": self.history,
-            "thresholds": _logit_biases(best, getattr(pl_module, "class_names", None)),
+            "thresholds": thresholds,
+            "inference": inference,
             "versions": library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": os.path.relpath(config, best.parent) if config.exists() else None,
@@ -192,12 +206,41 @@ def resolve_model(models_dir: str | os.PathLike, key: str) -> Path:
     raise InputError(f"{models_dir}: no model '{key}' (see 'signbridge models list {models_dir}')")
 
 
-def activate_model(models_dir: str | os.PathLike, key: str) -> Path:
-    """Make the model ``key`` (number or folder, see ``resolve_model``) the one ``predict`` uses by default."""
-    path = resolve_model(models_dir, key)
+def activate_model(models_dir: str, model: str) -> Path:
+    """Make a model the one ``predict`` and ``recognize`` use by default.
+
+    Args:
+        models_dir: the models folder.
+        model: number from ``models list``, or the model's folder relative to the models folder.
+
+    Returns:
+        the model's ``model.json``.
+    """
+    path = resolve_model(models_dir, model)
     read_metadata(path)
     write_json_atomic(Path(models_dir) / ACTIVE_FILE, {"model": os.path.relpath(path, models_dir)})
     return path
+
+
+def show_model(models_dir: str, model: str) -> dict:
+    """One model's metadata (its ``model.json``).
+
+    Args:
+        models_dir: the models folder.
+        model: number from ``models list``, or the model's folder relative to the models folder.
+    """
+    return read_metadata(resolve_model(models_dir, model))
+
+
+def active_checkpoint(models_dir: str | os.PathLike, command: str = "predict") -> Path:
+    """The checkpoint of the model activated in ``models_dir``; an ``InputError`` telling ``command`` what to do
+    when there is none."""
+    active = active_model(models_dir) if Path(models_dir).is_dir() else None
+    if active is None:
+        raise InputError(f"{command} needs a model: give its checkpoint, or activate one with 'signbridge models "
+                         f"activate {models_dir} MODEL'")
+    print(f"{command}: the active model of {models_dir}: {active.parent}")
+    return checkpoint_of(active)
 
 
 def active_model(models_dir: str | os.PathLike) -> Path | None:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import InputError
-from .hands.detect import HandDetection, HandDetector
+from .hands.detect import DetectorSettings, HandDetector
+from .inference import load_predictor
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -47,53 +47,11 @@ class Recognition:
                 **{f"{stage}_ms": round(ms, 3) for stage, ms in self.timings_ms.items()}}
 
 
-class _TorchBackend:
-    """A checkpoint, run eagerly with PyTorch through the export wrapper (the same outputs as an exported file)."""
-
-    def __init__(self, path: Path, threads: int | None):
-        from .export import ExportedClassifier, image_size_of, input_names_of
-        from .files import read_checkpoint
-        from .tasks.base import load_task
-
-        if threads:
-            torch.set_num_threads(threads)
-        task = load_task(path)
-        self.input_names = input_names_of(task)
-        self.module = ExportedClassifier(task, self.input_names).eval()
-        names = getattr(task, "class_names", None)
-        self.classes: list = list(names) if names else list(range(int(task.hparams.get("num_classes") or 0)))
-        self.image_size = image_size_of(read_checkpoint(path), task)
-
-    def __call__(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-        with torch.inference_mode():
-            return self.module(*(inputs[name] for name in self.input_names))[1].numpy()
-
-
-class _ExportedBackend:
-    """An ONNX file (onnxruntime, CPU) or a TorchScript file of ``signbridge export``."""
-
-    def __init__(self, path: Path, threads: int | None):
-        from .export import onnx_session, read_exported_metadata
-
-        metadata = read_exported_metadata(path)
-        self.classes = list(metadata.get("classes") or range(metadata["hyperparameters"].get("num_classes") or 0))
-        self.image_size = metadata.get("image_size")
-        self.input_names = tuple(metadata["inputs"])
-        self.session = onnx_session(path, threads) if path.suffix == ".onnx" else None
-        if self.session is None:
-            if threads:
-                torch.set_num_threads(threads)
-            self.module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def __call__(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-        if self.session is not None:
-            return self.session.run(["probabilities"], {n: inputs[n].numpy() for n in self.input_names})[0]
-        with torch.inference_mode():
-            return self.module(*(inputs[name] for name in self.input_names))[1].numpy()
-
-
 class Recognizer:
     """Recognise the sign in video frames or photos with a trained classifier.
+
+    The model's inference contract says what it reads and how its training data was prepared (image size and
+    interpolation, the hand detector's settings); the frames are prepared the same way.
 
     Args:
         model: a ``.ckpt`` of ``signbridge fit`` or a ``.onnx`` / ``.pt`` of ``signbridge export``.
@@ -109,40 +67,21 @@ class Recognizer:
     def __init__(self, model: str | os.PathLike, hand_model: str | os.PathLike | None = None, video: bool = False,
                  smoothing: int = 1, threads: int | None = None):
         path = Path(model)
-        if not path.is_file():
-            raise InputError(f"{path}: model file not found")
-        if path.suffix in (".onnx", ".pt"):
-            self.backend: _TorchBackend | _ExportedBackend = _ExportedBackend(path, threads)
-        else:
-            self.backend = _TorchBackend(path, threads)
-        if "text_image" in self.backend.input_names:
+        self.model = load_predictor(path, threads)
+        self.contract = self.model.contract
+        if self.contract.decoding != "argmax":
             raise InputError(f"{path}: a text recognizer; recognize reads signs (for text: signbridge predict)")
-        if "image" in self.backend.input_names and not self.backend.image_size:
-            raise InputError(f"{path}: the image size the model was trained at is not recorded in it")
-        self.image_size = int(self.backend.image_size or 0)
-        self.classes = [str(name) for name in self.backend.classes]
-        self.detector = HandDetector(hand_model, video=video)
+        self.contract.check_ready(path)
+        self.classes = list(self.contract.classes)
+        settings = self.contract.preprocessing.get("hands")
+        self.detector = HandDetector(hand_model, settings=DetectorSettings(**settings) if settings else None,
+                                     video=video)
         self.smoothing = max(1, smoothing)
         self._recent: deque[np.ndarray] = deque(maxlen=self.smoothing)
 
     @property
     def reads_images(self) -> bool:
-        return "image" in self.backend.input_names
-
-    def model_inputs(self, frame: np.ndarray, detection: HandDetection) -> dict[str, torch.Tensor]:
-        """The batch of one frame, as the data modules make it (``docs/contracts.md``)."""
-        from .data.transforms import resize_square
-
-        height, width = frame.shape[:2]
-        inputs = {
-            "landmarks": torch.from_numpy(detection.landmarks)[None],
-            "present": torch.from_numpy(detection.present)[None],
-            "aspect": torch.tensor([width / max(height, 1)], dtype=torch.float32),
-        }
-        if self.reads_images:
-            image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
-            inputs["image"] = resize_square(image, self.image_size)[None]
-        return inputs
+        return self.contract.reads_images
 
     def predict(self, frame: np.ndarray, timestamp_ms: int | None = None) -> Recognition:
         """Recognise one ``(H, W, 3)`` uint8 RGB frame."""
@@ -155,9 +94,9 @@ class Recognizer:
             return Recognition(None, 0.0, np.zeros(len(self.classes), np.float32), detection.landmarks,
                                detection.present, detection.wrist,
                                {**timings, "model": 0.0, "total": timings["landmarks"]})
-        inputs = self.model_inputs(frame, detection)
+        inputs = self.contract.frame_inputs(frame, detection)
         prepared = time.perf_counter()
-        probabilities = self.backend(inputs)[0]
+        probabilities = self.model.probabilities(inputs)[0]
         done = time.perf_counter()
         self._recent.append(probabilities)
         averaged = np.mean(self._recent, axis=0)
@@ -273,3 +212,44 @@ def recognize_source(recognizer: Recognizer, source: str, output=None, every: in
             output.write(json.dumps(row) + "\n")
             output.flush()
     return results
+
+
+def recognize(source: str, model: str | None = None, models_dir: str = "runs", hand_model: str | None = None,
+              output: str | None = None, smooth: int = 1, every: int = 1, max_frames: int | None = None,
+              threads: int | None = None, show: bool = False) -> list[dict[str, Any]]:
+    """Recognise signs with a trained model: MediaPipe hand landmarks, then the model, for every frame of an image,
+    a folder of images, a video file or a camera (an index such as 0). One JSON line per frame (label,
+    probability, hands found, milliseconds per stage) on stdout or in ``output``.
+
+    Args:
+        source: image file, folder, video file or camera index.
+        model: a .ckpt of signbridge fit, or a .onnx/.pt of signbridge export (default: the active model of
+            ``models_dir``).
+        models_dir: the models folder whose active model is used without ``model``.
+        hand_model: hand_landmarker.task (default: as signbridge landmarks finds it).
+        output: JSON lines file (default: stdout).
+        smooth: average the probabilities over N frames of a stream.
+        every: recognise every Nth frame of a video.
+        max_frames: stop after this many frames.
+        threads: CPU threads of the model (default: all).
+        show: draw the landmarks and the label in a window (needs a display; Esc or q stops).
+
+    Returns:
+        one dict per frame (``frame`` and ``Recognition.to_dict()``, or ``skipped`` with the reason).
+    """
+    import contextlib
+    import sys
+
+    if model is None:
+        from .metadata import active_checkpoint
+
+        model = str(active_checkpoint(models_dir, "recognize"))
+    kind = source_kind(source)
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if show and not display:
+        print("signbridge: no display: --show ignored", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(open(output, "w")) if output else sys.stdout
+        recognizer = stack.enter_context(Recognizer(model, hand_model, video=kind in ("video", "camera"),
+                                                    smoothing=smooth, threads=threads))
+        return recognize_source(recognizer, source, stream, every, show and display, max_frames)

@@ -4,7 +4,7 @@
 no final save, and pool workers left running. Long-running work wraps itself in ``sigterm_as_interrupt`` so the
 signal raises ``Terminated`` (a ``KeyboardInterrupt``) and the ``except``/``finally`` blocks that already handle
 Ctrl-C save progress and stop the workers. During ``fit`` Lightning has its own SIGTERM handling (it stops at the
-next batch and raises ``SIGTERMException``); ``SaveOnInterrupt`` in ``callbacks.py`` saves the run then.
+next batch and raises ``SIGTERMException``); ``SaveOnInterrupt`` in ``lightning_callbacks.py`` saves the run then.
 """
 
 from __future__ import annotations

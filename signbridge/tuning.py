@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 import time
 import warnings
@@ -110,18 +109,6 @@ def load_search_space(path: str | Path) -> SearchSpace:
     return SearchSpace(params, raw.get("monitor", "val_acc"), direction, int(raw.get("max_epochs", 25)))
 
 
-def resolved_config(fit_args: list[str]) -> dict:
-    """The full config that ``signbridge fit`` would run with these arguments."""
-    from .lightning_cli import fit_config
-
-    try:
-        return fit_config(fit_args)
-    except SystemExit as error:
-        if error.code not in (0, None):
-            raise InputError(f"the config does not parse: {' '.join(fit_args)}") from None
-        raise
-
-
 def check_params_exist(space: SearchSpace, config: dict) -> None:
     """An ``InputError`` for a search parameter that the resolved config does not have."""
     for name in space.params:
@@ -194,10 +181,10 @@ def _storage(url: str, heartbeat: int, run_dir: Path):
 
 
 def tune(
-    configs: list[str],
-    search_space: str | Path,
-    run_dir: str | Path,
-    trials: int | None = 10,
+    config: dict[str, Any],
+    search_space: Path,
+    run_dir: Path,
+    trials: int | None = None,
     timeout: float | None = None,
     storage: str | None = None,
     study_name: str | None = None,
@@ -206,81 +193,111 @@ def tune(
     max_epochs: int | None = None,
     seed: int = 0,
     heartbeat: int = 30,
-    fit_args: list[str] | None = None,
 ):
-    """Run (or resume) a study; several processes may run the same command on one storage at once.
+    """Search hyperparameters of any signbridge config with Optuna; rerun to resume. Several processes (one per GPU,
+    or on several machines with ``storage``) may work on one study at once.
 
-    ``trials`` counts finished (complete or pruned) trials of the whole study, so a rerun only adds what is missing.
-    Returns the Optuna study.
+    Args:
+        config: the fit config (``lightning_cli.load_config``); on the command line, ``--config FILE`` and any
+            ``signbridge fit`` option (``--data.init_args.root DATA``).
+        search_space: YAML naming init args and their choices or ranges (``configs/atk_cnn_search.yaml``).
+        run_dir: folder for the trials (and the default SQLite study).
+        trials: finished (complete or pruned) trials the whole study should have, so a rerun only adds what is
+            missing (default 10; grid: the whole grid).
+        timeout: stop starting trials after this many seconds.
+        storage: database URL (default: ``sqlite:///RUN_DIR/study.db``).
+        study_name: default: the run folder's name.
+        sampler: ``tpe``, ``random`` or ``grid`` (every combination; ranges need a step).
+        pruner: default: ``hyperband`` (``none`` for grid).
+        max_epochs: epochs of a full trial (default: the space's).
+        seed: the sampler's seed.
+        heartbeat: seconds; a trial silent for twice this is failed and retried.
+
+    Returns:
+        the Optuna study.
     """
     import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
-    from optuna_integration import PyTorchLightningPruningCallback
-
-    from .lightning_cli import run_cli
 
     space = load_search_space(search_space)
     run_dir = Path(run_dir)
     check_writable(run_dir, "folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    base_args = [a for c in configs for a in ("--config", str(c))] + list(fit_args or [])
-    config = resolved_config(base_args)
     check_params_exist(space, config)
     max_epochs = max_epochs or space.max_epochs
-    chosen_sampler: optuna.samplers.BaseSampler
     if sampler == "grid":
         grid = {name: p.grid_values() for name, p in space.params.items()}
         trials = trials or len(list(itertools.product(*grid.values())))
-        chosen_sampler = optuna.samplers.GridSampler(grid, seed=seed)
-    elif sampler == "random":
-        chosen_sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        chosen_sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = pruner or ("none" if sampler == "grid" else "hyperband")
-    chosen_pruner = {
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs),
-        "median": lambda: optuna.pruners.MedianPruner(n_warmup_steps=1),
-        "none": optuna.pruners.NopPruner,
-    }[pruner]()
+    trials = trials or 10
     storage_url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     study = optuna.create_study(
         storage=_storage(storage_url, heartbeat, run_dir), study_name=study_name or run_dir.name,
-        sampler=chosen_sampler,
-        pruner=chosen_pruner, direction=space.direction, load_if_exists=True,
+        sampler=_sampler(space, sampler, seed), pruner=_pruner(pruner or ("none" if sampler == "grid" else
+                                                                         "hyperband"), max_epochs),
+        direction=space.direction, load_if_exists=True,
     )
-    logger = (config.get("trainer") or {}).get("logger")
-    logs_to_class = isinstance(logger, dict) and "save_dir" in (logger.get("init_args") or {})
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    missing = trials - len(study.get_trials(deepcopy=False, states=finished))
+    if missing > 0:
+        study.optimize(_objective(study, config, space, search_space, run_dir, max_epochs), n_trials=missing,
+                       timeout=timeout, callbacks=[MaxTrialsCallback(trials, states=finished)])
+    _keep_best_checkpoint(study, run_dir, storage_url)
+    return study
 
-    def objective(trial: optuna.Trial) -> float:
+
+def _sampler(space: SearchSpace, sampler: str, seed: int):
+    import optuna
+
+    if sampler == "grid":
+        return optuna.samplers.GridSampler({name: p.grid_values() for name, p in space.params.items()}, seed=seed)
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(pruner: str, max_epochs: int):
+    import optuna
+
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs)
+    if pruner == "median":
+        return optuna.pruners.MedianPruner(n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def _objective(study, config: dict[str, Any], space: SearchSpace, search_space: str | Path, run_dir: Path,
+               max_epochs: int):
+    """The function Optuna calls per trial: a fit of the config with the trial's values, in its own folder."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from .lightning_cli import latest_checkpoint, run, run_folder_overrides, with_overrides
+
+    def objective(trial) -> float:
         trial_dir = run_dir / f"trial_{trial.number:04d}"
-        resume = []
+        resume: dict[str, Any] = {}
         retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial.storage.get_trial(trial._trial_id))
         if retried is not None and trial.user_attrs.get("run_dir"):
             # the retry of a trial whose process was killed (its heartbeat stopped): continue its run
             trial_dir = Path(trial.user_attrs["run_dir"])
-            last = max(trial_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
-            resume = ["--ckpt_path", str(last)] if last is not None else []
-        overrides = []
-        for name, param in space.params.items():
-            value = param.suggest(trial)
-            # a string goes as it is: JSON quotes would stay part of it for a Literal option ('"focal"')
-            overrides += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
-        args = ["fit", *base_args, *overrides, "--trainer.max_epochs", str(max_epochs),
-                "--trainer.default_root_dir", str(trial_dir), "--trainer.enable_progress_bar", "false",
-                "--trainer.enable_model_summary", "false", *resume]
-        if logs_to_class:
-            args += ["--trainer.logger.init_args.save_dir", str(trial_dir)]
+            last = latest_checkpoint(trial_dir)
+            resume = {"ckpt_path": str(last)} if last is not None else {}
+        overrides = {name: param.suggest(trial) for name, param in space.params.items()}
+        overrides.update({"trainer.max_epochs": max_epochs, "trainer.enable_progress_bar": False,
+                          "trainer.enable_model_summary": False, **run_folder_overrides(config, trial_dir), **resume})
         trial.set_user_attr("run_dir", str(trial_dir))
         started = time.perf_counter()
         pruning = PyTorchLightningPruningCallback(trial, monitor=space.monitor)
+
         def record_time() -> None:
             trial.set_user_attr("seconds", time.perf_counter() - started)
             trial.set_user_attr("epochs", len(trial.storage.get_trial(trial._trial_id).intermediate_values))
 
         try:
-            cli = run_cli(args, callbacks=[MonitorCheck(space.monitor, search_space), pruning])
+            cli = run("fit", with_overrides(config, overrides),
+                      callbacks=[MonitorCheck(space.monitor, search_space), pruning])
         except SystemExit:
             # SIGTERM or Ctrl-C stopped the fit (Lightning then exits): queue the trial again now, so the next start
             # continues its run from last.ckpt instead of waiting for its heartbeat to go stale
@@ -292,23 +309,20 @@ def tune(
             record_time()
             raise
         record_time()
-        checkpoint = cli.trainer.checkpoint_callback
-        if not isinstance(checkpoint, ModelCheckpoint):
-            raise InputError("tune needs a ModelCheckpoint callback in the trainer config (it keeps each trial's best)")
-        trial.set_user_attr("checkpoint", checkpoint.best_model_path)
-        if checkpoint.monitor == space.monitor and checkpoint.best_model_score is not None:
-            return float(checkpoint.best_model_score)
-        return float(cli.trainer.callback_metrics[space.monitor])
+        return _trial_value(cli, trial, space.monitor)
 
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    missing = None if trials is None else trials - len(study.get_trials(deepcopy=False, states=finished))
-    if missing is None or missing > 0:
-        study.optimize(
-            objective, n_trials=missing, timeout=timeout,
-            callbacks=[MaxTrialsCallback(trials, states=finished)] if trials else None,
-        )
-    _keep_best_checkpoint(study, run_dir, storage_url)
-    return study
+    return objective
+
+
+def _trial_value(cli, trial, monitor: str) -> float:
+    """The trial's result: its best checkpoint's monitored value (the last logged one when they differ)."""
+    checkpoint = cli.trainer.checkpoint_callback
+    if not isinstance(checkpoint, ModelCheckpoint):
+        raise InputError("tune needs a ModelCheckpoint callback in the trainer config (it keeps each trial's best)")
+    trial.set_user_attr("checkpoint", checkpoint.best_model_path)
+    if checkpoint.monitor == monitor and checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    return float(cli.trainer.callback_metrics[monitor])
 
 
 def _keep_best_checkpoint(study, run_dir: Path, storage_url: str) -> None:

@@ -139,7 +139,7 @@ def test_bad_checkpoints_are_one_message(trained, tmp_path, capsys):
         assert code == 2 and f"{path}: {problem}" in message
     code, message = run_console(["test", "--config", LANDMARKS, "--data.init_args.root", str(root),
                                  "--ckpt_path", str(checkpoint)], capsys)
-    assert code == 2 and "is a signbridge.tasks.ATKClassifier checkpoint" in message and "LandmarkClassifier" in message
+    assert code == 2 and "is a signbridge.ATKClassifier checkpoint" in message and "LandmarkClassifier" in message
     # a checkpoint of another version, with an argument the task no longer takes: one message, from the CLI and export
     older = tmp_path / "older.ckpt"
     saved = torch.load(checkpoint, weights_only=True)

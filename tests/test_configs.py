@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from signbridge.cli import main
-from signbridge.tuning import check_params_exist, load_search_space, resolved_config
+from signbridge.lightning_cli import fit_config
+from signbridge.tuning import check_params_exist, load_search_space
 from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
@@ -48,4 +49,4 @@ def test_search_space_parses_and_names_real_arguments(space, tmp_path):
     assert parsed.params
     if space.name == "imbalance_grid_search.yaml":  # the reference project's grid
         assert len(list(itertools.product(*(p.grid_values() for p in parsed.params.values())))) == 72
-    check_params_exist(parsed, resolved_config(["--config", str(searched), "--data.init_args.root", str(tmp_path)]))
+    check_params_exist(parsed, fit_config(["--config", str(searched), "--data.init_args.root", str(tmp_path)]))

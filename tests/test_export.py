@@ -9,8 +9,9 @@ import torch
 
 from signbridge.cli import main
 from signbridge.errors import InputError
-from signbridge.export import example_inputs, export_checkpoint, read_exported_metadata, run_exported
-from signbridge.tasks.base import load_task
+from signbridge.export import export_checkpoint
+from signbridge.inference import ExportedModel, InferenceContract, read_exported_metadata
+from signbridge.tasks.base import load_model
 from tests.tasks.test_hybrid import cli_args as hybrid_args
 from tests.tasks.test_landmark_cli import _args as landmark_args
 from tests.test_bad_input import atk_args
@@ -38,19 +39,19 @@ def test_export_reproduces_the_pytorch_model_and_carries_its_metadata(checkpoint
     report = export_checkpoint(checkpoints[kind], tmp_path / f"model.{'onnx' if format == 'onnx' else 'pt'}",
                                format=format)
     assert report.max_abs_diff < 1e-4 and report.top1_agreement == 1.0, report
-    metadata = read_exported_metadata(report.path)
-    assert metadata["classes"] == ["0", "1", "2", "3"]
+    contract = InferenceContract.from_dict(read_exported_metadata(report.path)["inference"])
+    assert contract.classes == ["0", "1", "2", "3"]
     expected_inputs = {"landmarks": ["landmarks", "present", "aspect"], "cnn": ["image"],
                        "hybrid": ["image", "landmarks", "present", "aspect"]}[kind]
-    assert list(metadata["inputs"]) == expected_inputs
-    assert metadata["image_size"] == {"landmarks": None, "hybrid": 32, "cnn": 16}[kind]
+    assert list(contract.input_names) == expected_inputs
+    assert contract.image_size == {"landmarks": None, "hybrid": 32, "cnn": 16}[kind]
     # the batch size is free: 5 inputs through a file traced with 2
-    task = load_task(checkpoints[kind])
-    inputs = example_inputs(tuple(expected_inputs), metadata["image_size"], batch=5, seed=3)
-    logits, probabilities = run_exported(report.path, inputs, tuple(expected_inputs))
+    task = load_model(checkpoints[kind])
+    inputs = contract.example_inputs(batch=5, seed=3)
+    logits, probabilities = ExportedModel(report.path)(inputs)
     assert logits.shape == (5, 4) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
     with torch.no_grad():
-        reference = task.model(*inputs)
+        reference = task.model(*(inputs[name] for name in expected_inputs))
     assert np.abs(logits - reference.float().numpy()).max() < 1e-4
 
 
@@ -72,10 +73,10 @@ def test_thresholds_are_part_of_the_exported_probabilities(checkpoints, tmp_path
     forced = tmp_path / "forced.ckpt"
     torch.save(saved, forced)
     report = export_checkpoint(forced, tmp_path / "forced.onnx")
-    names = ("landmarks", "present", "aspect")
-    logits, probabilities = run_exported(report.path, example_inputs(names, None, batch=6), names)
+    exported = ExportedModel(report.path)
+    logits, probabilities = exported(exported.contract.example_inputs(batch=6))
     assert (probabilities.argmax(1) == 2).all() and not (logits.argmax(1) == 2).all()
-    assert read_exported_metadata(report.path)["thresholds_applied"] is True
+    assert exported.contract.thresholds == [0.0, 0.0, 50.0, 0.0]
 
 
 def test_export_refuses_what_it_cannot_export(tmp_path, checkpoints):

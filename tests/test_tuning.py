@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from signbridge.errors import InputError
+from signbridge.lightning_cli import fit_config
 from signbridge.metadata import read_metadata
-from signbridge.tuning import check_params_exist, load_search_space, resolved_config, trials_table, tune
+from signbridge.tuning import check_params_exist, load_search_space, trials_table, tune
 from tests.conftest import REPO
 
 ATK = str(REPO / "configs" / "atk_cnn.yaml")
@@ -27,6 +28,10 @@ def fit_args(root: Path) -> list[str]:
     return ["--data.init_args.root", str(root), "--data.init_args.image_size", "24",
             "--model.init_args.image_size", "24", "--model.init_args.num_classes", "4",
             "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "8"]
+
+
+def atk_config(root: Path) -> dict:
+    return fit_config(["--config", ATK, *fit_args(root)])
 
 
 def write(tmp_path, text: str) -> Path:
@@ -57,7 +62,7 @@ def test_seed_space_and_unknown_argument(tmp_path):
     assert space.params["model.init_args.units"].grid_values() == list(range(32, 257, 32))
     assert space.params["model.init_args.filters1"].choices == [32, 64, 96, 128]
     assert (space.monitor, space.direction, space.max_epochs) == ("val_acc", "maximize", 25)
-    config = resolved_config(["--config", ATK, "--data.init_args.root", str(tmp_path)])
+    config = fit_config(["--config", ATK, "--data.init_args.root", str(tmp_path)])
     check_params_exist(space, config)
     wrong = load_search_space(write(tmp_path, "params:\n  model.init_args.filterz: {choices: [1, 2]}"))
     with pytest.raises(InputError, match="'model.init_args.filterz' is not an argument"):
@@ -69,7 +74,7 @@ def test_tune_prunes_keeps_the_best_checkpoint_and_labels_it(tmp_path, digits_fo
     space = yaml.safe_load(Path(SPACE).read_text()) | {"monitor": "val_loss", "direction": "minimize"}
     space_file = write(tmp_path, yaml.safe_dump(space))
     run_dir = tmp_path / "run"
-    study = tune([ATK], space_file, run_dir, trials=8, max_epochs=3, seed=0, fit_args=fit_args(digits_folder))
+    study = tune(atk_config(digits_folder), space_file, run_dir, trials=8, max_epochs=3, seed=0)
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) + states.count(optuna.trial.TrialState.PRUNED) == 8
     assert states.count(optuna.trial.TrialState.PRUNED) >= 1
@@ -85,15 +90,14 @@ def test_tune_prunes_keeps_the_best_checkpoint_and_labels_it(tmp_path, digits_fo
     table = trials_table(study)
     assert "PRUNED" in table and "filters1" in table
     # rerunning the same command resumes the study and adds nothing: it is complete
-    again = tune([ATK], space_file, run_dir, trials=8, max_epochs=3, seed=0, fit_args=fit_args(digits_folder))
+    again = tune(atk_config(digits_folder), space_file, run_dir, trials=8, max_epochs=3, seed=0)
     assert len(again.trials) == 8
 
 
 def test_grid_mode_runs_every_combination(tmp_path, digits_folder):
     space = write(tmp_path, "params:\n  model.init_args.units: {low: 32, high: 64, step: 32}\n"
                             "  model.init_args.loss: {choices: [cross_entropy, focal]}\n")
-    study = tune([ATK], space, tmp_path / "grid", trials=None, sampler="grid", max_epochs=1,
-                 fit_args=fit_args(digits_folder))
+    study = tune(atk_config(digits_folder), space, tmp_path / "grid", trials=None, sampler="grid", max_epochs=1)
     combos = {(t.params["model.init_args.units"], t.params["model.init_args.loss"]) for t in study.trials}
     assert combos == {(32, "cross_entropy"), (32, "focal"), (64, "cross_entropy"), (64, "focal")}
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -109,7 +113,7 @@ def test_grid_mode_runs_every_combination(tmp_path, digits_folder):
 def test_a_monitor_never_logged_stops_after_the_first_epoch(tmp_path, digits_folder):
     space = write(tmp_path, "monitor: val_acuracy\nparams:\n  model.init_args.lr: {choices: [0.01]}\n")
     with pytest.raises(InputError, match="monitor 'val_acuracy' is not a metric this task logs") as info:
-        tune([ATK], space, tmp_path / "typo", trials=1, max_epochs=5, fit_args=fit_args(digits_folder))
+        tune(atk_config(digits_folder), space, tmp_path / "typo", trials=1, max_epochs=5)
     assert "val_acc" in str(info.value)  # the message lists what can be monitored
     study = optuna.load_study(study_name="typo", storage=f"sqlite:///{tmp_path / 'typo' / 'study.db'}")
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
@@ -117,8 +121,8 @@ def test_a_monitor_never_logged_stops_after_the_first_epoch(tmp_path, digits_fol
 
 
 def _tune_process(run_dir: Path, root: Path, trials: int, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "signbridge", "tune", "--config", ATK, "--search-space", SPACE,
-               "--run-dir", str(run_dir), "--trials", str(trials), "--max-epochs", "2", *extra, *fit_args(root)]
+    command = [sys.executable, "-m", "signbridge", "tune", "--config", ATK, "--search_space", SPACE,
+               "--run_dir", str(run_dir), "--trials", str(trials), "--max_epochs", "2", *extra, *fit_args(root)]
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -202,8 +206,8 @@ def postgres_url():
 
 
 def test_study_in_a_real_postgresql_server(tmp_path, digits_folder, postgres_url):
-    study = tune([ATK], SPACE, tmp_path / "pg_run", trials=3, max_epochs=2, storage=postgres_url,
-                 study_name="atk_pg", fit_args=fit_args(digits_folder))
+    study = tune(atk_config(digits_folder), SPACE, tmp_path / "pg_run", trials=3, max_epochs=2, storage=postgres_url,
+                 study_name="atk_pg")
     loaded = optuna.load_study(study_name="atk_pg", storage=postgres_url)
     assert len(loaded.trials) == 3 and loaded.best_trial.number == study.best_trial.number
     assert all(t.state.is_finished() for t in loaded.trials)

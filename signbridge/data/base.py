@@ -62,6 +62,11 @@ class SplitDataModule(L.LightningDataModule):
             raise InputError(f"{root}: the data root is not a folder (data.init_args.root)")
         self.datasets: dict[str, Any] = {}  # map-style datasets with __len__ (torch's Dataset type has none)
 
+    def inference_preprocessing(self) -> dict[str, dict[str, Any]]:
+        """What this datamodule does to the inputs that a model must see the same way at inference (image size and
+        interpolation, detector settings, ...); the tasks save it in their inference contract."""
+        return {}
+
     def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
         """Sample indices of the train/val/test splits (stratified by ``labels``, from ``split_seed``)."""
         h = self.hparams

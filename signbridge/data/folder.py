@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -136,15 +136,17 @@ class ClassificationDataModule(SplitDataModule):
 class ImageFolderDataset(Dataset):
     """Images as uint8 ``(3, S, S)`` tensors (models rescale; uint8 batches are a quarter of the bytes to move)."""
 
-    def __init__(self, root: Path, paths: list[str], labels: list[int], image_size: int, flip: bool = False):
+    def __init__(self, root: Path, paths: list[str], labels: list[int], image_size: int, flip: bool = False,
+                 interpolation: str = "bilinear"):
         self.root, self.paths, self.labels, self.image_size, self.flip = root, paths, labels, image_size, flip
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
         image = torch.from_numpy(read_image_rgb(self.root / self.paths[index])).permute(2, 0, 1)
-        image = resize_square(image, self.image_size, "bilinear")
+        image = resize_square(image, self.image_size, self.interpolation)
         if self.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
         return {"image": image, "label": self.labels[index], "path": self.paths[index]}
@@ -158,6 +160,7 @@ class ImageFolderDataModule(ClassificationDataModule):
     Args:
         root: dataset folder, ``root/<class>/<image>``.
         image_size: images are resized to ``image_size x image_size``.
+        interpolation: resize interpolation (``bilinear``, ``bicubic``, ``nearest``, ...).
         horizontal_flip: random horizontal flips of training images.
         predict_root: folder of images (any layout) for ``predict``.
         batch_size: samples per batch (the reference project's 15).
@@ -169,6 +172,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         self,
         root: str,
         image_size: int = 300,
+        interpolation: str = "bilinear",
         horizontal_flip: bool = False,
         predict_root: str | None = None,
         batch_size: int = 15,
@@ -176,6 +180,9 @@ class ImageFolderDataModule(ClassificationDataModule):
         **kwargs,
     ):
         super().__init__(root, batch_size=batch_size, test_fraction=test_fraction, **kwargs)
+
+    def inference_preprocessing(self) -> dict[str, dict[str, Any]]:
+        return {"image": {"size": self.hparams.image_size, "interpolation": self.hparams.interpolation}}
 
     def _readable(self, root: Path, paths: list[str]) -> list[int]:
         bad = find_unreadable(root, paths)
@@ -190,7 +197,8 @@ class ImageFolderDataModule(ClassificationDataModule):
             self.predict_skipped = find_unreadable(folder, paths)
             self.report_left_out(folder, self.predict_skipped)
             kept = [p for p in paths if p not in self.predict_skipped]
-            self.datasets["predict"] = ImageFolderDataset(folder, kept, [-1] * len(kept), h.image_size)
+            self.datasets["predict"] = ImageFolderDataset(folder, kept, [-1] * len(kept), h.image_size,
+                                                          interpolation=h.interpolation)
             return
         if "train" in self.datasets:
             return
@@ -203,5 +211,5 @@ class ImageFolderDataModule(ClassificationDataModule):
                 continue
             self.datasets[split] = ImageFolderDataset(
                 self.root, [paths[i] for i in indices], labels[indices].tolist(), h.image_size,
-                flip=h.horizontal_flip and split == "train",
+                flip=h.horizontal_flip and split == "train", interpolation=h.interpolation,
             )

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..files import cache_dir
-from ..hands.cache import LandmarkCache, cache_problem, extract_landmarks
+from ..hands.cache import LandmarkCache, cache_problem, default_cache_path, extract_landmarks
 from ..hands.detect import DetectorSettings
 from ..imageio import list_images, read_image_rgb
 from .folder import ClassificationDataModule
@@ -126,12 +125,17 @@ class SignDataModule(ClassificationDataModule):
         """The side of the images the datasets yield; None when they yield no images."""
         return self.hparams.image_size if self.load_images else None
 
+    def inference_preprocessing(self) -> dict[str, dict[str, Any]]:
+        processing: dict[str, dict[str, Any]] = {"hands": self.detector_settings.to_dict()}
+        if self.loaded_image_size is not None:
+            processing["image"] = {"size": self.loaded_image_size, "interpolation": self.hparams.interpolation}
+        return processing
+
     def landmark_cache_path(self, folder: Path | None = None) -> Path:
         folder = folder or self.root
         if folder == self.root and self.hparams.landmarks_file:
             return Path(self.hparams.landmarks_file)
-        key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
-        return cache_dir() / "landmarks" / f"{folder.resolve().name}-{key}.npz"
+        return default_cache_path(folder)
 
     def _ensure_cache(self, folder: Path, paths: list[str]) -> None:
         cache_path = self.landmark_cache_path(folder)

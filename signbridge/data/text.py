@@ -274,6 +274,9 @@ class TextImageDataModule(SplitDataModule):
     def max_text_length(self) -> int:
         return max(len(text) for _, text in self._labels)
 
+    def inference_preprocessing(self) -> dict[str, dict[str, Any]]:
+        return {"text_image": {"height": self.hparams.height, "channels": self.channels}}
+
     def _load(self, path: str) -> np.ndarray:
         h = self.hparams
         file = self.root / path

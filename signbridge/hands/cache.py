@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -12,6 +13,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_write, check_writable, sha256_of
+from ..files import atomic_write, cache_dir, check_writable, sha256_of
 from ..imageio import list_image_folder
 from ..signals import die_with_parent, sigterm_as_interrupt
 from .detect import DetectorSettings, HandDetection
@@ -255,11 +257,19 @@ def _previous_cache(output: Path, paths: list[str]) -> LandmarkCache | None:
     return previous
 
 
+def default_cache_path(root: str | os.PathLike) -> Path:
+    """Where a dataset's landmark cache goes when no file is named: one per dataset folder in the user cache
+    folder (the sign datamodules' default, so ``signbridge landmarks ROOT`` builds the cache they read)."""
+    folder = Path(root).resolve()
+    key = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
+    return cache_dir() / "landmarks" / f"{folder.name}-{key}.npz"
+
+
 def extract_landmarks(
     root: str | os.PathLike,
-    output: str | os.PathLike,
+    output: str | os.PathLike | None = None,
     model_path: str | os.PathLike | None = None,
-    settings: DetectorSettings | None = None,
+    settings: DetectorSettings = DetectorSettings(),
     workers: int | None = None,
     checkpoint_every: int = 256,
     progress: bool = True,
@@ -271,15 +281,22 @@ def extract_landmarks(
     existing cache made with the same model and settings whose file is unchanged.
 
     Args:
+        root: dataset folder, ``ROOT/<class>/<image>``.
+        output: the cache file (.npz); default: the one the sign datamodules use for ``root`` (in the user cache
+            folder).
+        model_path: MediaPipe's ``hand_landmarker.task`` (default: ``$SIGNBRIDGE_HAND_LANDMARKER``, the user cache
+            folder, a download).
+        settings: the detector's settings (confidences, the largest image side before downscaling).
         workers: detector processes (one landmarker each); ``None`` = all cores; ``0`` = in this process, which
             must not be one that has trained a Lightning model (see ``HandDetector``).
+        checkpoint_every: save the progress every N images.
+        progress: show a progress bar.
         paths: image paths relative to ``root``; default: the folder-per-class listing of ``root``. With a list, the
             summary groups images by their parent folder.
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
-    root, output = Path(root), Path(output)
+    root = Path(root)
+    output = Path(output) if output is not None else default_cache_path(root)
     check_writable(output, "landmark cache")
     settings = settings or DetectorSettings()
     model_path = resolve_hand_landmarker(model_path)
@@ -290,58 +307,29 @@ def extract_landmarks(
         labels = [classes.index(str(Path(p).parent)) for p in paths]
     file_sizes = {p: (root / p).stat().st_size for p in paths}
     fingerprint = detector_fingerprint(sha256_of(model_path), settings)
-
-    done: dict[str, tuple] = {}
-    stale = None
-    if output.exists():
-        previous = _previous_cache(output, paths)
-        stale = "it was unreadable" if previous is None else stale_reason(previous, fingerprint)
-        if stale is None and previous is not None:
-            done = {p: row for p, row in previous.rows().items() if file_sizes.get(p) == row[3]}
+    done, stale = _reusable_rows(output, paths, file_sizes, fingerprint)
     reused = len(done)
     todo = [p for p in paths if p not in done]
     skipped: dict[str, str] = {}
 
     import mediapipe
 
-    meta = {
-        "format": CACHE_FORMAT,
-        **fingerprint,
-        "model_file": str(model_path),
-        "mediapipe_version": mediapipe.__version__,
-        "dataset_root": str(root.resolve()),
-    }
+    meta = {"format": CACHE_FORMAT, **fingerprint, "model_file": str(model_path),
+            "mediapipe_version": mediapipe.__version__, "dataset_root": str(root.resolve())}
 
     def write(complete: bool) -> None:
         rows = [done[p] for p in paths if p in done]
         stamp = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "complete": complete}
         LandmarkCache._from_rows(rows, {**meta, **stamp, "skipped": skipped}).save(output)
 
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    jobs = [(str(root), p) for p in todo]
-    bar = tqdm(total=len(todo), desc="hand landmarks", unit="img", disable=not progress or not todo)
     since_checkpoint = 0
-    executor = None
-    with sigterm_as_interrupt():  # SIGTERM (timeout, Slurm) saves progress and stops the workers like Ctrl-C
+    with _detections(root, todo, model_path, settings, workers, progress) as results:
         try:
-            if workers == 0:
-                _init_worker(str(model_path), settings.to_dict())
-                results: Iterator[tuple[str, HandDetection | None, tuple[int, int] | None, str | None]]
-                results = map(_detect_one, jobs)
-            else:
-                # spawned processes: fresh interpreters, never the caller's (see HandDetector on SIGPROF); a worker that
-                # dies raises BrokenProcessPool here instead of leaving the run waiting forever
-                executor = ProcessPoolExecutor(
-                    min(workers, max(1, len(todo))), mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker, initargs=(str(model_path), settings.to_dict(), os.getpid()),
-                )
-                results = executor.map(_detect_one, jobs, chunksize=4)
             for relative, detection, size, failure in results:
                 if detection is None:
                     skipped[relative] = failure or "no detection"
                 else:
                     done[relative] = (relative, detection, size, file_sizes[relative])
-                bar.update()
                 since_checkpoint += 1
                 if since_checkpoint >= checkpoint_every:
                     write(complete=False)
@@ -350,14 +338,71 @@ def extract_landmarks(
             if since_checkpoint:
                 write(complete=False)  # keep what was done, e.g. on Ctrl-C or SIGTERM
             raise
+    write(complete=True)
+    return ExtractionSummary(
+        root=str(root), output=str(output), classes=classes, images=len(paths), detected=len(todo) - len(skipped),
+        reused=reused, seconds=time.perf_counter() - start, skipped=skipped,
+        per_class=_hands_per_class(classes, paths, labels, done, skipped), stale=stale,
+    )
+
+
+def _reusable_rows(output: Path, paths: list[str], file_sizes: dict[str, int],
+                   fingerprint: dict) -> tuple[dict[str, tuple], str | None]:
+    """The rows of an existing cache at ``output`` that are still valid (same detector, unchanged file), and why
+    the rest of it is not (None: it is all valid, or there is none)."""
+    if not output.exists():
+        return {}, None
+    previous = _previous_cache(output, paths)
+    stale = "it was unreadable" if previous is None else stale_reason(previous, fingerprint)
+    if stale is not None or previous is None:
+        return {}, stale
+    return {p: row for p, row in previous.rows().items() if file_sizes.get(p) == row[3]}, None
+
+
+DetectionResult = tuple[str, HandDetection | None, tuple[int, int] | None, str | None]
+
+
+@contextmanager
+def _detections(root: Path, todo: list[str], model_path: Path, settings: DetectorSettings, workers: int | None,
+                progress: bool) -> Iterator[Iterator[DetectionResult]]:
+    """``(path, detection or None, image size, failure)`` of every image in ``todo``, from ``workers`` detector
+    processes (0: this one), with a progress bar; the workers stop when the block ends, however it ends."""
+    from tqdm.auto import tqdm
+
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    jobs = [(str(root), p) for p in todo]
+    bar = tqdm(total=len(todo), desc="hand landmarks", unit="img", disable=not progress or not todo)
+    executor = None
+
+    def counted(results: Iterator[DetectionResult]) -> Iterator[DetectionResult]:
+        for result in results:
+            bar.update()
+            yield result
+
+    with sigterm_as_interrupt():  # SIGTERM (timeout, Slurm) saves progress and stops the workers like Ctrl-C
+        try:
+            if workers == 0:
+                _init_worker(str(model_path), settings.to_dict())
+                yield counted(map(_detect_one, jobs))
+            else:
+                # spawned processes: fresh interpreters, never the caller's (see HandDetector on SIGPROF); a worker
+                # that dies raises BrokenProcessPool here instead of leaving the run waiting forever
+                executor = ProcessPoolExecutor(
+                    min(workers, max(1, len(todo))), mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker, initargs=(str(model_path), settings.to_dict(), os.getpid()),
+                )
+                yield counted(executor.map(_detect_one, jobs, chunksize=4))
         finally:
             bar.close()
             if executor is not None:
                 executor.shutdown(cancel_futures=True)
             elif _worker_detector is not None:
                 _worker_detector.close()
-    write(complete=True)
 
+
+def _hands_per_class(classes: list[str], paths: list[str], labels: list[int], done: dict[str, tuple],
+                     skipped: dict[str, str]) -> dict[str, Counter]:
+    """Images per class, and how many had the right, the left, both or no hand, or were skipped."""
     per_class: dict[str, Counter] = {name: Counter() for name in classes}
     for p, label in zip(paths, labels):
         counter = per_class[classes[label]]
@@ -370,7 +415,4 @@ def extract_landmarks(
         counter["left"] += int(left)
         counter["both"] += int(right and left)
         counter["none"] += int(not (right or left))
-    return ExtractionSummary(
-        root=str(root), output=str(output), classes=classes, images=len(paths), detected=len(todo) - len(skipped),
-        reused=reused, seconds=time.perf_counter() - start, skipped=skipped, per_class=per_class, stale=stale,
-    )
+    return per_class

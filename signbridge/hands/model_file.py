@@ -23,7 +23,7 @@ MODEL_SIZE = 7_819_105
 ENV_VAR = "SIGNBRIDGE_HAND_LANDMARKER"
 _OFFLINE_HINT = (
     f"To work offline, download {MODEL_URL} on a connected machine and either pass its path "
-    f"(signbridge landmarks --model-path, SignDataModule hand_model=...), set {ENV_VAR}=/path/to/hand_landmarker.task, "
+    f"(signbridge landmarks --model_path, SignDataModule hand_model=...), set {ENV_VAR}=/path/to/hand_landmarker.task, "
     f"or copy it to {{cache}}."
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..inference import InputSpec, image_input
 from ..models.atk import ATKCNN
 from .classification import ClassificationTask
 
@@ -47,3 +48,6 @@ class ATKClassifier(ClassificationTask):
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(self.channels_last_input(batch["image"]))
+
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        return (image_input(self.hparams.image_size),)

@@ -1,12 +1,14 @@
 """What every signbridge LightningModule shares: the datamodule lookup, ``torch.compile``, channels-last memory
-format and the plateau schedule on the task's monitored metric."""
+format, the plateau schedule on the task's monitored metric, the inference contract saved with every checkpoint,
+and loading a checkpoint back (``load_model``)."""
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import lightning as L
 import torch
@@ -15,6 +17,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..files import read_checkpoint
+from ..inference import InferenceContract, InputSpec
 
 if TYPE_CHECKING:
     from lightning.fabric.utilities.data import AttributeDict
@@ -28,12 +31,23 @@ class Task(L.LightningModule):
 
     - ``compiled_modules``: the attributes that ``compile: true`` compiles (default: the plain model, ``model``);
     - ``monitor`` / ``monitor_mode``: the metric that judges a run; the plateau schedule follows it, and so do
-      the configs' checkpoints and early stopping.
+      the configs' checkpoints and early stopping;
+    - ``built_from_checkpoint``: False for a task that is not rebuilt from one checkpoint's hyperparameters (an
+      ensemble, built from its members'), so ``predict`` does not add the active model's checkpoint to it.
+
+    A task that can predict implements ``input_specs()`` (the tensors it reads) and may override ``infer``; the
+    ``inference_contract()`` built from them and from the datamodule's ``inference_preprocessing()`` is saved in
+    every checkpoint (``checkpoint["inference"]``).
     """
 
     compiled_modules: tuple[str, ...] = ("model",)
     monitor: str = "val_loss"
     monitor_mode: Literal["min", "max"] = "min"
+    built_from_checkpoint: bool = True
+    # what the training data did to the inputs (``inference_preprocessing`` of the datamodule), recorded in setup
+    preprocessing: dict[str, dict[str, Any]] = {}
+    # the training datamodule's saved hyperparameters, when the task was loaded from a checkpoint of a fit
+    training_data: dict[str, Any] | None = None
 
     if TYPE_CHECKING:  # Lightning types hparams as a plain mapping; the saved arguments are read as attributes
 
@@ -55,6 +69,69 @@ class Task(L.LightningModule):
             return image.contiguous(memory_format=torch.channels_last)
         return image
 
+    def setup(self, stage: str) -> None:
+        record = getattr(self.datamodule, "inference_preprocessing", None)
+        if callable(record):
+            self.preprocessing = record()
+
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        """The tensors the task reads at inference, in the order an exported file takes them."""
+        raise InputError(f"{type(self).__name__} has no inference contract: it does not predict on its own")
+
+    def class_labels(self) -> list[str]:
+        """The names of the classes the outputs score."""
+        return []
+
+    def thresholds(self) -> list[float] | None:
+        """The per-class logit biases ``infer`` adds before the softmax; None: none."""
+        return None
+
+    def inference_contract(self) -> InferenceContract:
+        """What the task reads and says at inference (``signbridge.inference``)."""
+        klass = type(self)
+        inputs = self.input_specs()
+        contract = InferenceContract(f"{klass.__module__}.{klass.__qualname__}", inputs,
+                                     {k: dict(v) for k, v in self.preprocessing.items()}, self.class_labels(),
+                                     self.thresholds())
+        side = next((spec.shape[-1] for spec in inputs if spec.name == "image"), None)
+        if isinstance(side, int) and not contract.image_size:  # a model whose layers fix the image size (the CNN)
+            contract = contract.with_image_size(side)
+        return contract
+
+    def infer(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, probabilities)`` of a batch of the contract's inputs (eval mode is the caller's)."""
+        logits = self(inputs).float()
+        return logits, logits.softmax(-1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        try:
+            checkpoint["inference"] = self.inference_contract().to_dict()
+        except InputError:  # a task that does not predict on its own (the restoration GAN)
+            pass
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("inference")
+        data = checkpoint.get("datamodule_hyper_parameters")
+        self.training_data = dict(data) if data else None
+        if saved:
+            self.preprocessing = dict(saved.get("preprocessing") or {})
+        elif data:  # a checkpoint from before contracts were saved: what its datamodule's settings imply
+            self.preprocessing = legacy_preprocessing(data)
+
+    def training_datamodule(self, **replace: Any) -> L.LightningDataModule:
+        """The datamodule the task was trained on, rebuilt from the checkpoint (``replace``: settings that differ
+        now, e.g. ``root`` when the data moved)."""
+        settings = dict(self.training_data or {})
+        class_path = settings.pop("_class_path", None)
+        settings.pop("_instantiator", None)
+        if not class_path:
+            raise InputError("the checkpoint does not record its datamodule: use a checkpoint of signbridge fit")
+        settings.update({name: value for name, value in replace.items() if value is not None})
+        if not Path(str(settings.get("root"))).is_dir():
+            raise InputError(f"{settings.get('root')} is not there: give the training data's new folder")
+        module_name, _, class_name = class_path.rpartition(".")
+        return getattr(importlib.import_module(module_name), class_name)(**settings)
+
     def configure_model(self) -> None:
         # Lightning calls this once per process after moving the module to its device; compile only once
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
@@ -71,24 +148,49 @@ class Task(L.LightningModule):
         return {"scheduler": scheduler, "monitor": self.monitor}
 
 
-def load_task(path: str | Path) -> Task:
-    """A checkpoint of ``signbridge fit`` as its task (the class LightningCLI saved in it), in eval mode on the CPU;
-    a missing, corrupt or foreign file is an ``InputError`` naming it."""
+def legacy_preprocessing(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The preprocessing a checkpoint without a saved contract implies: its datamodule's image settings."""
+    loads_images = not str(data.get("_class_path", "")).endswith("LandmarkDataModule")
+    if not loads_images or not data.get("image_size"):
+        return {}
+    interpolation = data.get("interpolation") or ("bilinear" if "ImageFolder" in str(data.get("_class_path")) else
+                                                  "bicubic")
+    return {"image": {"size": int(data["image_size"]), "interpolation": interpolation}}
+
+
+def load_model(path: str | Path) -> Task:
+    """Any signbridge checkpoint as its task (the class saved in it, with its saved hyperparameters, weights, classes,
+    thresholds and inference contract), in eval mode on the CPU. The file is read once, with ``weights_only``; a
+    missing, corrupt or foreign file is an ``InputError`` naming it.
+
+    ``task.predict(batch)`` then gives labels and probabilities; ``task.inference_contract()`` says what it reads.
+    """
     checkpoint = read_checkpoint(path)
-    if not checkpoint.get("hyper_parameters", {}).get("_class_path"):
-        raise InputError(f"{path}: the checkpoint does not name its task class (not written by signbridge fit)")
     task_class = task_class_of(path, checkpoint)
-    return task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    arguments = {k: v for k, v in checkpoint["hyper_parameters"].items() if k not in ("_class_path", "_instantiator")}
+    parameters = inspect.signature(task_class).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):  # as Lightning does: a removed argument is dropped
+        arguments = {k: v for k, v in arguments.items() if k in {p.name for p in parameters}}
+    # a context of its own: LightningCLI passes a class's arguments to save_hyperparameters through a context
+    # variable, which this task's own save_hyperparameters would read too when it is built inside a CLI run
+    task = contextvars.Context().run(task_class, **arguments)
+    task.on_load_checkpoint(checkpoint)
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.eval()
 
 
 def task_class_of(path: str | Path, checkpoint: dict) -> type[Task]:
     """The task class a checkpoint names (``_class_path``), checked: a signbridge task that takes every saved
     hyperparameter. Otherwise an ``InputError`` naming the file, e.g. for a checkpoint of an older signbridge."""
     hparams = checkpoint.get("hyper_parameters", {})
-    module_name, _, class_name = str(hparams.get("_class_path")).rpartition(".")
+    # LightningCLI saves the class; a task trained by a plain Trainer names it in its inference contract
+    class_path = hparams.get("_class_path") or (checkpoint.get("inference") or {}).get("task")
+    if not class_path:
+        raise InputError(f"{path}: the checkpoint does not name its task class (not written by signbridge)")
+    module_name, _, class_name = str(class_path).rpartition(".")
     task_class = getattr(importlib.import_module(module_name or "signbridge.tasks"), class_name, None)
     if not (isinstance(task_class, type) and issubclass(task_class, Task)):
-        raise InputError(f"{path}: {hparams.get('_class_path')} is not a signbridge task")
+        raise InputError(f"{path}: {class_path} is not a signbridge task")
     unknown = unknown_hyperparameters(task_class, hparams)
     if unknown:
         raise InputError(f"{path}: {class_name} takes no argument {', '.join(unknown)}: the checkpoint was written by "

@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from ..errors import InputError
 from ..files import atomic_write
 from ..hparams import save_plain_hyperparameters
+from ..inference import Prediction
 from ..losses import focal_loss
 from ..metrics import (
     StreamingClassificationMetrics,
@@ -157,6 +158,7 @@ class ClassificationTask(Task):
         return settings
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         datamodule = self.datamodule
         settings = self.check_data(datamodule)
         classes = getattr(datamodule, "classes", None)
@@ -186,8 +188,10 @@ class ClassificationTask(Task):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = self.class_names
+        super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("class_names")
         # scores against labels of other classes would be silently wrong; predict only needs the saved names
         evaluating = self._trainer is not None and not self.trainer.predicting
@@ -346,9 +350,33 @@ class ClassificationTask(Task):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    def class_labels(self) -> list[str]:
+        return [str(name) for name in self.class_names or range(int(self.hparams.num_classes or 0))]
+
+    def thresholds(self) -> list[float] | None:
+        applied = self.hparams.get("apply_thresholds", True) and bool(self.logit_bias.any())
+        return [round(float(value), 6) for value in self.logit_bias] if applied else None
+
+    def infer(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(inputs).float()
+        return logits, self.decision_logits(logits).softmax(-1)
+
+    def predict(self, batch: dict[str, torch.Tensor]) -> Prediction:
+        """The class of each sample of a batch (a dict with the contract's inputs), with the decision thresholds
+        applied, as ``signbridge test`` and ``predict`` decide it; runs without gradients, in the task's mode (a
+        task of ``load_model`` is in eval mode)."""
+        names = self.inference_contract().input_names
+        missing = [name for name in names if name not in batch]
+        if missing:
+            raise InputError(f"the batch has no {', '.join(missing)}: {type(self).__name__} reads {', '.join(names)}")
+        with torch.inference_mode():
+            _, probabilities = self.infer({name: batch[name].to(self.device) for name in names})
+        probability, indices = probabilities.max(dim=-1)
+        labels = self.class_labels()
+        return Prediction([labels[i] for i in indices.tolist()], indices, probability, probabilities)
+
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        probabilities = self.decision_logits(self(batch).float()).softmax(dim=-1)
-        probability, predicted = probabilities.max(dim=-1)
+        probability, predicted = self.infer(batch)[1].max(dim=-1)
         return {"path": batch.get("path"), "predicted": predicted, "probability": probability}
 
     def _has_grad_scaler(self) -> bool:

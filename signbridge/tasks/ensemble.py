@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 from typing import Literal
 
@@ -11,14 +10,15 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 
 from ..errors import InputError
+from ..inference import InputSpec
 from ..metrics import fit_logit_biases, macro_f1
-from .base import load_task
+from .base import load_model
 from .classification import ClassificationTask
 
 
 def load_member(path: str) -> ClassificationTask:
     """A classifier checkpoint as its task, in eval mode on the CPU."""
-    task = load_task(path)
+    task = load_model(path)
     if not isinstance(task, ClassificationTask):
         raise InputError(f"{path}: a {type(task).__name__} checkpoint is not a classifier: an ensemble needs "
                          "classifiers")
@@ -72,9 +72,7 @@ class EnsembleClassifier(ClassificationTask):
             raise InputError("an ensemble needs at least one checkpoint (model.init_args.checkpoints)")
         if isinstance(weights, list) and len(weights) != len(checkpoints):
             raise InputError(f"{len(weights)} ensemble weights for {len(checkpoints)} checkpoints")
-        # each member in a context of its own: LightningCLI passes the ensemble's arguments to save_hyperparameters
-        # through a context variable, which the members' own save_hyperparameters would read too
-        self._members = [contextvars.Context().run(load_member, path) for path in checkpoints]
+        self._members = [load_member(path) for path in checkpoints]
         sizes = {member.hparams.num_classes for member in self._members}
         names = {tuple(member.class_names or ()) for member in self._members}
         if len(sizes) > 1 or len(names) > 1:
@@ -89,11 +87,16 @@ class EnsembleClassifier(ClassificationTask):
         self.logit_bias = torch.zeros(self.hparams.num_classes)
         self._build()
         self.class_names = self._members[0].class_names
+        self.preprocessing = self._members[0].preprocessing  # the members read the same batches
         initial = [1.0] * len(checkpoints) if not isinstance(weights, list) else weights
         self.member_weight: torch.Tensor
         self.register_buffer("member_weight", torch.tensor(initial) / sum(initial))
 
     model: nn.ModuleList
+    built_from_checkpoint = False  # from its members' checkpoints
+
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        return self._members[0].input_specs()
 
     def build_model(self) -> nn.Module:
         return nn.ModuleList(self._members)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
+from ..inference import HAND_INPUTS, InputSpec, image_input
 from ..models.hybrid import OUTPUTS, HybridSignNet, HybridSignNetConfig, LandmarkNet, LandmarkNetConfig
 from .classification import ClassificationTask
 
@@ -63,6 +64,11 @@ class HybridSignClassifier(ClassificationTask):
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.forward_outputs(batch)["logits"]
+
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        inputs = self.model.inputs
+        image = (image_input(self.preprocessing.get("image", {}).get("size")),) if inputs != "landmarks" else ()
+        return image + (HAND_INPUTS if inputs != "image" else ())
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.forward_outputs(batch)
@@ -148,3 +154,6 @@ class LandmarkClassifier(ClassificationTask):
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(batch["landmarks"], batch["present"], batch.get("aspect"))
+
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        return HAND_INPUTS

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..charset import Charset
 from ..errors import InputError
+from ..inference import CTC_DECODING, CTC_OUTPUTS, InferenceContract, InputSpec, text_image_input
 from ..losses import ctc_loss
 from ..metrics import text_metrics
 from ..models.crnn import CRNN
@@ -88,11 +89,33 @@ class TextRecognizer(Task):
         self.test_metrics = text_metrics("test_")
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         check_text_data(self.datamodule, self.charset, self.model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Per-timestep logits ``(B, T, classes)``."""
         return self.model(images)
+
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        return (text_image_input(self.model.in_channels, self.model.height),)
+
+    def class_labels(self) -> list[str]:
+        return list(self.charset.chars)
+
+    def inference_contract(self) -> InferenceContract:
+        contract = super().inference_contract()
+        contract.preprocessing["text_image"] = {"height": self.model.height, "channels": self.model.in_channels}
+        contract.outputs, contract.decoding = dict(CTC_OUTPUTS), CTC_DECODING
+        return contract
+
+    def infer(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(inputs["text_image"]).float()
+        return logits, logits.softmax(-1)
+
+    def predict(self, batch: dict[str, torch.Tensor]) -> list[str]:
+        """The text of each image of a batch (``text_image``: ``(B, C, H, W)`` in 0..1), greedy CTC decoding."""
+        with torch.inference_mode():
+            return self.charset.decode_greedy(self.infer({"text_image": batch["text_image"].to(self.device)})[0])
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch[self.hparams.image_key])

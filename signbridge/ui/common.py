@@ -6,6 +6,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +32,13 @@ def settings() -> Settings:
                     Path(os.environ.get(CONFIGS_DIR_VARIABLE, "configs")))
 
 
-def evaluation_step(config: str, checkpoint: str, run: str) -> list[str]:
+def evaluation_step(config: str, checkpoint: str, run: str) -> dict[str, Any]:
     """``signbridge test`` of a trained model with the config it was trained with; its scores go into the model's
     ``model.json`` and ``test_per_class.csv`` into its run folder (no new log folder)."""
-    return ["test", "--config", config, "--ckpt_path", checkpoint, "--trainer.logger", "false",
-            "--trainer.default_root_dir", run]
+    from .jobs import make_step
+
+    return make_step("test", [config], {"ckpt_path": checkpoint, "trainer.logger": False,
+                                        "trainer.default_root_dir": run})
 
 
 def decode_photo(name: str, data: bytes) -> np.ndarray:

@@ -6,8 +6,12 @@ FOLDER``) runs the job's steps one after the other in its own session, so a job 
 app's server; a browser reload finds it again by reading the folder. Stopping a job sends SIGTERM to its command,
 which saves ``last.ckpt`` (``fit``) or the study (``tune``) before it exits, as on the command line.
 
-A step may name the results of the step before it: ``{checkpoint}`` (the best checkpoint of the model that the job
-trained) and ``{run}`` (that model's log folder), so that a job can ``fit`` and then ``test`` what it trained.
+A step is a config and what to run on it: ``{"command": "fit" | "test" | "tune", "configs": [files], "overrides":
+{dotted name: value}, "arguments": {...}}`` (``arguments``: ``tune``'s own, e.g. ``search_space``); each runs in a
+process of its own (``python -m signbridge.ui.jobs --step JSON``) through the Python API, never through argv
+strings. A step may name the results of the step before it in its strings: ``{checkpoint}`` (the best checkpoint
+of the model that the job trained) and ``{run}`` (that model's log folder), so that a job can ``fit`` and then
+``test`` what it trained.
 """
 
 from __future__ import annotations
@@ -115,9 +119,42 @@ def trained_model(run_dir: Path, since: float = 0.0) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def start_job(models_dir: str | os.PathLike, kind: str, name: str, steps: list[list[str]], run_dir: str | os.PathLike,
-              **details: Any) -> Job:
-    """Start ``steps`` (argument lists of ``signbridge``) in the background; returns at once.
+def make_step(command: str, configs: list[str], overrides: dict[str, Any] | None = None,
+              **arguments: Any) -> dict[str, Any]:
+    """A job step: ``command`` (``fit``, ``test``, ``tune``) on the config files with dotted ``overrides``;
+    ``arguments`` are the command's own (``tune``: ``search_space``, ``run_dir``, ``trials``, ...)."""
+    return {"command": command, "configs": [str(c) for c in configs], "overrides": dict(overrides or {}),
+            "arguments": arguments}
+
+
+def step_text(step: dict[str, Any]) -> str:
+    """A step as the equivalent ``signbridge`` command line, for the job's log."""
+    parts = ["signbridge", step["command"], *(f"--config {c}" for c in step["configs"])]
+    parts += [f"--{name} {json.dumps(value) if not isinstance(value, str) else value}"
+              for name, value in {**step.get("arguments", {}), **step["overrides"]}.items()]
+    return " ".join(parts)
+
+
+def run_step(step: dict[str, Any]) -> int:
+    """Run one step in this process (``python -m signbridge.ui.jobs --step JSON``)."""
+    from ..lightning_cli import load_config, run
+
+    command = step["command"]
+    config = load_config(step["configs"], step.get("overrides"), subcommand="fit" if command == "tune" else command)
+    if command == "tune":
+        from ..commands import COMMANDS, Command
+
+        entry = COMMANDS["tune"]
+        assert isinstance(entry, Command)
+        arguments = dict(step.get("arguments") or {})
+        return entry.report(entry.load()(config=config, **arguments), arguments)
+    run(command, config)
+    return 0
+
+
+def start_job(models_dir: str | os.PathLike, kind: str, name: str, steps: list[dict[str, Any]],
+              run_dir: str | os.PathLike, **details: Any) -> Job:
+    """Start ``steps`` (``make_step``) in the background; returns at once.
 
     ``run_dir`` is where the job's models are written (a fit's logger folder or a study's run folder); ``details``
     (max_epochs, trials, ...) are kept in ``job.json`` for the progress display.
@@ -174,8 +211,19 @@ def stop_job(job: Job) -> bool:
 # the driver: python -m signbridge.ui.jobs FOLDER
 
 
-def _fill(step: list[str], values: dict[str, str]) -> list[str]:
-    return [arg.format(**values) if "{" in arg else arg for arg in step]
+def _fill(value: Any, values: dict[str, str]) -> Any:
+    """``value`` with ``{checkpoint}`` and ``{run}`` filled in, in every string it holds."""
+    if isinstance(value, str):
+        return value.format(**values) if "{" in value else value
+    if isinstance(value, list):
+        return [_fill(item, values) for item in value]
+    if isinstance(value, dict):
+        return {key: _fill(item, values) for key, item in value.items()}
+    return value
+
+
+def _names_results(step: dict[str, Any]) -> bool:
+    return "{" in json.dumps(step)
 
 
 def run_job(folder: Path) -> int:
@@ -200,7 +248,7 @@ def run_job(folder: Path) -> int:
     for index, step in enumerate(spec["steps"]):
         if stopping:
             break
-        if index and any("{" in arg for arg in step):
+        if index and _names_results(step):
             metadata = trained_model(Path(spec["run_dir"]), float(spec["created"]))
             if metadata is None:
                 print(f"signbridge ui: no trained model found in {spec['run_dir']}; step {index + 1} skipped",
@@ -213,10 +261,11 @@ def run_job(folder: Path) -> int:
                 print(f"signbridge ui: {error}; step {index + 1} not run", flush=True)
                 code = 2
                 break
-        status.update(step=index, command=" ".join(["signbridge", *step]))
+        filled = _fill(step, values)
+        status.update(step=index, command=step_text(filled))
         write_json_atomic(folder / "status.json", status)
-        print(f"$ signbridge {' '.join(_fill(step, values))}", flush=True)
-        child = subprocess.Popen([sys.executable, "-m", "signbridge", *_fill(step, values)],
+        print(f"$ {step_text(filled)}", flush=True)
+        child = subprocess.Popen([sys.executable, "-m", "signbridge.ui.jobs", "--step", json.dumps(filled)],
                                  stdin=subprocess.DEVNULL)
         code = child.wait()
         if code != 0:
@@ -229,4 +278,9 @@ def run_job(folder: Path) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--step":  # one step, with the console's error handling and exit codes
+        from ..cli import run_console
+
+        step = json.loads(sys.argv[2])
+        raise SystemExit(run_console(lambda: run_step(step), step.get("configs", [])))
     raise SystemExit(run_job(Path(sys.argv[1])))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
-from ..metadata import active_model, find_models, model_name, read_metadata, test_accuracy
+from ..metadata import active_model, find_models, model_name, predicts_signs, read_metadata, test_accuracy
 
 STUDY_FILE = "study.db"
 
@@ -29,7 +29,7 @@ def models_frame(models_dir: str | os.PathLike) -> pd.DataFrame:
         try:
             meta = read_metadata(path)
         except InputError as error:
-            rows.append({**row, "task": f"unreadable: {error}"})
+            rows.append({**row, "task": f"unreadable: {error}", "predicts_signs": False})
             continue
         monitor = meta.get("monitor")
         history = meta.get("history") or []
@@ -47,9 +47,10 @@ def models_frame(models_dir: str | os.PathLike) -> pd.DataFrame:
             "epochs": meta.get("epochs"),
             "created": str(meta.get("created", ""))[:19].replace("T", " "),
             "active": active is not None and path.resolve() == active.resolve(),
+            "predicts_signs": predicts_signs(meta),
         })
     columns = ["model", "task", "classes", "monitor", "best", "val_acc", "test_acc", "test_f1_macro", "epochs",
-               "created", "active", "path"]
+               "created", "active", "path", "predicts_signs"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -139,7 +139,7 @@ def test_augmentation_without_an_image_moves_only_the_landmarks():
 def test_augmentation_is_one_argument_from_python_a_config_or_a_checkpoint(tmp_path):
     from dataclasses import asdict
 
-    from signbridge.tuning import resolved_config
+    from signbridge.lightning_cli import fit_config
     from tests.conftest import REPO
 
     for name in ("a", "b"):
@@ -152,6 +152,6 @@ def test_augmentation_is_one_argument_from_python_a_config_or_a_checkpoint(tmp_p
     assert rebuilt.augmenter == chosen.augmenter
     # a config sets one field and keeps the others' defaults; null turns augmentation off
     recipe = ["--config", str(REPO / "configs" / "sign_landmarks.yaml"), "--data.init_args.root", str(tmp_path)]
-    one_field = resolved_config([*recipe, "--data.init_args.augment.landmark_jitter", "0.05"])
+    one_field = fit_config([*recipe, "--data.init_args.augment.landmark_jitter", "0.05"])
     assert one_field["data"]["init_args"]["augment"] == {**asdict(HandAugment()), "landmark_jitter": 0.05}
-    assert resolved_config([*recipe, "--data.init_args.augment", "null"])["data"]["init_args"]["augment"] is None
+    assert fit_config([*recipe, "--data.init_args.augment", "null"])["data"]["init_args"]["augment"] is None

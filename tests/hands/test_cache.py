@@ -142,8 +142,8 @@ def _landmarks_cli(*args, **kwargs):
 
 def test_cli_resumes_after_being_killed(digits_subset, tmp_path):
     output = tmp_path / "digits.npz"
-    process = _landmarks_cli(digits_subset, "--output", output, "--workers", "0", "--checkpoint-every", "4",
-                             "--no-progress")
+    process = _landmarks_cli(digits_subset, "--output", output, "--workers", "0", "--checkpoint_every", "4",
+                             "--progress", "false")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not output.exists():
         time.sleep(0.01)
@@ -153,7 +153,7 @@ def test_cli_resumes_after_being_killed(digits_subset, tmp_path):
     assert not interrupted.meta["complete"] and 4 <= len(interrupted) < 48
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
-    resumed = _landmarks_cli(digits_subset, "--output", output, "--workers", "0", "--no-progress")
+    resumed = _landmarks_cli(digits_subset, "--output", output, "--workers", "0", "--progress", "false")
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert f"{len(interrupted)} reused from the cache" in stdout
@@ -178,8 +178,8 @@ def test_stopped_extraction_saves_its_progress_and_leaves_no_worker(digits_subse
     """SIGTERM (timeout, Slurm) saves like Ctrl-C and exits 143; kill -9 cannot save, but its detector workers
     (several hundred MB each) still exit with it instead of running on as orphans."""
     output = tmp_path / "digits.npz"
-    process = _landmarks_cli(digits_subset, "--output", output, "--workers", "2", "--checkpoint-every", "4",
-                             "--no-progress")
+    process = _landmarks_cli(digits_subset, "--output", output, "--workers", "2", "--checkpoint_every", "4",
+                             "--progress", "false")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not output.exists():
         time.sleep(0.05)

@@ -65,18 +65,20 @@ def test_frozen_recognizer_is_frozen_but_passes_gradients(recognizer_checkpoint)
 
 
 def test_the_recognizer_exports_with_its_charset_and_a_free_width(recognizer_checkpoint, tmp_path):
-    from signbridge.export import export_checkpoint, read_exported_metadata, run_exported
+    from signbridge.export import export_checkpoint
+    from signbridge.inference import ExportedModel, read_exported_metadata
     from signbridge.recognize import Recognizer
 
     model = TextRecognizer.load_from_checkpoint(recognizer_checkpoint, weights_only=True).eval()
     for format, name in (("onnx", "text.onnx"), ("torchscript", "text.pt")):
         report = export_checkpoint(recognizer_checkpoint, tmp_path / name, format=format)
         assert report.max_abs_diff < 1e-3 and report.top1_agreement == 1.0, report
-        metadata = read_exported_metadata(report.path)
-        assert metadata["charset"] == model.charset.chars and metadata["height"] == model.model.height
+        contract = ExportedModel(report.path).contract
+        assert "".join(contract.classes) == model.charset.chars
+        assert contract.preprocessing["text_image"]["height"] == model.model.height
         # a wider image than the one it was traced with: more timesteps, the same greedy decoding as PyTorch
         image = torch.rand(3, model.model.in_channels, model.model.height, 200)
-        logits, _ = run_exported(report.path, (image,), ("text_image",))
+        logits, _ = ExportedModel(report.path)({"text_image": image})
         with torch.no_grad():
             expected = model(image)
         assert logits.shape == tuple(expected.shape)

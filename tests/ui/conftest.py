@@ -10,7 +10,7 @@ import pytest
 
 from signbridge.cli import main
 from signbridge.ui.common import CONFIGS_DIR_VARIABLE, MODELS_DIR_VARIABLE
-from signbridge.ui.jobs import Job, read_job
+from signbridge.ui.jobs import Job, make_step, read_job
 from tests.conftest import REPO
 
 
@@ -28,6 +28,15 @@ def landmark_args(models_dir: Path, root: Path, cache: Path, *extra: str) -> lis
             "--data.init_args.landmarks_file", str(cache), "--data.init_args.batch_size", "8",
             "--trainer.logger.init_args.save_dir", str(models_dir), "--trainer.enable_progress_bar", "false",
             *extra]
+
+
+def landmark_fit_step(models_dir: Path, root: Path, cache: Path, **overrides) -> dict:
+    """A job step (``make_step``) fitting the landmark recipe, with dotted ``overrides`` (``__`` for ``.``)."""
+    settings = {"data.init_args.root": str(root), "data.init_args.landmarks_file": str(cache),
+                "data.init_args.batch_size": 8, "trainer.logger.init_args.save_dir": str(models_dir),
+                "trainer.enable_progress_bar": False}
+    settings.update({name.replace("__", "."): value for name, value in overrides.items()})
+    return make_step("fit", [str(REPO / "configs" / "sign_landmarks.yaml")], settings)
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,8 @@ def chromium() -> tuple[str, str]:
 def ui_server(trained_models, tmp_path):
     port = free_port()
     log = open(tmp_path / "ui.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "signbridge", "ui", "--models-dir", str(trained_models),
-                               "--configs-dir", str(REPO / "configs"), "--port", str(port), "--address", "127.0.0.1"],
+    server = subprocess.Popen([sys.executable, "-m", "signbridge", "ui", "--models_dir", str(trained_models),
+                               "--configs_dir", str(REPO / "configs"), "--port", str(port), "--address", "127.0.0.1"],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

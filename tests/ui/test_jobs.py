@@ -9,15 +9,15 @@ import time
 
 from signbridge.files import write_json_atomic
 from signbridge.ui.common import evaluation_step
-from signbridge.ui.jobs import STOPPED, list_jobs, read_job, start_job, stop_job
+from signbridge.ui.jobs import STOPPED, list_jobs, make_step, read_job, start_job, stop_job
 from signbridge.ui.runs import scalars_frame
-from tests.ui.conftest import landmark_args, wait_for
+from tests.ui.conftest import landmark_fit_step, wait_for
 
 
 def test_fit_then_test_job_records_the_test_in_the_models_metadata(tmp_path, digits_subset, digits_cache):
     models_dir = tmp_path / "runs"
-    fit = ["fit", *landmark_args(models_dir, digits_subset, digits_cache, "--trainer.max_epochs", "3",
-                                 "--trainer.logger.init_args.name", "digits")]
+    fit = landmark_fit_step(models_dir, digits_subset, digits_cache, trainer__max_epochs=3,
+                            trainer__logger__init_args__name="digits")
     job = start_job(models_dir, "fit", "digits", [fit, evaluation_step("{run}/config.yaml", "{checkpoint}", "{run}")],
                     models_dir / "digits", max_epochs=3)
     assert [j.id for j in list_jobs(models_dir)] == [job.id]
@@ -37,8 +37,8 @@ def test_fit_then_test_job_records_the_test_in_the_models_metadata(tmp_path, dig
 
 def test_a_stopped_fit_saves_last_ckpt_and_says_stopped(tmp_path, digits_subset, digits_cache):
     models_dir = tmp_path / "runs"
-    fit = ["fit", *landmark_args(models_dir, digits_subset, digits_cache, "--trainer.max_epochs", "100000",
-                                 "--trainer.logger.init_args.name", "long")]
+    fit = landmark_fit_step(models_dir, digits_subset, digits_cache, trainer__max_epochs=100000,
+                            trainer__logger__init_args__name="long")
     job = start_job(models_dir, "fit", "long", [fit], models_dir / "long", max_epochs=100000)
     running = wait_for(job, ("running",))
     deadline = time.monotonic() + 240
@@ -57,7 +57,7 @@ def test_a_stopped_fit_saves_last_ckpt_and_says_stopped(tmp_path, digits_subset,
 
 def test_a_failing_command_is_failed_with_its_one_line_error(tmp_path):
     models_dir = tmp_path / "runs"
-    job = start_job(models_dir, "fit", "broken", [["fit", "--config", str(tmp_path / "missing.yaml")]],
+    job = start_job(models_dir, "fit", "broken", [make_step("fit", [str(tmp_path / "missing.yaml")])],
                     models_dir / "broken")
     failed = wait_for(job, ("failed", "finished", "lost"))
     assert failed.state == "failed" and failed.status["returncode"] == 2

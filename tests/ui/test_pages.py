@@ -168,7 +168,8 @@ def test_train_page_runs_a_study_that_the_models_page_shows(app_settings, tmp_pa
     app.button[0].click().run()
     assert not app.exception and "Started tune" in app.success[0].value
     job = list_jobs(models_dir)[0]
-    assert job.kind == "tune" and job.spec["steps"][0][-2:] == ["--max-epochs", "2"]
+    step = job.spec["steps"][0]
+    assert job.kind == "tune" and step["arguments"]["max_epochs"] == 2 and step["arguments"]["sampler"] == "random"
     finished = wait_for(job, ("finished", "failed", "lost"))
     assert finished.state == "finished", finished.log_tail(40)
     assert any(p.proto.text == "2 of 2 trials finished" for p in page("train").get("progress"))
@@ -191,7 +192,7 @@ def test_train_page_runs_an_uploaded_config(app_settings, tmp_path, digits_subse
     assert not app.exception and "Started fit 'my_recipe'" in app.success[0].value
     job = list_jobs(models_dir)[0]
     saved = models_dir / ".jobs" / "configs" / "my_recipe.yaml"
-    assert yaml.safe_load(saved.read_text()) == recipe and str(saved) in job.spec["steps"][0]
+    assert yaml.safe_load(saved.read_text()) == recipe and str(saved) in job.spec["steps"][0]["configs"]
     finished = wait_for(job, ("finished", "failed", "lost"))
     assert finished.state == "finished", finished.log_tail(40)
     assert read_metadata(finished.model_metadata())["epochs"] == 2

@@ -50,7 +50,7 @@ def show_model(row: pd.Series) -> None:
     buttons = st.columns(4)
     if buttons[0].button("Activate", disabled=bool(row["active"]),
                          help="the model 'signbridge predict' and the Predict page use by default"):
-        activate_model(folders.models_dir, str(path.parent))
+        activate_model(str(folders.models_dir), str(path.parent))
         st.rerun()
     config = str(meta.get("config") or "")
     if buttons[1].button("Test", disabled=not config,
@@ -94,7 +94,7 @@ with listing:
     if models.empty:
         st.info(f"No model.json below {folders.models_dir}: train a model first (Train page or 'signbridge fit').")
     else:
-        st.dataframe(models.drop(columns=["path"]), hide_index=True, column_config={
+        st.dataframe(models.drop(columns=["path", "predicts_signs"]), hide_index=True, column_config={
             "active": st.column_config.CheckboxColumn("active"),
             "best": st.column_config.NumberColumn(format="%.4f"),
             "val_acc": st.column_config.NumberColumn(format="%.4f"),
@@ -120,7 +120,7 @@ with compare:
             metric = st.selectbox("Metric", metrics, index=metrics.index("val_acc") if "val_acc" in metrics else 0)
             overlay = pd.DataFrame({label: frame[metric] for label, frame in frames.items() if metric in frame})
             st.line_chart(overlay, x_label="epoch", y_label=metric)
-        st.dataframe(models[models["model"].isin(chosen)].drop(columns=["path"]), hide_index=True)
+        st.dataframe(models[models["model"].isin(chosen)].drop(columns=["path", "predicts_signs"]), hide_index=True)
 
 with studies:
     found = find_studies(folders.models_dir)

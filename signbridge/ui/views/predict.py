@@ -22,10 +22,10 @@ def recognizer(model: str, modified: float) -> SharedRecognizer:
 st.title("Predict")
 folders = settings()
 models = models_frame(folders.models_dir)
-models = models[models["task"].isin(["HybridSignClassifier", "LandmarkClassifier", "ATKClassifier"])]
+models = models[models["predicts_signs"].astype(bool)]
 if models.empty:
     st.info(f"No trained sign classifier in {folders.models_dir}: train one on the Train page, or start the app "
-            "with --models-dir pointing at your runs.")
+            "with --models_dir pointing at your runs.")
     st.stop()
 
 labels = list(models["model"])
@@ -39,7 +39,8 @@ try:
 except InputError as error:
     st.error(str(error))
     st.stop()
-st.caption(f"{row['task']} · {len(model.recognizer.classes)} classes · {checkpoint}")
+reads = ", ".join(spec.name for spec in model.recognizer.contract.inputs)
+st.caption(f"{row['task']} · {len(model.recognizer.classes)} classes · reads {reads} · {checkpoint}")
 
 uploads = list(st.file_uploader("Photos", type=PHOTO_TYPES, accept_multiple_files=True) or [])
 if st.toggle("Use the camera"):

@@ -1,5 +1,6 @@
 """Train: start ``fit`` or ``tune`` from a config in the background, follow its progress and curves, stop it."""
 
+import inspect
 import re
 import shlex
 from pathlib import Path
@@ -7,11 +8,15 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
+from signbridge.errors import InputError
+from signbridge.lightning_cli import overrides_from_options
+from signbridge.tuning import tune as tune_study
 from signbridge.ui.common import evaluation_step, settings
-from signbridge.ui.jobs import JOBS_FOLDER, list_jobs, start_job, stop_job
+from signbridge.ui.jobs import JOBS_FOLDER, list_jobs, make_step, start_job, stop_job
 from signbridge.ui.runs import STUDY_FILE, load_studies, scalars_frame
 
 folders = settings()
+TUNE_PARAMETERS = set(inspect.signature(tune_study).parameters) - {"config"}
 
 
 def read_yaml(path: Path) -> dict:
@@ -80,36 +85,40 @@ if start:
         problems.append(f"data root {root.strip()} is not a folder")
     if action == "tune" and not space_name:
         problems.append(f"no search space (*_search.yaml) in {folders.configs_dir}")
+    try:
+        more_settings = overrides_from_options(shlex.split(more))
+    except (InputError, ValueError) as error:
+        problems.append(f"more arguments: {error}")
     if problems:
         st.error("Cannot start: " + "; ".join(problems))
     else:
         assert config_path is not None
         run_name = re.sub(r"[^\w.-]+", "_", name.strip()) or config_path.stem
-        args = ["--config", str(config_path)]
-        for added in extra:
-            args += ["--config", str(folders.configs_dir / added)]
-        args += ["--data.init_args.root", str(Path(root.strip()).expanduser())]
+        configs = [str(config_path), *(str(folders.configs_dir / added) for added in extra)]
+        overrides: dict = {"data.init_args.root": str(Path(root.strip()).expanduser())}
         if epochs and action == "fit":
-            args += ["--trainer.max_epochs", str(epochs)]
+            overrides["trainer.max_epochs"] = int(epochs)
         if batch_size:
-            args += ["--data.init_args.batch_size", str(batch_size)]
+            overrides["data.init_args.batch_size"] = int(batch_size)
         if lr:
-            args += ["--model.init_args.lr", f"{lr:g}"]
+            overrides["model.init_args.lr"] = float(lr)
         if accelerator != "the config's":
-            args += ["--trainer.accelerator", accelerator]
-        args += shlex.split(more)
+            overrides["trainer.accelerator"] = accelerator
+        # tune's own options (--sampler grid) are its arguments, the rest settings of the config
+        tune_options = {name: more_settings.pop(name) for name in list(more_settings) if name in TUNE_PARAMETERS}
+        overrides.update(more_settings)
         run_dir = folders.models_dir / run_name
         if action == "fit":
-            fit = ["fit", *args, "--trainer.logger.init_args.save_dir", str(folders.models_dir),
-                   "--trainer.logger.init_args.name", run_name]
+            fit = make_step("fit", configs, {**overrides, "trainer.logger.init_args.save_dir": str(folders.models_dir),
+                                             "trainer.logger.init_args.name": run_name})
             steps = [fit] + ([evaluation_step("{run}/config.yaml", "{checkpoint}", "{run}")] if evaluate else [])
             max_epochs = epochs or (read_yaml(config_path).get("trainer") or {}).get("max_epochs")
             job = start_job(folders.models_dir, "fit", run_name, steps, run_dir, max_epochs=max_epochs)
         else:
-            steps = [["tune", *args, "--search-space", str(folders.configs_dir / space_name),
-                      "--run-dir", str(run_dir), "--trials", str(trials)]
-                     + (["--max-epochs", str(epochs)] if epochs else [])]  # a full trial's epochs
-            job = start_job(folders.models_dir, "tune", run_name, steps, run_dir, trials=int(trials))
+            tune = make_step("tune", configs, overrides, search_space=str(folders.configs_dir / space_name),
+                             run_dir=str(run_dir), trials=int(trials),
+                             **({"max_epochs": int(epochs)} if epochs else {}), **tune_options)  # a trial's epochs
+            job = start_job(folders.models_dir, "tune", run_name, [tune], run_dir, trials=int(trials))
         st.success(f"Started {action} '{run_name}' (job {job.id}); it runs in the background, also if you close "
                    "this page.")
 

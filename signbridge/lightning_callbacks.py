@@ -1,4 +1,5 @@
-"""Callbacks shared by every task: CSV prediction output, and a checkpoint when a fit is stopped."""
+"""Callbacks shared by every task: CSV prediction output, a checkpoint when a fit is stopped, and ``callbacks()``,
+the set that ``signbridge fit`` runs with, for a plain ``lightning.Trainer``."""
 
 from __future__ import annotations
 
@@ -94,3 +95,20 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             print(f"predictions written to {self._path}" + (f" ({len(skipped)} unreadable images listed as skipped)"
                                                              if skipped else ""))
+
+
+def callbacks(monitor: str = "val_loss", mode: str = "min") -> list[Callback]:
+    """What a ``signbridge fit`` adds to a run, for a plain ``lightning.Trainer`` in research code: the best
+    checkpoint by ``monitor``, ``last.ckpt`` after every epoch (resume with ``ckpt_path``), ``model.json`` beside
+    them (``ModelMetadata``), and ``last.ckpt`` where a Ctrl-C or SIGTERM stopped the fit (``SaveOnInterrupt``).
+
+    ``trainer = L.Trainer(callbacks=signbridge.callbacks("val_loss"))``: the run folder then has what the CLI's
+    has, and ``signbridge models list`` and the app show the model.
+    """
+    from .metadata import ModelMetadata
+
+    best = ModelCheckpoint(monitor=monitor, mode=mode, auto_insert_metric_name=False,
+                           filename=f"epoch{{epoch:03d}}-{monitor}{{{monitor}:.4f}}")
+    # Lightning's own save_last only rewrites last.ckpt in epochs that also save a best checkpoint
+    last = ModelCheckpoint(filename="last", save_top_k=1, enable_version_counter=False)
+    return [best, last, ModelMetadata(), SaveOnInterrupt()]
