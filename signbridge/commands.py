@@ -70,10 +70,11 @@ class Command:
     skip: frozenset[str] = frozenset()
 
     def load(self) -> Callable[..., Any]:
-        import importlib
+        from .hparams import import_object
 
-        module, _, name = self.function.rpartition(".")
-        return getattr(importlib.import_module(module), name)
+        function = import_object(self.function)
+        assert callable(function), f"COMMANDS names {self.function}, which does not exist"
+        return function
 
 
 def _report_export(report, arguments: dict[str, Any]) -> int:

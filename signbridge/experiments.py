@@ -103,7 +103,7 @@ def train_seeds(config: dict[str, Any], run_dir: Path, seeds: int = 5, first_see
             ``signbridge fit`` option (``--data.init_args.root DATA``).
         run_dir: folder for the runs (``seed{N}``, ``ensemble``) and ``results.jsonl``.
         seeds: number of members.
-        first_seed: the seeds are FIRST .. FIRST+N-1.
+        first_seed: seeds FIRST .. FIRST+N-1 are trained.
         weights: ``mean`` (equal) or ``fitted`` on the validation split.
         fit_thresholds: per-class thresholds of the ensemble, fitted on validation.
 

@@ -1,9 +1,11 @@
-"""Hyperparameters saved as plain data."""
+"""Hyperparameters saved as plain data, and the classes they name by dotted path."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+from typing import Any
 
 from lightning.pytorch.core.mixins import HyperparametersMixin
 
@@ -22,3 +24,13 @@ def save_plain_hyperparameters(module: HyperparametersMixin) -> None:
     for name, value in module.hparams.items():
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             module.hparams[name] = dataclasses.asdict(value)
+
+
+def import_object(path: str, default_module: str = "signbridge") -> Any | None:
+    """The object a dotted path names (a saved ``_class_path`` such as ``signbridge.tasks.HybridSignClassifier``; a
+    bare name is looked up in ``default_module``), or None when there is no such module or attribute."""
+    module_name, _, name = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name or default_module), name, None)
+    except ImportError:
+        return None

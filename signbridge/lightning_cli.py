@@ -10,7 +10,6 @@ strings.
 from __future__ import annotations
 
 import copy
-import importlib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from . import data as _data  # noqa: F401  (imported so LightningCLI finds the c
 from . import tasks as _tasks  # noqa: F401
 from .errors import InputError
 from .files import check_writable, read_checkpoint
+from .hparams import import_object
 from .lightning_callbacks import PredictionWriter, SaveOnInterrupt
 from .metadata import ModelMetadata, active_checkpoint
 from .tasks.base import task_class_of
@@ -72,7 +72,6 @@ class SignbridgeCLI(LightningCLI):
             # --model.init_args.apply_thresholds false or --model.init_args.net.inputs image
             model = {"class_path": settings.model.class_path, "init_args": self.command_line_model}
             self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
-            _drop_overridden(self.config[subcommand].model, self.command_line_model)
         if subcommand == "fit":
             resume_in_run_folder(self.config[subcommand])
 
@@ -91,12 +90,7 @@ class SignbridgeCLI(LightningCLI):
 
 
 def _built_from_checkpoint(settings) -> bool:
-    class_path = str((settings.get("model") or {}).get("class_path") or "")
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        task_class = getattr(importlib.import_module(module_name or "signbridge.tasks"), class_name)
-    except (ImportError, AttributeError):
-        return True
+    task_class = import_object((settings.get("model") or {}).get("class_path") or "", "signbridge.tasks")
     return bool(getattr(task_class, "built_from_checkpoint", True))
 
 
@@ -112,14 +106,6 @@ def check_checkpoint(ckpt_path: str | None, configured: str | None) -> None:
                          "it was trained with")
     if saved:
         task_class_of(ckpt_path, checkpoint)
-
-
-def _drop_overridden(model, given: dict) -> None:
-    # Lightning put the checkpoint's hyperparameters in dict_kwargs, which would win over init_args at instantiation
-    saved = model.get("dict_kwargs")
-    if saved:
-        for name in given:
-            saved.pop(name, None)
 
 
 def resume_in_run_folder(settings) -> None:
@@ -186,14 +172,14 @@ class ConfigReader(SignbridgeCLI):
         raise _ConfigRead(self)
 
 
-def build_cli(args: list[str] | dict, run: bool = True, callbacks: list[L.Callback] | None = None,
+def build_cli(args: list[str] | dict, callbacks: list[L.Callback] | None = None,
               cli_class: type[SignbridgeCLI] = SignbridgeCLI) -> SignbridgeCLI:
     """``SignbridgeCLI`` on a command line (a list) or a config (``{"subcommand": ..., SUBCOMMAND: config}``)."""
     # `signbridge tune` runs fits from inside a command line of its own; Lightning would warn about sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
     return cli_class(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args, run=run,
+        seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args,
         trainer_defaults={"callbacks": [SaveOnInterrupt(), *(callbacks or [])]},
         parser_kwargs={"prog": "signbridge",
                        "description": "signbridge: train, test and predict with LightningCLI. Other commands: "
@@ -229,15 +215,12 @@ def fit(config: Mapping[str, Any] | Sequence[str | Path], overrides: Mapping[str
     ``--config``), ``overrides`` dotted settings on top (``{"data.init_args.root": "DATA"}``)."""
     if isinstance(config, Mapping):
         return run("fit", with_overrides(config, overrides or {}), callbacks)
-    return run("fit", load_config(config, overrides), callbacks)
+    return run("fit", config_from_files(config, overrides), callbacks)
 
 
-def load_config(files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None,
-                subcommand: str = "fit") -> dict[str, Any]:
-    """The full config (a plain dict) that ``signbridge SUBCOMMAND --config FILE ...`` would run with, with the
-    dotted ``overrides`` on top: the files merged in order as repeated ``--config`` options are (a block with another
-    ``class_path`` replaces the earlier one, lists are replaced), then read and checked by LightningCLI's parser,
-    which fills in every default; nothing is built."""
+def config_from_files(files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config files merged in order, as repeated ``--config`` options are (``merge_configs``), with the dotted
+    ``overrides`` on top; not yet checked or completed with defaults (``run`` and ``load_config`` do that)."""
     merged: dict[str, Any] = {}
     for file in files:
         try:
@@ -247,7 +230,15 @@ def load_config(files: Sequence[str | Path], overrides: Mapping[str, Any] | None
         if not isinstance(loaded, dict):
             raise InputError(f"{file}: a config is a YAML mapping (trainer, model, data, ...)")
         merged = merge_configs(merged, loaded)
-    return read_config({"subcommand": subcommand, subcommand: with_overrides(merged, overrides or {})})
+    return with_overrides(merged, overrides or {})
+
+
+def load_config(files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None,
+                subcommand: str = "fit") -> dict[str, Any]:
+    """The full config (a plain dict) that ``signbridge SUBCOMMAND --config FILE ...`` would run with, with the
+    dotted ``overrides`` on top (``config_from_files``), read and checked by LightningCLI's parser, which fills in
+    every default; nothing is built."""
+    return read_config({"subcommand": subcommand, subcommand: config_from_files(files, overrides)})
 
 
 def merge_configs(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

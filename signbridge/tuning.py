@@ -226,14 +226,14 @@ def tune(
     run_dir.mkdir(parents=True, exist_ok=True)
     check_params_exist(space, config)
     max_epochs = max_epochs or space.max_epochs
-    if sampler == "grid":
-        grid = {name: p.grid_values() for name, p in space.params.items()}
+    grid = {name: p.grid_values() for name, p in space.params.items()} if sampler == "grid" else None
+    if grid is not None:  # the whole grid by default
         trials = trials or len(list(itertools.product(*grid.values())))
     trials = trials or 10
     storage_url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     study = optuna.create_study(
         storage=_storage(storage_url, heartbeat, run_dir), study_name=study_name or run_dir.name,
-        sampler=_sampler(space, sampler, seed), pruner=_pruner(pruner or ("none" if sampler == "grid" else
+        sampler=_sampler(sampler, seed, grid), pruner=_pruner(pruner or ("none" if sampler == "grid" else
                                                                          "hyperband"), max_epochs),
         direction=space.direction, load_if_exists=True,
     )
@@ -246,11 +246,11 @@ def tune(
     return study
 
 
-def _sampler(space: SearchSpace, sampler: str, seed: int):
+def _sampler(sampler: str, seed: int, grid: dict[str, list] | None):
     import optuna
 
-    if sampler == "grid":
-        return optuna.samplers.GridSampler({name: p.grid_values() for name, p in space.params.items()}, seed=seed)
+    if grid is not None:
+        return optuna.samplers.GridSampler(grid, seed=seed)
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)

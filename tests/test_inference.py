@@ -21,10 +21,12 @@ from tests.tasks.test_hybrid import cli_args as hybrid_args
 
 @pytest.fixture(scope="module")
 def nearest_hybrid(tmp_path_factory, digits_subset, digits_cache) -> Path:
-    """A hybrid whose photos were resized with nearest-neighbour interpolation in training (bicubic is the default)."""
+    """A hybrid whose photos were resized with nearest-neighbour interpolation in training (bicubic is the default),
+    and whose landmark branch differs from the recipe's (geometric features: other layer sizes)."""
     tmp = tmp_path_factory.mktemp("contract")
     cli = main(["fit", *hybrid_args(tmp, digits_subset, digits_cache), "--trainer.max_epochs", "1",
-                "--data.init_args.interpolation", "nearest", "--model.init_args.select_output", "false"])
+                "--data.init_args.interpolation", "nearest", "--model.init_args.select_output", "false",
+                "--model.init_args.net.landmarks.use_geometry", "true"])
     return Path(cli.trainer.checkpoint_callback.best_model_path)
 
 
@@ -91,7 +93,7 @@ def _no_hands():
 def test_a_nested_model_setting_on_the_command_line_wins_over_the_checkpoint(nearest_hybrid, digits_subset,
                                                                             digits_cache, tmp_path):
     saved = torch.load(nearest_hybrid, weights_only=True)["hyper_parameters"]["net"]
-    assert saved["landmarks"]["dropout"] != 0.05
+    assert saved["landmarks"]["dropout"] != 0.05 and saved["landmarks"]["use_geometry"]  # the recipe's: false
     cli = main(["test", *hybrid_args(tmp_path, digits_subset, digits_cache), "--data.init_args.interpolation",
                 "nearest", "--ckpt_path", str(nearest_hybrid), "--model.init_args.net.landmarks.dropout", "0.05"])
     net = cli.model.hparams.net

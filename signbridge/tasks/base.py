@@ -5,7 +5,6 @@ and loading a checkpoint back (``load_model``)."""
 from __future__ import annotations
 
 import contextvars
-import importlib
 import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -17,6 +16,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..files import read_checkpoint
+from ..hparams import import_object
 from ..inference import InferenceContract, InputSpec
 
 if TYPE_CHECKING:
@@ -129,8 +129,10 @@ class Task(L.LightningModule):
         settings.update({name: value for name, value in replace.items() if value is not None})
         if not Path(str(settings.get("root"))).is_dir():
             raise InputError(f"{settings.get('root')} is not there: give the training data's new folder")
-        module_name, _, class_name = class_path.rpartition(".")
-        return getattr(importlib.import_module(module_name), class_name)(**settings)
+        data_class = import_object(class_path)
+        if data_class is None:
+            raise InputError(f"the checkpoint's datamodule {class_path} does not exist in this signbridge")
+        return data_class(**settings)
 
     def configure_model(self) -> None:
         # Lightning calls this once per process after moving the module to its device; compile only once
@@ -187,8 +189,8 @@ def task_class_of(path: str | Path, checkpoint: dict) -> type[Task]:
     class_path = hparams.get("_class_path") or (checkpoint.get("inference") or {}).get("task")
     if not class_path:
         raise InputError(f"{path}: the checkpoint does not name its task class (not written by signbridge)")
-    module_name, _, class_name = str(class_path).rpartition(".")
-    task_class = getattr(importlib.import_module(module_name or "signbridge.tasks"), class_name, None)
+    class_name = str(class_path).rsplit(".", 1)[-1]
+    task_class = import_object(class_path, "signbridge.tasks")
     if not (isinstance(task_class, type) and issubclass(task_class, Task)):
         raise InputError(f"{path}: {class_path} is not a signbridge task")
     unknown = unknown_hyperparameters(task_class, hparams)

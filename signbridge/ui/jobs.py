@@ -137,18 +137,18 @@ def step_text(step: dict[str, Any]) -> str:
 
 def run_step(step: dict[str, Any]) -> int:
     """Run one step in this process (``python -m signbridge.ui.jobs --step JSON``)."""
-    from ..lightning_cli import load_config, run
+    from ..lightning_cli import config_from_files, load_config, run
 
     command = step["command"]
-    config = load_config(step["configs"], step.get("overrides"), subcommand="fit" if command == "tune" else command)
-    if command == "tune":
+    if command == "tune":  # the search checks its parameters against the complete config
         from ..commands import COMMANDS, Command
 
         entry = COMMANDS["tune"]
         assert isinstance(entry, Command)
         arguments = dict(step.get("arguments") or {})
+        config = load_config(step["configs"], step.get("overrides"))
         return entry.report(entry.load()(config=config, **arguments), arguments)
-    run(command, config)
+    run(command, config_from_files(step["configs"], step.get("overrides")))
     return 0
 
 
