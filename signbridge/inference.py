@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,14 +121,11 @@ class InferenceContract:
         """The contract with the image side set (for a model whose training data did not record it)."""
         image = {**self.preprocessing.get("image", {}), "size": size}
         inputs = tuple(image_input(size) if spec.name == "image" else spec for spec in self.inputs)
-        return InferenceContract(self.task, inputs, {**self.preprocessing, "image": image}, list(self.classes),
-                                 self.thresholds, dict(self.outputs), self.decoding)
+        return replace(self, inputs=inputs, preprocessing={**self.preprocessing, "image": image})
 
     def restricted_to(self, names: set[str]) -> InferenceContract:
         """The contract with only the inputs in ``names`` (an exported graph drops the inputs it never reads)."""
-        inputs = tuple(spec for spec in self.inputs if spec.name in names)
-        return InferenceContract(self.task, inputs, dict(self.preprocessing), list(self.classes), self.thresholds,
-                                 dict(self.outputs), self.decoding)
+        return replace(self, inputs=tuple(spec for spec in self.inputs if spec.name in names))
 
     def to_dict(self) -> dict[str, Any]:
         """The contract as plain JSON data (what checkpoints, ``model.json`` and exported files hold)."""
