@@ -13,9 +13,13 @@ flags, standardised per feature, two hidden layers of 256, AdamW 1e-3, 300 epoch
         -- --config configs/trainer/gpu.yaml
     # a smaller dataset simulated from a larger one: --train-per-class 20
 
-A variant is a name, optionally with init-argument overrides: ``hybrid:net.fusion=concat,net.modality_dropout=0``.
-Arguments after ``--`` go to every ``signbridge fit`` of a variant that reads images (``landmarks`` runs its own
-config on the CPU as it is, apart from the split). Results are appended to ``RUN_DIR/results.jsonl`` (a rerun
+Variants: ``baseline``, ``landmarks`` (``sign_landmarks.yaml``), ``hybrid`` and ``image`` (the GPU recipe and its
+image branch alone), ``hybrid_cpu`` and ``image_cpu`` (the CPU recipe: ``sign_digits_hybrid_cpu.yaml`` +
+``trainer/cpu.yaml``), ``hybrid_landmarks``, ``progressive``. A variant is a name, optionally with init-argument
+overrides: ``hybrid:net.fusion=concat,net.modality_dropout=0``.
+Arguments after ``--`` go to every ``signbridge fit`` of the GPU-recipe variants; ``landmarks`` and the CPU
+recipe run their own configs on the CPU as they are (apart from the split), with ``--cpu-threads`` torch threads.
+Results are appended to ``RUN_DIR/results.jsonl`` (a rerun
 skips finished jobs) and summarised as mean +- std over the folds.
 """
 
@@ -34,20 +38,25 @@ import numpy as np
 import torch
 
 from signbridge import load_model
-from signbridge.data import LandmarkDataModule, SignDataModule
+from signbridge.data import LandmarkDataModule
 from signbridge.metadata import METADATA_FILE
 
 REPO = Path(__file__).resolve().parents[1]  # the configs' folder (signbridge itself is the installed package)
 
 
 HYBRID = ("configs/sign_digits_hybrid.yaml",)
+HYBRID_CPU = (*HYBRID, "configs/sign_digits_hybrid_cpu.yaml", "configs/trainer/cpu.yaml")
 CONFIGS = {
     "hybrid": (HYBRID, {}),
-    "image": (HYBRID, {"net.inputs": "image"}),
+    "image": (HYBRID, {"net.inputs": "image", "landmark_pretraining": "null"}),
     "landmarks": (("configs/sign_landmarks.yaml",), {}),
     "hybrid_landmarks": (HYBRID, {"net.inputs": "landmarks"}),
     "progressive": ((*HYBRID, "configs/sign_digits_progressive.yaml"), {}),
+    "hybrid_cpu": (HYBRID_CPU, {}),
+    "image_cpu": (HYBRID_CPU, {"net.inputs": "image", "landmark_pretraining": "null"}),
 }
+# the variants that run on the CPU as their configs say, whatever the arguments after --
+CPU_VARIANTS = ("landmarks", "hybrid_cpu", "image_cpu")
 
 
 def parse_variant(text: str) -> tuple[str, str, dict]:
@@ -74,7 +83,7 @@ def run_fit(args, variant: str, base: str, overrides: dict, fold: int) -> Path:
     save_dir = Path(args.run_dir) / variant.replace(":", "_").replace(",", "_").replace("=", "-") / f"fold{fold}"
     command = [
         sys.executable, "-m", "signbridge", "fit", *configs,
-        *(args.fit_args if base != "landmarks" else []),
+        *(args.fit_args if base not in CPU_VARIANTS else []),
         "--data.init_args.root", args.root, "--data.init_args.landmarks_file", args.landmarks_file,
         *split_args(args, fold), "--seed_everything", str(args.seed + fold),
         "--trainer.logger.class_path", "lightning.pytorch.loggers.CSVLogger",
@@ -83,8 +92,8 @@ def run_fit(args, variant: str, base: str, overrides: dict, fold: int) -> Path:
     for key, value in overrides.items():
         command += [f"--model.init_args.{key}", value]
     save_dir.mkdir(parents=True, exist_ok=True)
-    # a landmark model is tiny: many CPU threads per process only fight each other when jobs run side by side
-    env = {**os.environ, "OMP_NUM_THREADS": "2"} if base == "landmarks" else None
+    # many CPU threads per process only fight each other when jobs run side by side
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.cpu_threads)} if base in CPU_VARIANTS else None
     with open(save_dir / "fit.log", "w") as log:
         subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=True, env=env)
     metadata = sorted(save_dir.glob(f"run/version_*/checkpoints/{METADATA_FILE}"))[-1]
@@ -95,10 +104,7 @@ def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.n
     """Labels, predictions and hand presence on the test fold, and the test accuracy of each classifier of a
     hybrid."""
     model = load_model(checkpoint)
-    data_class = LandmarkDataModule if base == "landmarks" else SignDataModule
-    extra = {} if base == "landmarks" else {"image_size": args.image_size}
-    data = data_class(args.root, landmarks_file=args.landmarks_file, num_folds=args.folds, fold=fold,
-                      split_seed=args.split_seed, num_workers=2, batch_size=64, **extra)
+    data = model.training_datamodule(num_workers=2, batch_size=64)  # the fit's own split and image size
     data.prepare_data()
     data.setup("test")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -115,7 +121,7 @@ def test_predictions(args, base: str, checkpoint: Path, fold: int) -> tuple[np.n
             present.append(batch["present"].any(-1).cpu())
     classifier_acc = {name: float(torch.cat(hits).float().mean()) for name, hits in correct.items() if name != "logits"}
     if hasattr(model.model, "output"):
-        classifier_acc["chosen"] = model.model.output
+        classifier_acc["chosen"] = f"{model.model.output}/{model.model.no_hand_output}"
     return torch.cat(labels).numpy(), torch.cat(predictions).numpy(), torch.cat(present).numpy(), classifier_acc
 
 
@@ -208,7 +214,8 @@ def summary(results: list[dict], variants: list[str]) -> str:
         if row["variant"] in variants and len(row.get("classifier_acc", {})) > 1:
             accuracies = ", ".join(f"{name} {value:.4f}" for name, value in row["classifier_acc"].items()
                                    if name != "chosen")
-            lines.append(f"{row['variant']} fold {row['fold']}: chose {row['classifier_acc']['chosen']}; "
+            lines.append(f"{row['variant']} fold {row['fold']}: chose {row['classifier_acc']['chosen']} (with/without "
+                         "a hand); "
                          f"test accuracy of its classifiers: {accuracies}")
     return "\n".join(lines)
 
@@ -226,7 +233,7 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=None, help="simulate a smaller training set")
     parser.add_argument("--split-seed", type=int, default=42)
     parser.add_argument("--seed", type=int, default=0, help="training seed of fold 0 (fold f uses seed + f)")
-    parser.add_argument("--image-size", type=int, default=224, help="must match the fit arguments")
+    parser.add_argument("--cpu-threads", type=int, default=2, help="torch threads of each CPU variant's fit")
     parser.add_argument("--variants", nargs="+", default=["baseline", "landmarks", "image", "hybrid"])
     parser.add_argument("--parallel", type=int, default=1, help="jobs at once (they share the GPU)")
     args = parser.parse_args(argv)

@@ -42,17 +42,46 @@ class StreamingClassificationMetrics(Metric):
         self.top_k_correct += (top_k == target.unsqueeze(1)).any(dim=1).sum()
 
     def compute(self) -> dict[str, torch.Tensor]:
-        confusion = self.confusion.double()
-        total = confusion.sum().clamp_min(1)
-        correct = confusion.diag()
-        support_plus_predicted = confusion.sum(0) + confusion.sum(1)
-        seen = support_plus_predicted > 0
-        f1 = 2 * correct[seen] / support_plus_predicted[seen]
-        return {
-            "acc": (correct.sum() / total).float(),
-            "top5": (self.top_k_correct / total).float(),
-            "f1_macro": (f1.mean() if seen.any() else confusion.new_zeros(())).float(),
-        }
+        return scores_from_counts(self.confusion, self.top_k_correct)
+
+
+def scores_from_counts(confusion: torch.Tensor, top_k_correct: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{"acc", "top5", "f1_macro"}`` of a ``(C, C)`` confusion matrix (rows: targets) and a count of top-k hits;
+    counts of disjoint sample sets add up, so their sum scores the union."""
+    confusion = confusion.double()
+    total = confusion.sum().clamp_min(1)
+    correct = confusion.diag()
+    support_plus_predicted = confusion.sum(0) + confusion.sum(1)
+    seen = support_plus_predicted > 0
+    f1 = 2 * correct[seen] / support_plus_predicted[seen]
+    return {
+        "acc": (correct.sum() / total).float(),
+        "top5": (top_k_correct / total).float(),
+        "f1_macro": (f1.mean() if seen.any() else confusion.new_zeros(())).float(),
+    }
+
+
+class ClassifierTally(StreamingClassificationMetrics):
+    """The counts behind accuracy, top-k accuracy and macro F1, and the summed loss, of one classifier on one set of
+    samples. ``compute()`` returns the counts summed over processes (``confusion``, ``top_k_correct``, ``loss_sum``;
+    ``scores_from_counts`` scores them), so tallies of disjoint sets (e.g. photos with and without a detected hand,
+    each judged by another classifier) can be added up before scoring."""
+
+    loss_sum: torch.Tensor
+
+    def __init__(self, num_classes: int, top_k: int = 5, **kwargs):
+        super().__init__(num_classes, top_k, **kwargs)
+        self.add_state("loss_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor, loss_sum: torch.Tensor | None = None) -> None:
+        """Add a batch: its logits, targets and the sum of its samples' losses."""
+        super().update(logits, target)
+        if loss_sum is not None:
+            self.loss_sum += loss_sum.detach().double()
+
+    def compute(self) -> dict[str, torch.Tensor]:  # the counts, not scores
+        return {"confusion": self.confusion.clone(), "top_k_correct": self.top_k_correct.clone(),
+                "loss_sum": self.loss_sum.clone()}
 
 
 class WordAccuracy(Metric):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from signbridge.metrics import StreamingClassificationMetrics
+from signbridge.metrics import ClassifierTally, StreamingClassificationMetrics, scores_from_counts
 
 
 @pytest.mark.parametrize("num_classes", [3, 10, 37])
@@ -23,3 +23,17 @@ def test_streaming_metrics_equal_torchmetrics(num_classes):
     torch.testing.assert_close(values["f1_macro"], f1.compute())
     ours.reset()
     assert ours.confusion.sum() == 0
+
+
+def test_tallies_of_two_sample_sets_add_up_to_the_scores_of_their_union():
+    torch.manual_seed(0)
+    logits, target = torch.randn(90, 6), torch.randint(0, 6, (90,))
+    first, second, union = ClassifierTally(6), ClassifierTally(6), StreamingClassificationMetrics(6)
+    first.update(logits[:40], target[:40], torch.tensor(2.5))
+    second.update(logits[40:], target[40:], torch.tensor(1.5))
+    union.update(logits, target)
+    a, b = first.compute(), second.compute()
+    assert float(a["loss_sum"] + b["loss_sum"]) == 4.0
+    summed = scores_from_counts(a["confusion"] + b["confusion"], a["top_k_correct"] + b["top_k_correct"])
+    for name, value in union.compute().items():
+        torch.testing.assert_close(summed[name], value)

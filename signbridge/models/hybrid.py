@@ -237,9 +237,12 @@ class HybridSignNet(nn.Module):
       then the same head.
     - ``late``: no fusion head.
 
-    Which classifier gives the prediction is ``output``: ``fused``, ``image``, ``landmarks`` or ``mean`` (the mean of
-    the others' log-probabilities). It is a buffer, saved in checkpoints; ``HybridSignClassifier`` sets it to the one
-    with the lowest validation loss, so the model is never worse on validation than its best branch.
+    Which classifier gives the prediction is chosen per sample by whether MediaPipe found a hand: ``output`` for
+    samples with a detected hand, ``no_hand_output`` for the others; each is ``fused``, ``image``, ``landmarks`` or
+    ``mean`` (the mean of the others' log-probabilities). Both are buffers, saved in checkpoints;
+    ``HybridSignClassifier`` sets each to the classifier with the lowest validation loss on its kind of sample, so
+    the model is never worse on validation than its best branch, on photos with a hand and on photos without one
+    (where the landmark classifier can only guess from the class prior).
 
     With ``modality_dropout`` p, during training each sample's image feature or landmark feature is zeroed with
     probability p each (never both) before the fusion head, so the fused classifier works from either branch alone.
@@ -257,8 +260,11 @@ class HybridSignNet(nn.Module):
         self.inputs = inputs = config.inputs
         self.modality_dropout = config.modality_dropout
         self.output_index: torch.Tensor
+        self.no_hand_output_index: torch.Tensor
         self.active_index: torch.Tensor
-        self.register_buffer("output_index", torch.tensor(0 if inputs == "both" and config.fusion != "late" else 3))
+        default_output = torch.tensor(0 if inputs == "both" and config.fusion != "late" else 3)
+        self.register_buffer("output_index", default_output)
+        self.register_buffer("no_hand_output_index", default_output.clone())
         # progressive training switches a branch off for a stage (it then contributes zeros to the fusion head); a
         # buffer, so a checkpoint from that stage is evaluated with the inputs it was trained with
         self.register_buffer("active_index", torch.tensor(INPUTS.index(inputs)))
@@ -291,24 +297,45 @@ class HybridSignNet(nn.Module):
     def _sync_choices(self) -> None:
         # the buffers are the saved truth; forward reads these Python copies, so that torch.compile sees constants
         # (reading a buffer's value in forward would break its graph and stop CUDA graphs)
-        self._output: str = OUTPUTS[int(self.output_index)] if self.inputs == "both" else self.inputs
+        both = self.inputs == "both"
+        self._output: str = OUTPUTS[int(self.output_index)] if both else self.inputs
+        self._no_hand_output: str = OUTPUTS[int(self.no_hand_output_index)] if both else self.inputs
         self._active: Inputs = INPUTS[int(self.active_index)]  # type: ignore[assignment]  # INPUTS lists Inputs
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints from before the choice per hand presence: one classifier for every sample
+        if prefix + "output_index" in state_dict:
+            state_dict.setdefault(prefix + "no_hand_output_index", state_dict[prefix + "output_index"].clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._sync_choices()
 
     @property
     def output(self) -> str:
-        """The classifier that gives the prediction (``fused``, ``image``, ``landmarks`` or ``mean``)."""
+        """The classifier that predicts samples with a detected hand (``fused``, ``image``, ``landmarks`` or
+        ``mean``). Setting it sets ``no_hand_output`` too: one classifier for every sample."""
         return self._output
 
     @output.setter
     def output(self, name: str) -> None:
+        self._check_output(name)
+        self.output_index.fill_(OUTPUTS.index(name))
+        self.no_hand_output_index.fill_(OUTPUTS.index(name))
+        self._sync_choices()
+
+    @property
+    def no_hand_output(self) -> str:
+        """The classifier that predicts samples without a detected hand."""
+        return self._no_hand_output
+
+    @no_hand_output.setter
+    def no_hand_output(self, name: str) -> None:
+        self._check_output(name)
+        self.no_hand_output_index.fill_(OUTPUTS.index(name))
+        self._sync_choices()
+
+    def _check_output(self, name: str) -> None:
         if self.inputs != "both" or name not in self.outputs():
             raise ValueError(f"output must be one of {self.outputs()}, got '{name}'")
-        self.output_index.fill_(OUTPUTS.index(name))
-        self._sync_choices()
 
     @property
     def active_inputs(self) -> Inputs:
@@ -351,7 +378,8 @@ class HybridSignNet(nn.Module):
         aspect: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits ``(B, num_classes)`` of every classifier (``fused``, ``image``, ``landmarks``, ``mean``, as far as
-        the model and its active inputs have them) and of the prediction (``logits``, one of them: ``output``)."""
+        the model and its active inputs have them) and of the prediction (``logits``: ``output`` for the samples with
+        a detected hand, ``no_hand_output`` for the others)."""
         image_branch = self.image if self.active_inputs != "landmarks" else None
         hand_branch = self.landmarks if self.active_inputs != "image" else None
         out: dict[str, torch.Tensor] = {}
@@ -374,7 +402,13 @@ class HybridSignNet(nn.Module):
         members = [out[name].float().log_softmax(-1) for name in ("fused", "image", "landmarks") if name in out]
         out["mean"] = torch.stack(members).mean(0)
         # a branch switched off (progressive training) falls back to the mean of what is there
-        out["logits"] = out.get(self.output, out["mean"])
+        with_hand = out.get(self.output, out["mean"])
+        if self.no_hand_output == self.output or present is None:
+            out["logits"] = with_hand
+        else:
+            without_hand = out.get(self.no_hand_output, out["mean"])
+            dtype = torch.promote_types(with_hand.dtype, without_hand.dtype)
+            out["logits"] = torch.where(present.any(-1, keepdim=True), with_hand.to(dtype), without_hand.to(dtype))
         return out
 
     def _fuse(

@@ -382,11 +382,15 @@ class ClassificationTask(Task):
     def _has_grad_scaler(self) -> bool:
         return self._trainer is not None and getattr(self.trainer.precision_plugin, "scaler", None) is not None
 
+    def optimizer_parameter_groups(self) -> Any:
+        """The parameters AdamW trains, or its parameter groups (dicts with their own ``lr``)."""
+        return self.parameters()
+
     def configure_optimizers(self) -> OptimizerLRScheduler:
         # fused AdamW updates every parameter in one kernel, a large win at these step times; with an fp16 gradient
         # scaler Lightning cannot clip gradients of a fused optimizer, so it is fused only without one (fp32, bf16)
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+            self.optimizer_parameter_groups(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
             fused=self.device.type == "cuda" and not self._has_grad_scaler(),
         )
         h = self.hparams

@@ -149,8 +149,8 @@ class ProgressiveTraining(Callback):
 
     def _set_learning_rate(self, trainer: L.Trainer, lr: float) -> None:
         for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for group in optimizer.param_groups:  # a group's own scale (HybridSignClassifier.lr_scale) is kept
+                group["lr"] = lr * group.get("lr_scale", 1.0)
         for config in trainer.lr_scheduler_configs:
             scheduler = config.scheduler
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -77,6 +77,24 @@ def test_the_output_chooses_the_classifier_and_is_saved_with_the_weights():
         _net(4, fusion="late").output = "fused"
 
 
+def test_samples_without_a_hand_are_predicted_by_their_own_classifier():
+    model = _net(4).eval()
+    image, landmarks, present = _inputs()  # samples 0-2 have a hand, sample 3 has none
+    outputs = model.forward_branches(image, landmarks, present)
+    model.output = "landmarks"
+    assert model.no_hand_output == "landmarks"  # setting output sets both
+    model.no_hand_output = "image"
+    logits = model(image, landmarks, present)
+    assert torch.equal(logits[:3], outputs["landmarks"][:3]) and torch.equal(logits[3], outputs["image"][3])
+    copy = _net(4)
+    copy.load_state_dict(model.state_dict())
+    assert (copy.output, copy.no_hand_output) == ("landmarks", "image")
+    # a checkpoint from before the choice per hand presence: its one classifier predicts every sample
+    old = {name: value for name, value in model.state_dict().items() if name != "no_hand_output_index"}
+    copy.load_state_dict(old)
+    assert (copy.output, copy.no_hand_output) == ("landmarks", "landmarks")
+
+
 def test_switching_off_a_branch_leaves_the_other_classifiers_working():
     model = _net(4).eval()
     image, landmarks, present = _inputs()

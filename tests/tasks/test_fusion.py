@@ -72,3 +72,36 @@ def test_fusion_is_not_worse_than_the_informative_branch(informative, noise):
     # the chosen prediction is as good as the informative branch (within one test sample of 200)
     assert accuracy["logits"] >= accuracy[informative] - 0.005, (model.model.output, accuracy)
     assert model.model.output != noise
+
+
+class _HalfWithoutHands(_Synthetic):
+    """The landmarks tell the class and the image is noise, except in every other sample: no hand was detected there
+    (zero landmarks) and the image tells the class."""
+
+    def __init__(self):
+        L.LightningDataModule.__init__(self)
+        self.splits = {}
+        for name, n, seed in (("train", 240, 0), ("val", 120, 1), ("test", 200, 2)):
+            with_hands, from_images = _synthetic(n, "landmarks", seed), _synthetic(n, "image", seed + 10)
+            self.splits[name] = [a if i % 2 else {**b, "landmarks": torch.zeros(2, 21, 3),
+                                                  "present": torch.tensor([False, False])}
+                                 for i, (a, b) in enumerate(zip(with_hands, from_images))]
+
+
+def test_photos_without_a_hand_get_the_classifier_that_reads_them():
+    torch.manual_seed(0)
+    data = _HalfWithoutHands()
+    model = HybridSignClassifier(net=HybridSignNetConfig(backbone="test_efficientnet"), lr=3e-3)
+    trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, data)
+    batch = next(iter(data.test_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        predicted = model(batch).argmax(-1)
+    has_hand = batch["present"].any(-1)
+    correct = predicted == batch["label"]
+    assert model.model.no_hand_output != "landmarks"  # it cannot tell a class without a hand
+    # chance is 0.25; the image branch learns from only the half of the photos whose image is informative
+    assert correct[has_hand].float().mean() > 0.9 and correct[~has_hand].float().mean() > 0.75, \
+        (model.model.output, model.model.no_hand_output)

@@ -11,8 +11,10 @@ import torch
 from signbridge.cli import main, user_error_message
 from signbridge.data import SignDataModule
 from signbridge.errors import InputError
-from signbridge.tasks import HybridSignClassifier
+from signbridge.tasks import HybridSignClassifier, LandmarkClassifier
+from signbridge.tasks.base import load_model
 from tests.conftest import REPO
+from tests.tasks.test_landmark_cli import _args as landmark_args
 
 CONFIGS = REPO / "configs"
 
@@ -25,7 +27,7 @@ def cli_args(tmp_path: Path, root: Path, cache: Path, *extra: str) -> list[str]:
         "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
         "--model.init_args.net.backbone", "test_efficientnet",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
-        "--trainer.max_epochs", "2", *extra,
+        "--trainer.max_epochs", "2", "--model.init_args.landmark_pretraining.epochs", "2", *extra,
     ]
 
 
@@ -40,10 +42,13 @@ def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     last = log_dir / "checkpoints" / "last.ckpt"
     assert best.exists() and last.exists() and "val_loss" in best.name
-    for name in ("val_fused_acc", "val_image_acc", "val_landmarks_acc", "val_mean_acc", "val_output"):
+    for name in ("val_fused_acc", "val_image_acc", "val_landmarks_acc", "val_mean_acc", "val_output",
+                 "val_no_hand_output"):
         assert name in cli.trainer.callback_metrics, name
-    chosen = cli.model.model.output
-    assert cli.trainer.callback_metrics["val_loss"] == cli.trainer.callback_metrics[f"val_{chosen}_loss"]
+    # the classifier chosen for each kind of photo (with and without a hand) is the best there, so together they are
+    # at least as good as any one classifier on all photos
+    metrics = cli.trainer.callback_metrics
+    assert metrics["val_loss"] <= min(metrics[f"val_{name}_loss"] for name in cli.model.model.outputs()) + 1e-6
     assert any(log_dir.glob("events.out.tfevents*"))
 
     tested = main(["test", *cli_args(tmp_path, digits_subset, digits_cache), "--ckpt_path", str(best)])
@@ -101,12 +106,65 @@ def test_balanced_class_weights_and_label_smoothing_reach_the_loss(tmp_path, dig
 
 
 def test_ddp_spawn_on_two_cpu_processes(tmp_path, digits_subset, digits_cache):
+    # the landmark branch is trained alone in the first process while the second waits for its weights
     cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "1"),
-                "--trainer.strategy", "ddp_spawn", "--trainer.devices", "2"])
+                "--trainer.strategy", "ddp_spawn", "--trainer.devices", "2",
+                "--model.init_args.lr_scale", "{landmarks: 0.0}"])
     assert cli.trainer.world_size == 2
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     assert best.exists() and (best.parent / "model.json").exists()
     assert "val_acc" in cli.trainer.callback_metrics
+    pretrained = load_model(best.parent.parent / "landmark_branch" / "best.ckpt")  # beside checkpoints/
+    _assert_same_weights(load_model(best).model.landmarks, pretrained.model)
+
+
+def _assert_same_weights(module: torch.nn.Module, other: torch.nn.Module) -> None:
+    """Equal parameters (a zero learning rate keeps them; BatchNorm statistics still follow the data)."""
+    theirs = dict(other.named_parameters())
+    for name, value in module.named_parameters():
+        assert torch.equal(value, theirs[name]), name
+
+
+def test_the_landmark_branch_is_trained_alone_first_and_a_zero_lr_scale_keeps_it(tmp_path, digits_subset,
+                                                                                  digits_cache):
+    cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "1"),
+                "--model.init_args.landmark_pretraining.epochs", "4", "--model.init_args.lr_scale",
+                "{landmarks: 0.0}"])
+    branch_checkpoint = Path(cli.trainer.log_dir) / "landmark_branch" / "best.ckpt"
+    pretrained = load_model(branch_checkpoint)
+    saved = torch.load(branch_checkpoint, weights_only=True)
+    assert isinstance(pretrained, LandmarkClassifier) and saved["global_step"] > 0
+    assert saved["hyper_parameters"]["label_smoothing"] == cli.model.hparams.label_smoothing  # the hybrid's loss
+    # the fit started from that network and its zero learning rate left it as it was; the other groups trained
+    _assert_same_weights(cli.model.model.landmarks, pretrained.model)
+    groups = {group.get("name"): group for group in cli.trainer.optimizers[0].param_groups}
+    assert groups["landmarks"]["initial_lr"] == 0.0 and groups["image"]["initial_lr"] == cli.model.hparams.lr
+    assert groups["head"]["lr_scale"] == 1.0
+
+    # a resumed fit keeps its checkpoint's branch: nothing is trained alone again
+    written = branch_checkpoint.stat().st_mtime_ns
+    last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    resumed = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "2"),
+                    "--model.init_args.landmark_pretraining.epochs", "4", "--model.init_args.lr_scale",
+                    "{landmarks: 0.0}", "--ckpt_path", str(last)])
+    assert resumed.trainer.current_epoch == 2 and branch_checkpoint.stat().st_mtime_ns == written
+    _assert_same_weights(resumed.model.model.landmarks, pretrained.model)
+
+
+def test_the_landmark_branch_starts_from_a_landmark_only_checkpoint(tmp_path, digits_subset, digits_cache):
+    landmark_only = main(["fit", *landmark_args(tmp_path / "lm", digits_subset, digits_cache)])
+    checkpoint = landmark_only.trainer.checkpoint_callback.best_model_path
+    start = ["--model.init_args.landmark_pretraining", "null", "--model.init_args.landmark_checkpoint", checkpoint]
+    cli = main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "1"), *start,
+                "--model.init_args.lr_scale", "{landmarks: 0.0}"])
+    _assert_same_weights(cli.model.model.landmarks, load_model(checkpoint).model)
+    with pytest.raises(InputError, match="is not this hybrid's net.landmarks"):
+        main(["fit", *cli_args(tmp_path, digits_subset, digits_cache, "--trainer.max_epochs", "1"), *start,
+              "--model.init_args.net.landmarks.use_geometry", "true"])
+    with pytest.raises(InputError, match="not both"):
+        HybridSignClassifier(landmark_checkpoint=checkpoint, landmark_pretraining={"epochs": 1})
+    with pytest.raises(InputError, match="unknown parameter groups"):
+        HybridSignClassifier(lr_scale={"backbone": 0.1})
 
 
 def test_the_class_count_comes_from_the_data_and_a_wrong_one_stops_before_extraction(tmp_path, digits_subset):
