@@ -26,6 +26,12 @@ def save_plain_hyperparameters(module: HyperparametersMixin) -> None:
             module.hparams[name] = dataclasses.asdict(value)
 
 
+def init_arguments(hparams: Any) -> dict[str, Any]:
+    """The ``__init__`` arguments among saved hyperparameters: without LightningCLI's bookkeeping entries
+    (``_class_path``, ``_instantiator``)."""
+    return {name: value for name, value in dict(hparams).items() if not name.startswith("_")}
+
+
 def import_object(path: str, default_module: str = "signbridge") -> Any | None:
     """The object a dotted path names (a saved ``_class_path`` such as ``signbridge.tasks.HybridSignClassifier``; a
     bare name is looked up in ``default_module``), or None when there is no such module or attribute."""

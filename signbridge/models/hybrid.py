@@ -401,15 +401,19 @@ class HybridSignNet(nn.Module):
             out["fused"] = self._fuse(self.head, image_tokens, hand_feature, hand_tokens, hand_valid)
         members = [out[name].float().log_softmax(-1) for name in ("fused", "image", "landmarks") if name in out]
         out["mean"] = torch.stack(members).mean(0)
-        # a branch switched off (progressive training) falls back to the mean of what is there
-        with_hand = out.get(self.output, out["mean"])
-        if self.no_hand_output == self.output or present is None:
-            out["logits"] = with_hand
-        else:
-            without_hand = out.get(self.no_hand_output, out["mean"])
-            dtype = torch.promote_types(with_hand.dtype, without_hand.dtype)
-            out["logits"] = torch.where(present.any(-1, keepdim=True), with_hand.to(dtype), without_hand.to(dtype))
+        out["logits"] = self.prediction(out, present.any(-1) if present is not None else None)
         return out
+
+    def prediction(self, outputs: dict[str, torch.Tensor], has_hand: torch.Tensor | None) -> torch.Tensor:
+        """The predicting logits from every classifier's (``outputs``, with ``mean``): ``output``'s for the samples
+        with a detected hand (``has_hand``, ``(B,)`` bool), ``no_hand_output``'s for the others."""
+        # a branch switched off (progressive training) falls back to the mean of what is there
+        with_hand = outputs.get(self.output, outputs["mean"])
+        if self.no_hand_output == self.output or has_hand is None:
+            return with_hand
+        without_hand = outputs.get(self.no_hand_output, outputs["mean"])
+        dtype = torch.promote_types(with_hand.dtype, without_hand.dtype)
+        return torch.where(has_hand[:, None], with_hand.to(dtype), without_hand.to(dtype))
 
     def _fuse(
         self,

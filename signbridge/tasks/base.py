@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..files import read_checkpoint
-from ..hparams import import_object
+from ..hparams import import_object, init_arguments
 from ..inference import InferenceContract, InputSpec
 
 if TYPE_CHECKING:
@@ -121,9 +121,8 @@ class Task(L.LightningModule):
     def training_datamodule(self, **replace: Any) -> L.LightningDataModule:
         """The datamodule the task was trained on, rebuilt from the checkpoint (``replace``: settings that differ
         now, e.g. ``root`` when the data moved)."""
-        settings = dict(self.training_data or {})
-        class_path = settings.pop("_class_path", None)
-        settings.pop("_instantiator", None)
+        class_path = (self.training_data or {}).get("_class_path")
+        settings = init_arguments(self.training_data or {})
         if not class_path:
             raise InputError("the checkpoint does not record its datamodule: use a checkpoint of signbridge fit")
         settings.update({name: value for name, value in replace.items() if value is not None})
@@ -169,7 +168,7 @@ def load_model(path: str | Path) -> Task:
     """
     checkpoint = read_checkpoint(path)
     task_class = task_class_of(path, checkpoint)
-    arguments = {k: v for k, v in checkpoint["hyper_parameters"].items() if k not in ("_class_path", "_instantiator")}
+    arguments = init_arguments(checkpoint["hyper_parameters"])
     parameters = inspect.signature(task_class).parameters.values()
     if not any(p.kind is p.VAR_KEYWORD for p in parameters):  # as Lightning does: a removed argument is dropped
         arguments = {k: v for k, v in arguments.items() if k in {p.name for p in parameters}}

@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import CatMetric, Metric
 
 from ..errors import InputError
+from ..hparams import init_arguments
 from ..inference import HAND_INPUTS, InputSpec, image_input
 from ..metrics import ClassifierTally, scores_from_counts
 from ..models.hybrid import (
@@ -28,6 +29,7 @@ from ..models.hybrid import (
     LandmarkNetConfig,
     ParameterGroup,
 )
+from .base import load_model
 from .classification import ClassificationTask
 
 # the two kinds of sample the hybrid predicts with (possibly) different classifiers
@@ -187,10 +189,7 @@ class HybridSignClassifier(ClassificationTask):
             return collected
         has_hand = self.val_has_hand.compute().bool()
         self.val_has_hand.reset()
-        names = list(self.model.outputs())
-        with_hand = collected[:, names.index(self.model.output)]
-        without_hand = collected[:, names.index(self.model.no_hand_output)]
-        return torch.where(has_hand[:, None], with_hand, without_hand)
+        return self.model.prediction(dict(zip(self.model.outputs(), collected.unbind(1))), has_hand)
 
     def _tally(self, name: str, subset: str) -> ClassifierTally:
         return self.val_tallies[f"{name}_{subset}"]  # type: ignore[return-value]  # ModuleDict items
@@ -257,8 +256,6 @@ class HybridSignClassifier(ClassificationTask):
         self.model.landmarks.load_state_dict(state)  # copies into the parameters the optimiser and DDP hold
 
     def _landmark_checkpoint_network(self, path: str) -> nn.Module:
-        from .base import load_model
-
         task = load_model(path)
         if not isinstance(task, LandmarkClassifier):
             raise InputError(f"{path}: landmark_checkpoint must be a LandmarkClassifier checkpoint, "
@@ -279,11 +276,9 @@ class HybridSignClassifier(ClassificationTask):
         if not isinstance(datamodule, SignDataModule):
             raise InputError("landmark_pretraining needs a SignDataModule (it trains on its landmark cache)")
         h = self.hparams
-        settings = LandmarkPretraining(**h.landmark_pretraining) if isinstance(h.landmark_pretraining, dict) \
-            else h.landmark_pretraining
-        arguments = {name: value for name, value in datamodule.hparams.items() if not name.startswith("_")}
-        data = LandmarkDataModule(**{**arguments, "batch_size": settings.batch_size, "num_workers": 0,
-                                     "pin_memory": False, "persistent_workers": False})
+        settings = LandmarkPretraining(**h.landmark_pretraining)  # saved as a plain dict
+        data = LandmarkDataModule(**{**init_arguments(datamodule.hparams), "batch_size": settings.batch_size,
+                                     "num_workers": 0, "pin_memory": False, "persistent_workers": False})
         task = LandmarkClassifier(
             self.hparams.num_classes, self.model.config.landmarks, dim=self.model.config.embed_dim,
             lr=settings.lr, weight_decay=h.weight_decay, label_smoothing=h.label_smoothing,
@@ -313,7 +308,7 @@ class HybridSignClassifier(ClassificationTask):
 
 
 def _summed(counts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {key: sum(c[key] for c in counts[1:]) + counts[0][key] for key in counts[0]}
+    return {key: torch.stack([c[key] for c in counts]).sum(0) for key in counts[0]}
 
 
 def _mean_loss(counts: dict[str, torch.Tensor]) -> torch.Tensor:
