@@ -16,13 +16,16 @@ import signbridge as sb
 PAGE = Path(__file__).with_name("api.md")
 GROUPS = {
     "Loading and running trained models": ["load_model", "InferenceContract", "InferenceModule", "ExportedModel",
-                                           "Prediction", "Recognizer", "export_checkpoint"],
+                                           "Prediction", "Recognizer", "SequenceRecognizer", "export_checkpoint"],
     "Training": ["fit", "callbacks", "main"],
     "Tasks (LightningModules)": ["Task", "ClassificationTask", "HybridSignClassifier", "LandmarkClassifier",
-                                 "ATKClassifier", "EnsembleClassifier", "TextRecognizer", "RestorationGAN"],
-    "Data modules": ["SignDataModule", "LandmarkDataModule", "ImageFolderDataModule", "TextImageDataModule"],
-    "Configuration": ["HybridSignNetConfig", "LandmarkNetConfig", "HandAugment", "DetectorSettings"],
-    "Hands": ["HandDetector", "hand_geometry"],
+                                 "SequenceClassifier", "ATKClassifier", "EnsembleClassifier", "TextRecognizer",
+                                 "RestorationGAN"],
+    "Data modules": ["SignDataModule", "LandmarkDataModule", "SequenceDataModule", "ImageFolderDataModule",
+                     "TextImageDataModule"],
+    "Configuration": ["HybridSignNetConfig", "LandmarkNetConfig", "SequenceNetConfig", "HandAugment",
+                      "SequenceAugment", "DetectorSettings"],
+    "Hands": ["HandDetector", "BodyTracker", "extract_sequences", "hand_geometry"],
 }
 # the methods of a class that the page shows (a LightningModule's hooks are Lightning's)
 METHODS = {"Task": ["inference_contract", "infer", "training_datamodule"], "ClassificationTask": ["predict"],

@@ -27,6 +27,7 @@ _API = {
     "ExportedModel": "signbridge.inference",
     "Prediction": "signbridge.inference",
     "Recognizer": "signbridge.recognize",
+    "SequenceRecognizer": "signbridge.recognize",
     "export_checkpoint": "signbridge.export",
     # training
     "callbacks": "signbridge.lightning_callbacks",
@@ -37,6 +38,7 @@ _API = {
     "ClassificationTask": "signbridge.tasks",
     "HybridSignClassifier": "signbridge.tasks",
     "LandmarkClassifier": "signbridge.tasks",
+    "SequenceClassifier": "signbridge.tasks",
     "ATKClassifier": "signbridge.tasks",
     "EnsembleClassifier": "signbridge.tasks",
     "TextRecognizer": "signbridge.tasks",
@@ -44,15 +46,20 @@ _API = {
     # data modules
     "SignDataModule": "signbridge.data",
     "LandmarkDataModule": "signbridge.data",
+    "SequenceDataModule": "signbridge.data",
     "ImageFolderDataModule": "signbridge.data",
     "TextImageDataModule": "signbridge.data",
     # configuration
     "HybridSignNetConfig": "signbridge.models",
     "LandmarkNetConfig": "signbridge.models",
+    "SequenceNetConfig": "signbridge.models",
     "HandAugment": "signbridge.data.transforms",
+    "SequenceAugment": "signbridge.data.transforms",
     "DetectorSettings": "signbridge.hands.detect",
     # hands
     "HandDetector": "signbridge.hands.detect",
+    "BodyTracker": "signbridge.hands.video",
+    "extract_sequences": "signbridge.hands.video",
     "hand_geometry": "signbridge.hands",
 }
 
@@ -60,16 +67,23 @@ __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:  # what a type checker and an editor see
     from .cli import main
-    from .data import ImageFolderDataModule, LandmarkDataModule, SignDataModule, TextImageDataModule
-    from .data.transforms import HandAugment
+    from .data import (
+        ImageFolderDataModule,
+        LandmarkDataModule,
+        SequenceDataModule,
+        SignDataModule,
+        TextImageDataModule,
+    )
+    from .data.transforms import HandAugment, SequenceAugment
     from .export import export_checkpoint
     from .hands import hand_geometry
     from .hands.detect import DetectorSettings, HandDetector
+    from .hands.video import BodyTracker, extract_sequences
     from .inference import ExportedModel, InferenceContract, InferenceModule, Prediction
     from .lightning_callbacks import callbacks
     from .lightning_cli import fit
-    from .models import HybridSignNetConfig, LandmarkNetConfig
-    from .recognize import Recognizer
+    from .models import HybridSignNetConfig, LandmarkNetConfig, SequenceNetConfig
+    from .recognize import Recognizer, SequenceRecognizer
     from .tasks import (
         ATKClassifier,
         ClassificationTask,
@@ -77,6 +91,7 @@ if TYPE_CHECKING:  # what a type checker and an editor see
         HybridSignClassifier,
         LandmarkClassifier,
         RestorationGAN,
+        SequenceClassifier,
         TextRecognizer,
     )
     from .tasks.base import Task, load_model

@@ -93,6 +93,10 @@ def _activated(path, arguments: dict[str, Any]) -> int:
 
 COMMANDS: dict[str, Command | dict[str, Command]] = {
     "landmarks": Command("signbridge.hands.cache.extract_landmarks", _summary_exit_code, skip=frozenset({"paths"})),
+    "sequences": {
+        "extract": Command("signbridge.hands.video.extract_sequences", _summary_exit_code, skip=frozenset({"paths"})),
+        "merge": Command("signbridge.hands.video.merge_sequence_caches", positional=False),
+    },
     "tune": Command("signbridge.tuning.tune", _report_study, positional=False, takes_fit_config=True),
     "cv": Command("signbridge.experiments.cross_validate", _report_folds, positional=False, takes_fit_config=True),
     "ensemble": Command("signbridge.experiments.train_seeds", _report_seeds, positional=False, takes_fit_config=True),
@@ -167,8 +171,9 @@ def run_command(name: str, argv: Sequence[str]) -> int:
         argv, fit_options = split_fit_options(argv, own)
     parser = command_parser(name)
     parsed = parser.parse_args(argv)
-    if isinstance(entry, dict):  # models list|show|activate
+    if isinstance(entry, dict):  # models list|show|activate, sequences extract|merge
         command, parsed = entry[parsed.action], parsed[parsed.action]
+        parser = _parser(f"signbridge {name} {parsed_action(argv, entry)}", command, command.load())
     else:
         command = entry
     # the function's arguments, dataclasses (the detector settings) built
@@ -181,6 +186,11 @@ def run_command(name: str, argv: Sequence[str]) -> int:
 
         arguments["config"] = fit_config(fit_options)
     return command.report(command.load()(**arguments), arguments)
+
+
+def parsed_action(argv: Sequence[str], entry: dict[str, Command]) -> str:
+    """The subcommand named in ``argv``."""
+    return next(arg for arg in argv if arg in entry)
 
 
 def _instantiated(parser, parsed):

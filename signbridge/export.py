@@ -39,12 +39,14 @@ class ExportReport:
     max_abs_diff: float
     top1_agreement: float
     checked_batch: int
+    lengths: tuple[int, ...] = ()  # the sequence lengths checked (a sequence model's free frame count)
 
     def format_lines(self) -> str:
         return (f"exported {self.path} ({self.format}{', int8' if self.quantized else ''}, "
                 f"{self.size_bytes / 1e6:.2f} MB)\n"
-                f"parity with PyTorch on {self.checked_batch} inputs: max |logit difference| {self.max_abs_diff:.3g}, "
-                f"top-1 agreement {self.top1_agreement:.3f}")
+                f"parity with PyTorch on {self.checked_batch} inputs"
+                + (f" at {' and '.join(map(str, self.lengths))} frames" if self.lengths else "")
+                + f": max |logit difference| {self.max_abs_diff:.3g}, top-1 agreement {self.top1_agreement:.3f}")
 
 
 def export_checkpoint(
@@ -96,13 +98,18 @@ def export_metadata(task, checkpoint: Path, quantize: str | None) -> dict[str, A
 def check_parity(module: InferenceModule, output: Path, batch: int, format: str, quantized: bool) -> ExportReport:
     """Run the exported file and the PyTorch module on the same random inputs of the contract."""
     exported = ExportedModel(output)
-    inputs = module.contract.example_inputs(batch=batch, seed=1)
-    with torch.no_grad():
-        expected = module(*(inputs[name] for name in module.contract.input_names))
-    got = exported(inputs)
-    diff = float(np.abs(got[0] - expected[0].numpy()).max())
-    agreement = float((got[1].argmax(-1) == expected[1].numpy().argmax(-1)).mean())  # per sample or timestep
-    return ExportReport(output, format, quantized, output.stat().st_size, diff, agreement, batch)
+    # a free sequence length is checked at the traced length and at another one
+    lengths = (30, 13) if any("frames" in spec.shape for spec in module.contract.inputs) else (0,)
+    diffs, agreements = [], []
+    for frames in lengths:
+        inputs = module.contract.example_inputs(batch=batch, seed=1, frames=frames or 30)
+        with torch.no_grad():
+            expected = module(*(inputs[name] for name in module.contract.input_names))
+        got = exported(inputs)
+        diffs.append(float(np.abs(got[0] - expected[0].numpy()).max()))
+        agreements.append(float((got[1].argmax(-1) == expected[1].numpy().argmax(-1)).mean()))  # per sample/step
+    return ExportReport(output, format, quantized, output.stat().st_size, max(diffs), min(agreements), batch,
+                        tuple(length for length in lengths if length))
 
 
 def _json_value(value: Any) -> bool:

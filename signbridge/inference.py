@@ -62,6 +62,21 @@ HAND_INPUTS = (
 )
 
 
+def sequence_inputs(parts: tuple[str, ...]) -> tuple[InputSpec, ...]:
+    """A sequence classifier's landmark sequence (``hands.sequence``): the number of frames is free."""
+    from .hands.sequence import PART_SIZES
+
+    points = sum(PART_SIZES[name] for name in parts)
+    return (
+        InputSpec("points", "float32", ("batch", "frames", points, 3),
+                  f"MediaPipe landmarks per frame, the parts {', '.join(parts)} one after another (preprocessing."
+                  "sequence); x, y in units of the frame's width and height, z as MediaPipe gives it; zeros where a "
+                  "part was not found"),
+        InputSpec("present", "bool", ("batch", "frames", len(parts)), "which parts were found in each frame"),
+        InputSpec("mask", "bool", ("batch", "frames"), "True for real frames, False for padding"),
+    )
+
+
 def text_image_input(channels: int, height: int) -> InputSpec:
     """A text recognizer's word image (the width is free: ``width / 4`` CTC timesteps)."""
     return InputSpec("text_image", "float32", ("batch", channels, height, "width"),
@@ -110,6 +125,10 @@ class InferenceContract:
         return "landmarks" in self.input_names
 
     @property
+    def reads_sequences(self) -> bool:
+        return "points" in self.input_names
+
+    @property
     def image_size(self) -> int | None:
         return self.preprocessing.get("image", {}).get("size")
 
@@ -148,19 +167,28 @@ class InferenceContract:
             raise InputError(f"{where}: the image size the model was trained at is not recorded in it (pass the "
                              "image size explicitly)")
 
-    def example_inputs(self, batch: int = 2, seed: int = 0, width: int = 128) -> dict[str, torch.Tensor]:
-        """Random tensors of every input (a plausible range for each), for tracing and parity checks."""
+    def example_inputs(self, batch: int = 2, seed: int = 0, width: int = 128, frames: int = 30
+                       ) -> dict[str, torch.Tensor]:
+        """Random tensors of every input (a plausible range for each), for tracing and parity checks; a batch of
+        sequences has ``frames`` frames, the last sample's final third padding."""
         generator = torch.Generator().manual_seed(seed)
         made: dict[str, torch.Tensor] = {}
+        free = {"batch": batch, "width": width, "frames": frames}
         for spec in self.inputs:
-            shape = [batch if dim == "batch" else width if dim == "width" else dim for dim in spec.shape]
+            shape = [free.get(dim, dim) if isinstance(dim, str) else dim for dim in spec.shape]
             if not all(isinstance(dim, int) for dim in shape):
                 raise InputError(f"the size of input '{spec.name}' is unknown: {spec.shape} (pass the image size)")
             sizes = [int(dim) for dim in shape]
             if spec.dtype == "uint8":
                 made[spec.name] = torch.randint(0, 256, sizes, dtype=torch.uint8, generator=generator)
-            elif spec.name == "present":
+            elif spec.name == "present" and len(sizes) == 2:  # a photo's two hand slots
                 made[spec.name] = torch.tensor([[True, False], [True, True]] * batch)[:batch]
+            elif spec.dtype == "bool" and spec.name == "mask":
+                made[spec.name] = torch.ones(sizes, dtype=torch.bool)
+                if batch > 1 and sizes[1] > 2:
+                    made[spec.name][-1, sizes[1] - sizes[1] // 3:] = False
+            elif spec.dtype == "bool":
+                made[spec.name] = torch.rand(sizes, generator=generator) < 0.8
             elif spec.name == "aspect":
                 made[spec.name] = torch.full(sizes, 4 / 3)
             elif spec.name == "landmarks":
@@ -289,6 +317,24 @@ class ExportedModel:
     def probabilities(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
         """The probabilities of a batch of named inputs, as a NumPy array."""
         return self(inputs)[1]
+
+
+def read_contract(path: str | os.PathLike) -> InferenceContract:
+    """The inference contract of a checkpoint or an exported file, without building the model (a checkpoint is
+    memory-mapped, not read)."""
+    from .files import read_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    if path.suffix in (".onnx", ".pt"):
+        return InferenceContract.from_dict(read_exported_metadata(path)["inference"])
+    saved = read_checkpoint(path).get("inference")
+    if saved:
+        return InferenceContract.from_dict(saved)
+    from .tasks.base import load_model
+
+    return load_model(path).inference_contract()
 
 
 def load_predictor(path: str | os.PathLike, threads: int | None = None) -> InferenceModule | ExportedModel:

@@ -46,12 +46,13 @@ def _checkpoint_facts(checkpoint: Path, class_names: list[str] | None) -> tuple[
 
 
 def predicts_signs(metadata: dict) -> bool:
-    """Whether a ``model.json``'s model classifies photos or frames (an image or hand landmarks as input)."""
+    """Whether a ``model.json``'s model classifies photos, frames or videos (an image, hand landmarks or landmark
+    sequences as input)."""
     inference = metadata.get("inference")
     if not inference:  # written before inference contracts: a classifier has classes, a recognizer a charset
         return bool(metadata.get("classes")) and "charset" not in (metadata.get("hyperparameters") or {})
     names = {spec["name"] for spec in inference.get("inputs", [])}
-    return inference.get("decoding") == "argmax" and bool(names & {"image", "landmarks"})
+    return inference.get("decoding") == "argmax" and bool(names & {"image", "landmarks", "points"})
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .hands.detect import DetectorSettings, HandDetector
-from .inference import load_predictor
+from .inference import load_predictor, read_contract
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -71,6 +71,8 @@ class Recognizer:
         self.contract = self.model.contract
         if self.contract.decoding != "argmax":
             raise InputError(f"{path}: a text recognizer; recognize reads signs (for text: signbridge predict)")
+        if self.contract.reads_sequences:
+            raise InputError(f"{path}: a sequence model reads a stream of frames: use SequenceRecognizer")
         self.contract.check_ready(path)
         self.classes = list(self.contract.classes)
         settings = self.contract.preprocessing.get("hands")
@@ -118,6 +120,250 @@ class Recognizer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class WindowRecognition:
+    """The sign of one window of a stream: ``label`` (None when no hand was found in the window), its smoothed
+    probability, the top five, the window's last frame, and milliseconds per stage (``landmarks``: the mean per
+    frame; ``model``; ``latency``: from the window's last frame to the decision, its landmarks included)."""
+
+    label: str | None
+    probability: float
+    probabilities: np.ndarray
+    top5: list[tuple[str, float]]
+    last_frame: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probability": round(self.probability, 6), "window_end": self.last_frame,
+                "top5": [[name, round(p, 4)] for name, p in self.top5],
+                **{f"{stage}_ms": round(ms, 3) for stage, ms in self.timings_ms.items()}}
+
+
+class SequenceRecognizer:
+    """Recognise signs in a stream of frames (a video or a camera) with a sequence classifier: MediaPipe tracks the
+    landmarks of every frame (``BodyTracker``), and every ``stride`` frames the last ``window`` frames are classified;
+    the probabilities are averaged over the last ``smoothing`` windows.
+
+    Args:
+        model: a ``.ckpt`` of a ``SequenceClassifier``, or its ``.onnx`` / ``.pt`` export.
+        hand_model: MediaPipe's ``hand_landmarker.task``.
+        pose_model: MediaPipe's pose landmarker, for a model that reads the pose (without it the pose is read as
+            not found, which costs such a model accuracy: a warning says so).
+        face_model: MediaPipe's face landmarker, for a model that reads the face.
+        window: frames per window (default: the training sequences' typical length).
+        stride: frames between two windows.
+        smoothing: windows averaged (1: none).
+        mirrored: the stream is mirrored (a selfie camera).
+        threads: CPU threads of the model.
+
+    ``push(frame, timestamp_ms)`` takes an ``(H, W, 3)`` uint8 RGB frame and returns a ``WindowRecognition`` when a
+    window is complete, else None.
+    """
+
+    def __init__(self, model: str | os.PathLike, hand_model: str | os.PathLike | None = None,
+                 pose_model: str | None = None, face_model: str | None = None, window: int | None = None,
+                 stride: int = 5, smoothing: int = 1, mirrored: bool = False, threads: int | None = None):
+        import logging
+
+        from .hands.sequence import PART_SIZES, part_slices
+        from .hands.video import BodyTracker
+
+        path = Path(model)
+        self.model = load_predictor(path, threads)
+        self.contract = self.model.contract
+        if not self.contract.reads_sequences:
+            raise InputError(f"{path}: not a sequence model (it reads {', '.join(self.contract.input_names)}): use "
+                             "Recognizer")
+        sequence = self.contract.preprocessing.get("sequence", {})
+        self.parts = tuple(sequence.get("parts") or ())
+        self.window = int(window or sequence.get("typical_frames") or sequence.get("max_frames") or 30)
+        if self.window < 1 or stride < 1:
+            raise InputError(f"window and stride must be at least 1 frame, got {self.window} and {stride}")
+        self.stride, self.smoothing = stride, max(1, smoothing)
+        self.classes = list(self.contract.classes)
+        settings = self.contract.preprocessing.get("hands")
+        self._tracker_arguments = (hand_model, DetectorSettings(**settings) if settings else None,
+                                   pose_model if "pose" in self.parts else None,
+                                   face_model if "face" in self.parts else None, mirrored)
+        self.tracker = BodyTracker(*self._tracker_arguments)
+        unseen = [name for name in self.parts if name not in self.tracker.parts]
+        if unseen:
+            logging.getLogger(__name__).warning(
+                "the model reads %s, which is not tracked without its MediaPipe model file (pose_model / face_model): "
+                "read as not found", ", ".join(unseen))
+        # where each of the tracker's parts goes in the model's layout
+        model_slices, tracker_slices = part_slices(self.parts), part_slices(self.tracker.parts)
+        self._copy = [(tracker_slices[name], model_slices[name], self.tracker.parts.index(name),
+                       self.parts.index(name)) for name in self.parts if name in tracker_slices]
+        self._points_per_frame = sum(PART_SIZES[name] for name in self.parts)
+        self._frames: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=self.window)
+        self._recent: deque[np.ndarray] = deque(maxlen=self.smoothing)
+        self._count = 0
+
+    def push(self, frame: np.ndarray, timestamp_ms: int) -> WindowRecognition | None:
+        """Track one frame; classify the window when ``stride`` frames have come since the last one."""
+        start = time.perf_counter()
+        tracked, found, _ = self.tracker.track(frame, timestamp_ms)
+        points = np.zeros((self._points_per_frame, 3), np.float32)
+        present = np.zeros(len(self.parts), bool)
+        for source, target, source_part, target_part in self._copy:
+            points[target] = tracked[source]
+            present[target_part] = found[source_part]
+        self._frames.append((points, present, (time.perf_counter() - start) * 1e3))
+        self._count += 1
+        if len(self._frames) < self.window or (self._count - self.window) % self.stride:
+            return None
+        return self._classify(start)
+
+    def _classify(self, frame_start: float) -> WindowRecognition:
+        points = np.stack([f[0] for f in self._frames])
+        present = np.stack([f[1] for f in self._frames])
+        return self._classify_arrays(points, present, float(np.mean([f[2] for f in self._frames])), frame_start,
+                                     smooth=True)
+
+    def _classify_arrays(self, points: np.ndarray, present: np.ndarray, landmarks_ms: float, frame_start: float,
+                         smooth: bool) -> WindowRecognition:
+        import torch
+
+        before = time.perf_counter()
+        if not present.any():
+            self._recent.clear()
+            return WindowRecognition(None, 0.0, np.zeros(len(self.classes), np.float32), [], self._count - 1,
+                                     {"landmarks": landmarks_ms, "model": 0.0,
+                                      "latency": (before - frame_start) * 1e3})
+        inputs = {"points": torch.from_numpy(points)[None], "present": torch.from_numpy(present)[None],
+                  "mask": torch.ones((1, len(points)), dtype=torch.bool)}
+        probabilities = self.model.probabilities(inputs)[0]
+        done = time.perf_counter()
+        if smooth:
+            self._recent.append(probabilities)
+        averaged = np.mean(self._recent, axis=0) if smooth else probabilities
+        order = np.argsort(-averaged)[:5]
+        top5 = [(self.classes[i], float(averaged[i])) for i in order]
+        return WindowRecognition(top5[0][0], top5[0][1], averaged, top5, self._count - 1,
+                                 {"landmarks": landmarks_ms, "model": (done - before) * 1e3,
+                                  "latency": (done - frame_start) * 1e3})
+
+    def reset(self) -> None:
+        """Forget the frames and windows and restart the tracking (a new stream: MediaPipe's VIDEO mode needs
+        increasing timestamps, and a fresh tracker gives a clip the same landmarks every time)."""
+        from .hands.video import BodyTracker
+
+        self._frames.clear()
+        self._recent.clear()
+        self._count = 0
+        self.tracker.close()
+        self.tracker = BodyTracker(*self._tracker_arguments)
+
+    def classify_video(self, path: str | os.PathLike, keep_frames: int = 4) -> VideoRecognition:
+        """The sign of a whole video file (its frames sampled evenly down to the training ``max_frames``, as the
+        training sequences were), the sliding windows' results, and what was tracked."""
+        import cv2
+
+        from .data.sequences import even_frames
+        from .hands.video import video_frames
+
+        self.reset()
+        capture = cv2.VideoCapture(str(path))
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        capture.release()
+        shown = set(even_frames(total, keep_frames).tolist()) if total else set(range(keep_frames))
+        fps, frames = video_frames(path)
+        windows, points, present, kept = [], [], [], {}
+        for index, (timestamp, frame) in enumerate(frames):
+            window = self.push(frame, timestamp)
+            if window is not None:
+                windows.append(window)
+            points.append(self._frames[-1][0])
+            present.append(self._frames[-1][1])
+            if index in shown:
+                kept[index] = frame
+        if not points:
+            raise InputError(f"{path}: no frame of the video could be decoded")
+        start = time.perf_counter()
+        all_points, all_present = np.stack(points), np.stack(present)
+        sampled = even_frames(len(all_points), int(self.contract.preprocessing.get("sequence", {})
+                                                    .get("max_frames") or len(all_points)))
+        whole = self._classify_arrays(all_points[sampled], all_present[sampled],
+                                      float(np.mean([f[2] for f in self._frames])), start, smooth=False)
+        return VideoRecognition(whole, windows, all_points, all_present, fps, kept)
+
+    def close(self) -> None:
+        self.tracker.close()
+
+    def __enter__(self) -> SequenceRecognizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class VideoRecognition:
+    """``SequenceRecognizer.classify_video``: the sign of the whole clip, each sliding window's result, the tracked
+    ``points (frames, P, 3)`` and ``present (frames, parts)`` in the model's layout, the frame rate, and a few
+    frames (index -> RGB) to show."""
+
+    clip: WindowRecognition
+    windows: list[WindowRecognition]
+    points: np.ndarray
+    present: np.ndarray
+    fps: float
+    frames: dict[int, np.ndarray]
+
+
+def draw_points(frame: np.ndarray, points: np.ndarray, present: np.ndarray, parts: tuple[str, ...]) -> np.ndarray:
+    """A frame (RGB) with one frame's sequence landmarks drawn on it: the hands' points and bones, the pose points."""
+    import cv2
+
+    from .hands.layout import FINGER_CHAINS
+    from .hands.sequence import part_slices
+
+    image = frame.copy()
+    height, width = image.shape[:2]
+    colours = {"left_hand": (0, 200, 255), "right_hand": (255, 80, 0), "pose": (255, 255, 255), "face": (160, 160, 160)}
+    for index, (name, where) in enumerate(part_slices(parts).items()):
+        if not present[index]:
+            continue
+        xy = (points[where, :2] * [width, height]).astype(int)
+        if name.endswith("hand"):
+            for chain in FINGER_CHAINS:
+                cv2.polylines(image, [xy[list(chain)].reshape(-1, 1, 2)], False, colours[name], 2, cv2.LINE_AA)
+        for x, y in xy:
+            cv2.circle(image, (int(x), int(y)), 2 if name == "face" else 3, colours[name], -1, cv2.LINE_AA)
+    return image
+
+
+def recognize_stream(recognizer: SequenceRecognizer, source: str, output=None, max_frames: int | None = None
+                     ) -> list[dict[str, Any]]:
+    """Classify the sliding windows of a video file or camera; one dict per window (``frame`` of its last frame and
+    ``WindowRecognition.to_dict()``), written as a JSON line to ``output`` as it comes. A video shorter than the
+    window is classified once, whole."""
+    kind = source_kind(source)
+    if kind not in ("video", "camera"):
+        raise InputError(f"{source}: a sequence model reads a video or a camera, not "
+                         f"{'an image' if kind == 'image' else 'a folder'}")
+    results = []
+    name = source
+    for count, (name, frame, timestamp, _) in enumerate(frames(source)):
+        if max_frames is not None and count >= max_frames:
+            break
+        if frame is None:  # frames of a video or camera are never None
+            continue
+        recognition = recognizer.push(frame, int(timestamp or 0))
+        if recognition is not None:
+            results.append({"frame": name, **recognition.to_dict()})
+            if output is not None:
+                output.write(json.dumps(results[-1]) + "\n")
+                output.flush()
+    if not results and recognizer._frames:  # shorter than one window: the whole clip is the window
+        recognition = recognizer._classify(time.perf_counter())
+        results.append({"frame": name, **recognition.to_dict()})
+        if output is not None:
+            output.write(json.dumps(results[-1]) + "\n")
+    return results
 
 
 def source_kind(source: str) -> str:
@@ -216,7 +462,9 @@ def recognize_source(recognizer: Recognizer, source: str, output=None, every: in
 
 def recognize(source: str, model: str | None = None, models_dir: str = "runs", hand_model: str | None = None,
               output: str | None = None, smooth: int = 1, every: int = 1, max_frames: int | None = None,
-              threads: int | None = None, show: bool = False) -> list[dict[str, Any]]:
+              threads: int | None = None, show: bool = False, window: int | None = None, stride: int = 5,
+              pose_model: str | None = None, face_model: str | None = None,
+              mirrored: bool = False) -> list[dict[str, Any]]:
     """Recognise signs with a trained model: MediaPipe hand landmarks, then the model, for every frame of an image,
     a folder of images, a video file or a camera (an index such as 0). One JSON line per frame (label,
     probability, hands found, milliseconds per stage) on stdout or in ``output``.
@@ -233,6 +481,11 @@ def recognize(source: str, model: str | None = None, models_dir: str = "runs", h
         max_frames: stop after this many frames.
         threads: CPU threads of the model (default: all).
         show: draw the landmarks and the label in a window (needs a display; Esc or q stops).
+        window: a sequence model: frames per sliding window (default: the training sequences' typical length).
+        stride: a sequence model: frames between two windows.
+        pose_model: a sequence model that reads the pose: MediaPipe's pose landmarker ``.task``.
+        face_model: a sequence model that reads the face: MediaPipe's face landmarker ``.task``.
+        mirrored: a sequence model: the stream is mirrored (a selfie camera).
 
     Returns:
         one dict per frame (``frame`` and ``Recognition.to_dict()``, or ``skipped`` with the reason).
@@ -248,6 +501,12 @@ def recognize(source: str, model: str | None = None, models_dir: str = "runs", h
     display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if show and not display:
         print("signbridge: no display: --show ignored", file=sys.stderr)
+    if read_contract(model).reads_sequences:
+        with contextlib.ExitStack() as stack:
+            stream = stack.enter_context(open(output, "w")) if output else sys.stdout
+            sequence = stack.enter_context(SequenceRecognizer(model, hand_model, pose_model, face_model, window,
+                                                              stride, smooth, mirrored, threads))
+            return recognize_stream(sequence, source, stream, max_frames)
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(output, "w")) if output else sys.stdout
         recognizer = stack.enter_context(Recognizer(model, hand_model, video=kind in ("video", "camera"),

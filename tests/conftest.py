@@ -106,3 +106,49 @@ def captcha_subset(tmp_path_factory) -> Path:
     for image in sorted(source.glob("*.png"))[:64]:
         shutil.copy(image, root / image.name)
     return root
+
+
+def write_sequences(root: Path, length: int = 170, classes: int = 3, per_class: int = 6, frames: int = 12,
+                    seed: int = 0, dtype=np.float64) -> Path:
+    """Write a tiny folder-per-class dataset of per-frame ``.npy`` vectors (``root/<sign>/<seq>/<frame>.npy``) in the
+    layout of ``length`` (126, 170, 258 or 1662): a pose standing still and a right hand whose wrist moves along a
+    line whose direction is the class; the left hand appears in the second half of class 1's sequences."""
+    from signbridge.hands.sequence import VECTOR_LAYOUTS
+
+    layout = VECTOR_LAYOUTS[length]
+    rng = np.random.default_rng(seed)
+    for label in range(classes):
+        angle = 2 * np.pi * label / classes
+        for sequence in range(per_class):
+            folder = root / f"sign{label}" / str(sequence)
+            folder.mkdir(parents=True)
+            for frame in range(frames):
+                vector = np.zeros(length)
+                t = frame / max(1, frames - 1)
+                wrist = np.array([0.5 + 0.2 * t * np.cos(angle), 0.5 + 0.2 * t * np.sin(angle), 0.0])
+                hand = synthetic_hand(rng) + wrist
+                for part, (offset, count, width, _) in layout.parts.items():
+                    if part == "right_hand":
+                        vector[offset:offset + 63] = hand.reshape(-1)
+                    elif part == "left_hand" and label == 1 and t > 0.5:
+                        vector[offset:offset + 63] = (hand * [-1, 1, 1] + [1, 0, 0]).reshape(-1)
+                    elif part in ("pose", "face"):
+                        values = rng.uniform(0.3, 0.7, size=(count, width))
+                        vector[offset:offset + count * width] = values.reshape(-1)
+                np.save(folder / f"{frame}.npy", vector.astype(dtype))
+    return root
+
+
+def copy_wlasl(root: Path, classes: int = 4, per_class: int = 10) -> Path:
+    """The first sequences of the first classes of the real ``wlasl40`` landmark sequences."""
+    source = shared_dir("data", "sign_sequences", "wlasl40")
+    for name in sorted(path.name for path in source.iterdir())[:classes]:
+        for sequence in range(per_class):
+            shutil.copytree(source / name / str(sequence), root / name / str(sequence))
+    return root
+
+
+@pytest.fixture(scope="session")
+def wlasl_subset(tmp_path_factory) -> Path:
+    """Real word-level sign sequences: 4 wlasl40 signs x 10 sequences of 30 frames (170 values per frame)."""
+    return copy_wlasl(tmp_path_factory.mktemp("wlasl") / "wlasl")

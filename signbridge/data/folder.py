@@ -75,6 +75,8 @@ class ClassificationDataModule(SplitDataModule):
         self.check_split(split, np.asarray(labels))
         return split
 
+    sample_noun = "images"  # what a sample is called in messages
+
     def check_split(self, split: dict[str, np.ndarray], labels: np.ndarray) -> None:
         """Refuse a split without training or validation samples (early stopping and checkpoints watch a validation
         metric, so training would fail after its first epoch); warn about classes missing from a split."""
@@ -85,13 +87,14 @@ class ClassificationDataModule(SplitDataModule):
             if not len(split[name]):
                 raise InputError(
                     f"{self.root}: the {name} split is empty (val_fraction={h.val_fraction}, "
-                    f"test_fraction={h.test_fraction}); a class needs at least 3 images for train, val and test, "
-                    f"2 without a test split. Classes with fewer: {few or 'none'}")
+                    f"test_fraction={h.test_fraction}); a class needs at least 3 {self.sample_noun} for train, val and "
+                    f"test, 2 without a test split. Classes with fewer: {few or 'none'}")
         for name, indices in split.items():
             missing = sorted(set(range(len(self.classes))) - set(labels[indices].tolist()))
             if len(indices) and missing:
-                log.warning("the %s split of %s has no image of %d classes (%s): their %s scores are not measured",
-                            name, self.root, len(missing), ", ".join(self.classes[i] for i in missing[:10]), name)
+                log.warning("the %s split of %s has no %s of %d classes (%s): their %s scores are not measured",
+                            name, self.root, self.sample_noun, len(missing),
+                            ", ".join(self.classes[i] for i in missing[:10]), name)
 
     @cached_property
     def _listing(self) -> tuple[list[str], list[str], list[int]]:

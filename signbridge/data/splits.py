@@ -93,3 +93,44 @@ def balanced_class_weights(labels: ArrayLike, num_classes: int) -> np.ndarray:
     nonzero = counts > 0
     weights[nonzero] = counts.sum() / (nonzero.sum() * counts[nonzero])
     return weights.astype(np.float32)
+
+
+def group_kfold_split(labels: ArrayLike, groups: Sequence[str], num_folds: int | None, fold: int,
+                      val_fraction: float, test_fraction: float, seed: int) -> list[np.ndarray]:
+    """Train/val/test indices that keep each group (a signer) in one split.
+
+    With ``num_folds``, the groups are dealt into ``num_folds`` folds after a seeded shuffle and fold ``fold`` is the
+    test split; without, ``test_fraction`` of the groups (at least one, when the fraction is not 0) are. Validation
+    is ``val_fraction`` of the other groups (at least one) when there are at least three groups, else a stratified
+    ``val_fraction`` of the remaining samples (then validation shares signers with training: the message says so).
+    """
+    label_array = np.asarray(labels)
+    names = sorted(set(groups))
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    if num_folds:
+        if not 0 <= fold < num_folds or num_folds < 2:
+            raise InputError(f"fold must be in 0..{num_folds - 1} and num_folds at least 2, got fold={fold}, "
+                             f"num_folds={num_folds}")
+        if num_folds > len(names):
+            raise InputError(f"num_folds={num_folds} but the data has {len(names)} signers: at most one fold per "
+                             "signer")
+        test_groups = set(order[fold::num_folds])
+    else:
+        count = max(1, round(test_fraction * len(names))) if test_fraction > 0 else 0
+        test_groups = set(order[:count])
+    rest_groups = [name for name in order if name not in test_groups]
+    group_array = np.asarray(groups)
+    test = np.flatnonzero(np.isin(group_array, list(test_groups)))
+    if len(rest_groups) >= 2 and len(names) >= 3:
+        val_groups = set(rest_groups[:max(1, round(val_fraction * len(rest_groups)))])
+        val = np.flatnonzero(np.isin(group_array, list(val_groups)))
+        train = np.setdiff1d(np.arange(len(label_array)), np.concatenate([test, val]))
+        return [train, val, test]
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "only %d signers: validation is a share of the training signers' sequences, test keeps its own signers",
+        len(names))
+    rest = np.setdiff1d(np.arange(len(label_array)), test)
+    train, val = stratified_split(label_array[rest], (1 - val_fraction, val_fraction), seed + 1)
+    return [rest[train], rest[val], test]

@@ -111,3 +111,142 @@ def random_stretch_jitter(
         points = points + noise * jitter * palm[..., None, None]
         points = points - points[..., WRIST : WRIST + 1, :]
     return points * present.to(points.dtype)[..., None, None]
+
+
+@dataclass(frozen=True)
+class SequenceAugment:
+    """Augmentation of a batch of landmark sequences on tensors (``SequenceDataModule`` applies it to each training
+    batch after it reaches the device): one vectorised pass for the whole batch, no per-sample Python.
+
+    Each transform has its own probability per sequence; a magnitude of 0 turns it off. Points that were not found
+    stay zeros and padded frames stay padding. ``benchmarks/sequence_kfold.py --ablation`` measures each one.
+    """
+
+    mirror: float = 0.5
+    """Probability of the mirror image: x -> 1 - x, the hands swap and so do the left and right pose points (a
+    left-handed signer)."""
+    affine: float = 0.75
+    """Probability of a random affine map of x, y about the frame's centre (the next four fields)."""
+    scale: float = 0.2
+    """Scale drawn from ``[1 - scale, 1 + scale]``, and each axis stretched by up to half of it."""
+    shift: float = 0.1
+    """Shift of up to this much of the frame."""
+    rotation_degrees: float = 15.0
+    """In-plane rotation drawn from +-this."""
+    shear: float = 0.1
+    """Horizontal shear drawn from +-this."""
+    resample: float = 0.75
+    """Probability of a temporal resampling: a crop and a new speed (the next two fields)."""
+    speed: float = 0.3
+    """Speed factor drawn from ``[1 - speed, 1 + speed]`` (frames linearly interpolated)."""
+    crop: float = 0.2
+    """Up to this share of the frames cut from the start and the end together."""
+    time_mask: float = 0.3
+    """Probability of blanking one span of frames (nothing found there)."""
+    time_mask_fraction: float = 0.2
+    """The blanked span's largest share of the sequence."""
+    part_dropout: float = 0.05
+    """Probability of each part (a hand, the pose) being dropped in each frame, as MediaPipe sometimes misses it."""
+    point_dropout: float = 0.05
+    """Probability of each point being zeros in a whole sequence (the models treat zeros as not found)."""
+
+    def __call__(self, batch: dict, parts: tuple[str, ...]) -> dict:
+        """The batch (``points (B, T, P, 3)``, ``present (B, T, K)``, ``mask (B, T)``) augmented; other keys kept."""
+        from ..hands.sequence import PART_SIZES, mirror_parts, mirror_permutation
+
+        points, present, mask = batch["points"].float(), batch["present"].bool(), batch["mask"].bool()
+        batch_size, device = points.shape[0], points.device
+        sizes = torch.tensor([PART_SIZES[name] for name in parts], device=device)
+        found = (points != 0).any(-1) & present.repeat_interleave(sizes, dim=-1)  # (B, T, P)
+
+        def chosen(probability: float) -> torch.Tensor:
+            return torch.rand(batch_size, device=device) < probability
+
+        if self.mirror:
+            flip = chosen(self.mirror)
+            order = torch.as_tensor(mirror_permutation(parts), device=device)
+            mirrored = points[:, :, order] * points.new_tensor([-1.0, 1.0, 1.0])
+            mirrored[..., 0] += found[:, :, order].to(points.dtype)  # 1 - x where a point was found
+            points = torch.where(flip[:, None, None, None], mirrored, points)
+            part_order = torch.as_tensor(mirror_parts(parts), device=device)
+            present = torch.where(flip[:, None, None], present[:, :, part_order], present)
+            found = torch.where(flip[:, None, None], found[:, :, order], found)
+        if self.affine and (self.scale or self.shift or self.rotation_degrees or self.shear):
+            points = self._affine(points, found, chosen(self.affine))
+        if self.resample and (self.speed or self.crop):
+            points, present, mask = self._resample(points, present, mask, chosen(self.resample))
+            found = (points != 0).any(-1) & present.repeat_interleave(sizes, dim=-1)
+        if self.time_mask and self.time_mask_fraction:
+            present = self._time_mask(present, mask, chosen(self.time_mask))
+        if self.part_dropout:
+            present = present & (torch.rand(present.shape, device=device) >= self.part_dropout)
+        if self.point_dropout:
+            kept = torch.rand((batch_size, 1, points.shape[2]), device=device) >= self.point_dropout
+            points = points * kept[..., None]
+        point_present = present.repeat_interleave(sizes, dim=-1) & mask[..., None]
+        points = points * point_present[..., None]
+        return {**batch, "points": points, "present": present, "mask": mask}
+
+    def _affine(self, points: torch.Tensor, found: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+        batch_size, device = points.shape[0], points.device
+
+        def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+            return torch.empty((batch_size, *shape), device=device).uniform_(low, high)
+
+        scale = uniform(1 - self.scale, 1 + self.scale, 1) * uniform(1 - self.scale / 2, 1 + self.scale / 2, 2)
+        angle = uniform(-self.rotation_degrees, self.rotation_degrees) * math.pi / 180
+        shear = uniform(-self.shear, self.shear)
+        cos, sin = angle.cos(), angle.sin()
+        rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2)
+        shearing = torch.eye(2, device=device).repeat(batch_size, 1, 1)
+        shearing[:, 0, 1] = shear
+        matrix = rotation @ shearing * scale[:, :, None]
+        matrix = torch.where(apply[:, None, None], matrix, torch.eye(2, device=device))
+        shift = uniform(-self.shift, self.shift, 2) * apply[:, None]
+        xy = (points[..., :2] - 0.5) @ matrix.transpose(1, 2)[:, None] + 0.5 + shift[:, None, None]
+        moved = torch.cat([xy, points[..., 2:] * scale[:, None, None, :1]], dim=-1)
+        return torch.where(found[..., None], moved, points)
+
+    def _resample(self, points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor, apply: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A random crop at a random speed, with linear interpolation between frames (a part is taken from the
+        nearer frame where it is missing in one of the two)."""
+        batch_size, frames, device = points.shape[0], points.shape[1], points.device
+        lengths = mask.sum(1).float()
+        cut = torch.rand(batch_size, device=device) * self.crop * lengths
+        start = torch.rand(batch_size, device=device) * cut
+        kept = (lengths - cut).clamp_min(1)
+        speed = torch.empty(batch_size, device=device).uniform_(1 - self.speed, 1 + self.speed)
+        new_lengths = (kept / speed).round().clamp(1, frames)
+        start = torch.where(apply, start, 0.0)
+        step = torch.where(apply, kept / new_lengths, 1.0)
+        new_lengths = torch.where(apply, new_lengths, lengths)
+        position = start[:, None] + torch.arange(frames, device=device)[None] * step[:, None]
+        position = torch.minimum(position, (lengths - 1)[:, None])
+        low = position.floor().long()
+        high = torch.minimum(low + 1, (lengths - 1).long()[:, None])
+        weight = (position - low)[..., None, None]
+
+        def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            shape = index.shape + (1,) * (values.dim() - 2)
+            return values.gather(1, index.view(shape).expand(-1, -1, *values.shape[2:]))
+
+        low_present, high_present = take(present, low), take(present, high)
+        low_points, high_points = take(points, low), take(points, high)
+        nearer_high = (weight[..., 0, 0] >= 0.5)[..., None]
+        new_present = torch.where(nearer_high, high_present, low_present)
+        interpolated = low_points + (high_points - low_points) * weight
+        nearest = torch.where(nearer_high[..., None], high_points, low_points)
+        usable = ((low_points != 0).any(-1) & (high_points != 0).any(-1))[..., None]
+        new_points = torch.where(usable, interpolated, nearest)
+        new_mask = torch.arange(frames, device=device)[None] < new_lengths[:, None]
+        return new_points * new_mask[..., None, None], new_present & new_mask[..., None], new_mask
+
+    def _time_mask(self, present: torch.Tensor, mask: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+        batch_size, frames, device = present.shape[0], present.shape[1], present.device
+        lengths = mask.sum(1).float()
+        span = (torch.rand(batch_size, device=device) * self.time_mask_fraction * lengths).floor()
+        start = (torch.rand(batch_size, device=device) * (lengths - span + 1)).floor()
+        index = torch.arange(frames, device=device)[None]
+        blank = (index >= start[:, None]) & (index < (start + span)[:, None]) & apply[:, None]
+        return present & ~blank[..., None]

@@ -7,10 +7,14 @@ from .cache import ExtractionSummary, LandmarkCache, extract_landmarks
 from .detect import DetectorSettings, HandDetection, HandDetector
 from .layout import GEOMETRY_FEATURES, NUM_HANDS, NUM_POINTS, flip_landmarks
 from .model_file import resolve_hand_landmarker
+from .sequence import PART_ORDER, PART_SIZES, SequenceCache, from_vectors
+from .video import BodyTracker, extract_sequences, merge_sequence_caches
 
 __all__ = [
-    "DetectorSettings", "ExtractionSummary", "GEOMETRY_FEATURES", "HandDetection", "HandDetector", "LandmarkCache",
-    "NUM_HANDS", "NUM_POINTS", "extract_landmarks", "flip_landmarks", "hand_geometry", "resolve_hand_landmarker",
+    "BodyTracker", "DetectorSettings", "ExtractionSummary", "GEOMETRY_FEATURES", "HandDetection", "HandDetector",
+    "LandmarkCache", "NUM_HANDS", "NUM_POINTS", "PART_ORDER", "PART_SIZES", "SequenceCache", "extract_landmarks",
+    "extract_sequences", "flip_landmarks", "from_vectors", "hand_geometry", "merge_sequence_caches",
+    "resolve_hand_landmarker",
 ]
 
 

@@ -11,12 +11,13 @@ import time
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -362,19 +363,26 @@ def _reusable_rows(output: Path, paths: list[str], file_sizes: dict[str, int],
 DetectionResult = tuple[str, HandDetection | None, tuple[int, int] | None, str | None]
 
 
-@contextmanager
 def _detections(root: Path, todo: list[str], model_path: Path, settings: DetectorSettings, workers: int | None,
-                progress: bool) -> Iterator[Iterator[DetectionResult]]:
-    """``(path, detection or None, image size, failure)`` of every image in ``todo``, from ``workers`` detector
-    processes (0: this one), with a progress bar; the workers stop when the block ends, however it ends."""
+                progress: bool):
+    """``(path, detection or None, image size, failure)`` of every image in ``todo`` (see ``worker_results``)."""
+    return worker_results(_detect_one, [(str(root), p) for p in todo], _init_worker,
+                          (str(model_path), settings.to_dict()), workers, progress, "hand landmarks", "img")
+
+
+@contextmanager
+def worker_results(work: Callable[[Any], Any], jobs: list, initializer: Callable[..., None], initargs: tuple,
+                   workers: int | None, progress: bool, desc: str, unit: str) -> Iterator[Iterator[Any]]:
+    """``work(job)`` of every job, in order, from ``workers`` spawned processes (``None``: one per core; 0: this
+    process), each set up by ``initializer(*initargs, parent_pid)`` (so it dies with this process), with a progress
+    bar; SIGTERM stops them like Ctrl-C, and the workers stop when the block ends, however it ends."""
     from tqdm.auto import tqdm
 
     workers = (os.cpu_count() or 1) if workers is None else workers
-    jobs = [(str(root), p) for p in todo]
-    bar = tqdm(total=len(todo), desc="hand landmarks", unit="img", disable=not progress or not todo)
+    bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress or not jobs)
     executor = None
 
-    def counted(results: Iterator[DetectionResult]) -> Iterator[DetectionResult]:
+    def counted(results: Iterator[Any]) -> Iterator[Any]:
         for result in results:
             bar.update()
             yield result
@@ -382,16 +390,16 @@ def _detections(root: Path, todo: list[str], model_path: Path, settings: Detecto
     with sigterm_as_interrupt():  # SIGTERM (timeout, Slurm) saves progress and stops the workers like Ctrl-C
         try:
             if workers == 0:
-                _init_worker(str(model_path), settings.to_dict())
-                yield counted(map(_detect_one, jobs))
+                initializer(*initargs, None)
+                yield counted(map(work, jobs))
             else:
                 # spawned processes: fresh interpreters, never the caller's (see HandDetector on SIGPROF); a worker
                 # that dies raises BrokenProcessPool here instead of leaving the run waiting forever
                 executor = ProcessPoolExecutor(
-                    min(workers, max(1, len(todo))), mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker, initargs=(str(model_path), settings.to_dict(), os.getpid()),
+                    min(workers, max(1, len(jobs))), mp_context=multiprocessing.get_context("spawn"),
+                    initializer=initializer, initargs=(*initargs, os.getpid()),
                 )
-                yield counted(executor.map(_detect_one, jobs, chunksize=4))
+                yield counted(executor.map(work, jobs, chunksize=4 if len(jobs) > 16 * workers else 1))
         finally:
             bar.close()
             if executor is not None:

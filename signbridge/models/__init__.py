@@ -13,7 +13,9 @@ from .hybrid import (
 )
 from .landmarks import HandMLP, LandmarkEncoder, PointAttention, normalize_hands
 from .restoration import PatchDiscriminator, RestorationGenerator
+from .sequence import SequenceNet, SequenceNetConfig, frame_features, normalize_sequence
 
 __all__ = ["ATKCNN", "CRNN", "CrossAttentionFusion", "HandMLP", "HybridSignNet", "HybridSignNetConfig", "ImageNet",
            "LandmarkEncoder", "LandmarkNet", "LandmarkNetConfig", "PatchDiscriminator", "PointAttention",
-           "RestorationGenerator", "SpatialAttention", "normalize_hands"]
+           "RestorationGenerator", "SequenceNet", "SequenceNetConfig", "SpatialAttention", "frame_features",
+           "normalize_hands", "normalize_sequence"]

@@ -6,6 +6,7 @@ from .ensemble import EnsembleClassifier
 from .hybrid import HybridSignClassifier, LandmarkClassifier
 from .recognizer import FrozenRecognizer, TextRecognizer
 from .restoration import RestorationGAN
+from .sequence import SequenceClassifier
 
 __all__ = [
     "ATKClassifier",
@@ -15,5 +16,6 @@ __all__ = [
     "HybridSignClassifier",
     "LandmarkClassifier",
     "RestorationGAN",
+    "SequenceClassifier",
     "TextRecognizer",
 ]

@@ -80,6 +80,8 @@ class ClassificationTask(Task):
         warmup_epochs: linear warm-up of the cosine schedule.
         channels_last: run the model in channels-last memory format (faster convolutions on GPUs).
         compile: ``torch.compile`` the model.
+        figure_every_n_epochs: draw the validation confusion matrix figure every N epochs and after the last one
+            (a figure of 40 classes takes seconds to draw, longer than a landmark epoch); the test's is always drawn.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class ClassificationTask(Task):
         warmup_epochs: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        figure_every_n_epochs: int = 10,
     ):
         super().__init__()
         save_plain_hyperparameters(self)
@@ -321,7 +324,7 @@ class ClassificationTask(Task):
             return None
         matrix = confusion.compute()  # synchronised across processes; every rank must call it
         confusion.reset()
-        if self.trainer.sanity_checking or self.global_rank != 0:
+        if self.trainer.sanity_checking or self.global_rank != 0 or not self._draws_figure(stage):
             return matrix
         experiment = getattr(self.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_figure"):
@@ -338,6 +341,15 @@ class ClassificationTask(Task):
         experiment.add_figure(f"{stage}_confusion_matrix", fig, global_step=self.global_step)
         plt.close(fig)
         return matrix
+
+    def _draws_figure(self, stage: str) -> bool:
+        """Whether this epoch's confusion matrix is drawn: always for a test, for validation every
+        ``figure_every_n_epochs`` and at the last epoch (or when the fit is about to stop)."""
+        if stage != "val":
+            return True
+        every = max(1, int(self.hparams.get("figure_every_n_epochs", 1) or 1))
+        epoch, last = self.current_epoch + 1, self.trainer.max_epochs
+        return epoch % every == 0 or (last is not None and epoch >= last) or self.trainer.should_stop
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning refuses to clip for fused optimizers because they unscale fp16 gradients themselves; without a

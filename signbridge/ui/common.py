@@ -16,6 +16,7 @@ from ..imageio import IMAGE_EXTENSIONS, decode_image_rgb
 MODELS_DIR_VARIABLE = "SIGNBRIDGE_UI_MODELS_DIR"
 CONFIGS_DIR_VARIABLE = "SIGNBRIDGE_UI_CONFIGS_DIR"
 PHOTO_TYPES = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)  # what the uploader accepts
+VIDEO_TYPES = ["avi", "m4v", "mkv", "mov", "mp4", "webm"]
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,31 @@ def decode_photo(name: str, data: bytes) -> np.ndarray:
 
 
 class SharedRecognizer:
-    """A ``Recognizer`` shared by the app's sessions: MediaPipe's detector is not safe to call from two threads at
-    once, so calls take turns."""
+    """A ``Recognizer`` (photos) or ``SequenceRecognizer`` (videos, for a sequence model) shared by the app's
+    sessions: MediaPipe's detector is not safe to call from two threads at once, so calls take turns."""
 
     def __init__(self, model: Path):
-        from ..recognize import Recognizer
+        from ..inference import read_contract
+        from ..recognize import Recognizer, SequenceRecognizer
 
-        self.recognizer = Recognizer(model)
+        self.reads_videos = read_contract(model).reads_sequences
+        self.recognizer: Recognizer | SequenceRecognizer = (SequenceRecognizer(model) if self.reads_videos
+                                                            else Recognizer(model))
         self.lock = threading.Lock()
 
     def predict(self, frame: np.ndarray):
         with self.lock:
-            return self.recognizer.predict(frame)
+            return self.recognizer.predict(frame)  # type: ignore[union-attr]
+
+    def classify_video(self, name: str, data: bytes):
+        """An uploaded video's ``VideoRecognition``; an ``InputError`` naming it when it cannot be decoded."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(name).name
+            path.write_bytes(data)
+            with self.lock:
+                try:
+                    return self.recognizer.classify_video(path)  # type: ignore[union-attr]
+                except InputError as error:
+                    raise InputError(str(error).replace(str(path), name)) from None

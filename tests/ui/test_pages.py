@@ -78,6 +78,39 @@ def test_predict_from_the_camera(trained_models, app_settings):
     assert [image.proto.imgs[0].caption for image in app.get("image")] == ["camera.jpg"]
 
 
+def test_predict_on_an_uploaded_video_with_a_sequence_model(app_settings, tmp_path, wlasl_subset, hand_model):
+    """A sequence classifier trained through the CLI on real sign sequences; the page reads an uploaded real sign
+    video: the clip's sign and top classes (those SequenceRecognizer gives), the wrists over time, frames with their
+    landmarks, and one line for a file that is not a video."""
+    from signbridge.cli import main
+    from signbridge.recognize import SequenceRecognizer
+    from tests.conftest import shared_dir
+
+    models_dir = app_settings(tmp_path / "runs")
+    cli = main(["fit", "--config", str(REPO / "configs" / "sign_sequences.yaml"), "--data.init_args.root",
+                str(wlasl_subset), "--data.init_args.landmarks_file", str(tmp_path / "cache.npz"),
+                "--data.init_args.batch_size", "8", "--trainer.max_epochs", "2", "--model.init_args.net.dim", "32",
+                "--model.init_args.net.depth", "1", "--trainer.logger.init_args.save_dir", str(models_dir),
+                "--trainer.enable_progress_bar", "false"])
+    checkpoint = Path(cli.trainer.checkpoint_callback.best_model_path)
+    video = sorted(shared_dir("data", "sign_sequences", "videos", "abdomen").glob("*.mp4"))[1]
+    app = page("predict")
+    assert "SequenceClassifier" in app.caption[0].value
+    app.file_uploader[0].set_value([(video.name, video.read_bytes(), "video/mp4"),
+                                    ("clip.mp4", b"not a video at all", "video/mp4")])
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    with SequenceRecognizer(checkpoint, hand_model) as recognizer:
+        expected = recognizer.classify_video(video).clip
+    assert [s.value for s in app.success] == [f"{video.name}: sign **{expected.label}** · {expected.probability:.1%}"]
+    table = app.dataframe[0].value
+    assert list(table["class"]) == [name for name, _ in expected.top5]
+    assert len(app.get("vega_lite_chart")) == 1  # the wrists' paths over the frames
+    captions = [image.proto.imgs[0].caption for image in app.get("image")]
+    assert len(captions) == 4 and all(caption.startswith("frame ") for caption in captions)
+    assert len(app.error) == 1 and app.error[0].value.startswith("clip.mp4: ")
+
+
 def test_predict_without_models_says_where_to_train(app_settings, tmp_path):
     app_settings(tmp_path / "empty")
     app = page("predict")

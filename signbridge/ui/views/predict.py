@@ -7,9 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from signbridge.errors import InputError
+from signbridge.hands.sequence import part_slices
 from signbridge.metadata import checkpoint_of
-from signbridge.recognize import draw
-from signbridge.ui.common import PHOTO_TYPES, SharedRecognizer, decode_photo, settings
+from signbridge.recognize import draw, draw_points
+from signbridge.ui.common import PHOTO_TYPES, VIDEO_TYPES, SharedRecognizer, decode_photo, settings
 from signbridge.ui.runs import models_frame
 
 
@@ -41,6 +42,54 @@ except InputError as error:
     st.stop()
 reads = ", ".join(spec.name for spec in model.recognizer.contract.inputs)
 st.caption(f"{row['task']} · {len(model.recognizer.classes)} classes · reads {reads} · {checkpoint}")
+
+
+def show_top5(where, top5: list[tuple[str, float]]) -> None:
+    """The five most likely classes as a table with probability bars."""
+    table = pd.DataFrame({"class": [name for name, _ in top5], "probability": [p for _, p in top5]})
+    where.dataframe(table, hide_index=True, column_config={
+        "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")})
+
+
+if model.reads_videos:  # a sequence model: the sign of a whole video, and its sliding windows
+    videos = st.file_uploader("Videos", type=VIDEO_TYPES, accept_multiple_files=True) or []
+    parts = model.recognizer.parts  # type: ignore[union-attr]
+    for video in videos:
+        st.divider()
+        try:
+            result = model.classify_video(video.name, video.getvalue())
+        except InputError as error:
+            st.error(str(error))
+            continue
+        clip = result.clip
+        if clip.label is None:
+            st.warning(f"{video.name}: no hand found in any frame, so the sign cannot be read.")
+            continue
+        st.success(f"{video.name}: sign **{clip.label}** · {clip.probability:.1%}")
+        scores, motion = st.columns([1, 1])
+        show_top5(scores, clip.top5)
+        found = result.present.any(1)
+        scores.caption(f"{len(result.points)} frames at {result.fps:.0f} fps · landmarks found in {found.mean():.0%} "
+                       f"· {clip.timings_ms.get('landmarks', 0.0):.0f} ms per frame")
+        # where the wrists go over time (x, y in the frame; gaps where a hand was not found)
+        columns = {}
+        for name in ("left_hand", "right_hand"):
+            if name in parts:
+                wrist = part_slices(parts)[name].start  # the hand's point 0
+                seen = result.present[:, parts.index(name)]
+                for axis, label in ((0, "x"), (1, "y")):
+                    values = result.points[:, wrist, axis].astype(float)
+                    values[~seen] = float("nan")
+                    columns[f"{name.replace('_', ' ')} {label}"] = values
+        motion.line_chart(pd.DataFrame(columns), x_label="frame", y_label="wrist position (share of the frame)")
+        strip = st.columns(max(1, len(result.frames)))
+        for column, (index, frame) in zip(strip, sorted(result.frames.items())):
+            column.image(draw_points(frame, result.points[index], result.present[index], parts),
+                         caption=f"frame {index}")
+        if result.windows:
+            st.dataframe(pd.DataFrame([{"last frame": w.last_frame, "sign": w.label, "probability": w.probability}
+                                       for w in result.windows]), hide_index=True)
+    st.stop()
 
 uploads = list(st.file_uploader("Photos", type=PHOTO_TYPES, accept_multiple_files=True) or [])
 if st.toggle("Use the camera"):
