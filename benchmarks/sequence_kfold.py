@@ -5,7 +5,7 @@ the default recipe with each augmentation turned off (and all of them).
 Every (variant, fold) is ``signbridge cv``'s fit-and-test of ``configs/sign_sequences.yaml`` with the variant's
 overrides, run as its own process (``--parallel`` at a time); results go to ``RUN_DIR/<variant>/results.jsonl``, so
 a rerun continues where an interrupted one stopped. Prints one Markdown table: mean ± std over the folds of test
-accuracy, macro F1 and the worst class's recall, and the seconds per epoch.
+accuracy, macro F1 and the worst class's recall; ``RUN_DIR/summary.json`` holds every variant's rows.
 
     python benchmarks/sequence_kfold.py --root DATA/wlasl40 --run_dir runs/seq_kfold [--ablation] \
         [--accelerator gpu --parallel 12]
@@ -115,9 +115,12 @@ def main() -> None:
     jobs = [(name, overrides, fold) for fold in range(args.folds) for name, overrides in variants.items()
             if fold not in {row["fold"] for row in results(Path(args.run_dir) / slug(name), args.folds)}]
     print(f"{len(jobs)} fits to run, {args.parallel} at a time", flush=True)
+    summary = Path(args.run_dir) / "summary.json"  # every variant's rows in one file, rewritten after each fit
     with ThreadPoolExecutor(args.parallel) as pool:
         for done in pool.map(lambda job: fold_job(*job, args), jobs):
             print(json.dumps(done), flush=True)
+            rows = {name: results(Path(args.run_dir) / slug(name), args.folds) for name in variants}
+            summary.write_text(json.dumps(rows, indent=1))
     print(f"\n{args.folds}-fold on {args.root}, {args.epochs} epochs, {args.accelerator}\n")
     print(table(variants, args))
 
