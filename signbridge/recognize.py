@@ -246,6 +246,11 @@ class SequenceRecognizer:
                                  {"landmarks": landmarks_ms, "model": (done - before) * 1e3,
                                   "latency": (done - frame_start) * 1e3})
 
+    def classify_window(self) -> WindowRecognition | None:
+        """Classify the frames the window holds now, however few (the end of a stream shorter than one window);
+        None before the first frame."""
+        return self._classify(time.perf_counter()) if self._frames else None
+
     def reset(self) -> None:
         """Forget the frames and windows and restart the tracking (a new stream: MediaPipe's VIDEO mode needs
         increasing timestamps, and a fresh tracker gives a clip the same landmarks every time)."""
@@ -358,9 +363,9 @@ def recognize_stream(recognizer: SequenceRecognizer, source: str, output=None, m
             if output is not None:
                 output.write(json.dumps(results[-1]) + "\n")
                 output.flush()
-    if not results and recognizer._frames:  # shorter than one window: the whole clip is the window
-        recognition = recognizer._classify(time.perf_counter())
-        results.append({"frame": name, **recognition.to_dict()})
+    last = recognizer.classify_window() if not results else None  # shorter than one window: the clip is the window
+    if last is not None:
+        results.append({"frame": name, **last.to_dict()})
         if output is not None:
             output.write(json.dumps(results[-1]) + "\n")
     return results

@@ -271,7 +271,8 @@ class SequenceDataModule(ClassificationDataModule):
             folder = Path(h.predict_root or self.root)
             paths, _ = list_sequences(folder)
             kept, rows, cache = self._load(folder, paths)
-            self.predict_skipped = {p: "not read" for i, p in enumerate(paths) if i not in set(kept)}
+            read, skipped = set(kept), cache.meta.get("skipped", {})
+            self.predict_skipped = {p: skipped.get(p, "not read") for i, p in enumerate(paths) if i not in read}
             self.datasets["predict"] = SequenceDataset(cache, rows, [-1] * len(kept), h.max_frames, self.parts)
             return
         if "train" in self.datasets:
