@@ -24,6 +24,11 @@ def _summary_exit_code(summary, arguments: dict[str, Any]) -> int:
     return 0 if summary.images > len(summary.skipped) else 1  # 1: not one readable image
 
 
+def _sequences_exit_code(summary, arguments: dict[str, Any]) -> int:
+    print(summary.format())
+    return 0 if summary.sequences > len(summary.skipped) else 1  # 1: not one readable sequence
+
+
 def _report_study(study, arguments: dict[str, Any]) -> int:
     from .tuning import summary, trials_table
 
@@ -94,7 +99,8 @@ def _activated(path, arguments: dict[str, Any]) -> int:
 COMMANDS: dict[str, Command | dict[str, Command]] = {
     "landmarks": Command("signbridge.hands.cache.extract_landmarks", _summary_exit_code, skip=frozenset({"paths"})),
     "sequences": {
-        "extract": Command("signbridge.hands.video.extract_sequences", _summary_exit_code, skip=frozenset({"paths"})),
+        "extract": Command("signbridge.hands.video.extract_sequences", _sequences_exit_code,
+                           skip=frozenset({"paths"})),
         "merge": Command("signbridge.hands.video.merge_sequence_caches", positional=False),
     },
     "tune": Command("signbridge.tuning.tune", _report_study, positional=False, takes_fit_config=True),

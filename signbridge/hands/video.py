@@ -310,10 +310,6 @@ class SequenceSummary:
     per_class: dict[str, Counter]
     shard: str | None = None
 
-    @property
-    def images(self) -> int:  # the name the commands' exit code reads: the work items
-        return self.sequences
-
     def format(self) -> str:
         rate = f" ({self.read / self.seconds:.1f} sequences/s)" if self.read and self.seconds > 0 else ""
         lines = [f"landmark sequences of {self.root} ({self.source}{', shard ' + self.shard if self.shard else ''}) "
