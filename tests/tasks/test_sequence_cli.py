@@ -126,6 +126,13 @@ def test_recognize_a_real_video_with_a_sliding_window(trained, tmp_path, hand_mo
     assert any(row["label"] is not None for row in results)
     # the pose this model reads is not tracked without a pose model: said once, not silently
     assert "read as not found" in done.stderr
+    # a clip shorter than the window (the training length, 30 frames) is classified once, whole
+    signing = sorted(video.parent.glob("*.mp4"))[2]  # a clip whose hand is in view from its first frame
+    short = subprocess.run([sys.executable, "-m", "signbridge", "recognize", str(signing), "--model", str(best),
+                            "--max_frames", "6"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert short.returncode == 0, short.stderr[-2000:]
+    rows = [json.loads(line) for line in short.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1 and rows[0]["window_end"] == 5 and rows[0]["label"] in classes
 
 
 def test_the_data_module_reads_both_layouts_alike(tmp_path):
