@@ -177,13 +177,13 @@ def run_command(name: str, argv: Sequence[str]) -> int:
         argv, fit_options = split_fit_options(argv, own)
     parser = command_parser(name)
     parsed = parser.parse_args(argv)
+    # the function's arguments, dataclasses (the detector settings) built; with subcommands, the chosen one's
+    instantiated = _instantiated(parser, parsed)
     if isinstance(entry, dict):  # models list|show|activate, sequences extract|merge
-        command, parsed = entry[parsed.action], parsed[parsed.action]
-        parser = _parser(f"signbridge {name} {parsed_action(argv, entry)}", command, command.load())
+        command, instantiated = entry[parsed.action], instantiated[parsed.action]
     else:
         command = entry
-    # the function's arguments, dataclasses (the detector settings) built
-    arguments = dict(_instantiated(parser, parsed).items())
+    arguments = dict(instantiated.items())
     arguments.pop("__path__", None)
     if command.takes_fit_config:
         if not any(option in ("--config", "-c") or option.startswith("--config=") for option in fit_options):
@@ -192,11 +192,6 @@ def run_command(name: str, argv: Sequence[str]) -> int:
 
         arguments["config"] = fit_config(fit_options)
     return command.report(command.load()(**arguments), arguments)
-
-
-def parsed_action(argv: Sequence[str], entry: dict[str, Command]) -> str:
-    """The subcommand named in ``argv``."""
-    return next(arg for arg in argv if arg in entry)
 
 
 def _instantiated(parser, parsed):

@@ -71,7 +71,7 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], li
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root is not a folder: {root}")
-    classes = sorted((d.name for d in root.iterdir() if d.is_dir() and not _skipped(d.name)), key=natural_key)
+    classes = sorted((d.name for d in root.iterdir() if d.is_dir() and not skipped_name(d.name)), key=natural_key)
     if not classes:
         raise InputError(f"{root}: no class folders found (expected ROOT/<class>/<image>)")
     paths, labels, empty = [], [], []
@@ -89,7 +89,8 @@ def list_image_folder(root: str | os.PathLike) -> tuple[list[str], list[str], li
     return classes, paths, labels
 
 
-def _skipped(name: str) -> bool:
+def skipped_name(name: str) -> bool:
+    """Whether a file or folder is not data: hidden, or an archiver's or operating system's leftover."""
     return name.startswith(".") or name in JUNK_FOLDERS
 
 
@@ -97,7 +98,7 @@ def _images_below(root: Path, folder: Path) -> list[str]:
     """Image files below ``folder`` (recursively), relative to ``root`` with ``/``, sorted; broken links left out."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not _skipped(d)]
+        dirnames[:] = [d for d in dirnames if not skipped_name(d)]
         for filename in filenames:
             path = Path(dirpath, filename)
             if filename.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():

@@ -20,9 +20,8 @@ import numpy as np
 
 from .errors import InputError
 from .hands.detect import DetectorSettings, HandDetector
+from .hands.video import VIDEO_SUFFIXES
 from .inference import load_predictor, read_contract
-
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 @dataclass
@@ -265,17 +264,12 @@ class SequenceRecognizer:
     def classify_video(self, path: str | os.PathLike, keep_frames: int = 4) -> VideoRecognition:
         """The sign of a whole video file (its frames sampled evenly down to the training ``max_frames``, as the
         training sequences were), the sliding windows' results, and what was tracked."""
-        import cv2
-
         from .data.sequences import even_frames
         from .hands.video import video_frames
 
         self.reset()
-        capture = cv2.VideoCapture(str(path))
-        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        capture.release()
+        fps, total, frames = video_frames(path)
         shown = set(even_frames(total, keep_frames).tolist()) if total else set(range(keep_frames))
-        fps, frames = video_frames(path)
         windows, points, present, kept = [], [], [], {}
         for index, (timestamp, frame) in enumerate(frames):
             window = self.push(frame, timestamp)
@@ -350,24 +344,23 @@ def recognize_stream(recognizer: SequenceRecognizer, source: str, output=None, m
     if kind not in ("video", "camera"):
         raise InputError(f"{source}: a sequence model reads a video or a camera, not "
                          f"{'an image' if kind == 'image' else 'a folder'}")
-    results = []
+    results: list[dict[str, Any]] = []
+
+    def emit(frame_name: str, recognition: WindowRecognition | None) -> None:
+        if recognition is not None:
+            results.append({"frame": frame_name, **recognition.to_dict()})
+            if output is not None:
+                output.write(json.dumps(results[-1]) + "\n")
+                output.flush()
+
     name = source
     for count, (name, frame, timestamp, _) in enumerate(frames(source)):
         if max_frames is not None and count >= max_frames:
             break
-        if frame is None:  # frames of a video or camera are never None
-            continue
-        recognition = recognizer.push(frame, int(timestamp or 0))
-        if recognition is not None:
-            results.append({"frame": name, **recognition.to_dict()})
-            if output is not None:
-                output.write(json.dumps(results[-1]) + "\n")
-                output.flush()
-    last = recognizer.classify_window() if not results else None  # shorter than one window: the clip is the window
-    if last is not None:
-        results.append({"frame": name, **last.to_dict()})
-        if output is not None:
-            output.write(json.dumps(results[-1]) + "\n")
+        if frame is not None:  # frames of a video or camera are never None
+            emit(name, recognizer.push(frame, int(timestamp or 0)))
+    if not results:  # shorter than one window: the clip is the window
+        emit(name, recognizer.classify_window())
     return results
 
 
@@ -387,8 +380,7 @@ def source_kind(source: str) -> str:
 def frames(source: str, every: int = 1) -> Iterator[tuple[str, np.ndarray | None, int | None, str | None]]:
     """``(name, RGB frame or None, timestamp_ms, problem)`` of every frame of ``source``; an unreadable image gives
     ``None`` and the reason."""
-    import cv2
-
+    from .hands.video import video_frames
     from .imageio import ImageReadError, list_images, read_image_rgb
 
     kind = source_kind(source)
@@ -400,24 +392,10 @@ def frames(source: str, every: int = 1) -> Iterator[tuple[str, np.ndarray | None
             except ImageReadError as error:
                 yield name, None, None, str(error)
         return
-    capture = cv2.VideoCapture(int(source) if kind == "camera" else source)
-    if not capture.isOpened():
-        raise InputError(f"{source}: cannot open the {'camera' if kind == 'camera' else 'video'}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    index = 0
-    started = time.monotonic()
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            if index % every == 0:
-                # a file's clock is its frame rate; a camera's is the wall clock
-                timestamp = int(index * 1000 / fps) if kind == "video" else int((time.monotonic() - started) * 1000)
-                yield f"{source}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), timestamp, None
-            index += 1
-    finally:
-        capture.release()
+    _, _, stream = video_frames(int(source) if kind == "camera" else source)
+    for index, (timestamp, frame) in enumerate(stream):
+        if index % every == 0:
+            yield f"{source}#{index}", frame, timestamp, None
 
 
 def draw(frame: np.ndarray, recognition: Recognition) -> np.ndarray:
@@ -506,14 +484,12 @@ def recognize(source: str, model: str | None = None, models_dir: str = "runs", h
     display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if show and not display:
         print("signbridge: no display: --show ignored", file=sys.stderr)
-    if read_contract(model).reads_sequences:
-        with contextlib.ExitStack() as stack:
-            stream = stack.enter_context(open(output, "w")) if output else sys.stdout
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(open(output, "w")) if output else sys.stdout
+        if read_contract(model).reads_sequences:
             sequence = stack.enter_context(SequenceRecognizer(model, hand_model, pose_model, face_model, window,
                                                               stride, smooth, mirrored, threads))
             return recognize_stream(sequence, source, stream, max_frames)
-    with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(open(output, "w")) if output else sys.stdout
         recognizer = stack.enter_context(Recognizer(model, hand_model, video=kind in ("video", "camera"),
                                                     smoothing=smooth, threads=threads))
         return recognize_source(recognizer, source, stream, every, show and display, max_frames)

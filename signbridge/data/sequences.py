@@ -13,10 +13,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputError
+from ..hands.cache import default_cache_path
 from ..hands.detect import DetectorSettings
 from ..hands.sequence import SequenceCache, ordered_parts, part_slices
 from ..hands.video import (
-    default_sequence_cache_path,
     extract_sequences,
     list_sequence_folder,
     list_sequences,
@@ -47,19 +47,15 @@ class SequenceDataset(Dataset):
         self.labels = list(labels)
         self.paths = [str(cache.paths[i]) for i in rows]
         slices = part_slices(cache.parts)
-        # the points and flags of the parts asked for, in their order (all of them, usually)
+        # the points and flags of the parts asked for, in their order (all of the cache's, usually)
         point_index = np.concatenate([np.arange(slices[name].start, slices[name].stop) for name in parts])
         part_index = np.array([cache.parts.index(name) for name in parts])
-        every_part = tuple(cache.parts) == tuple(parts)
         self.points, self.present = [], []
         for row in rows:
             points, present = cache.sequence(int(row))
             frames = even_frames(len(points), max_frames)
-            points, present = points[frames], present[frames]
-            if not every_part:
-                points, present = points[:, point_index], present[:, part_index]
-            self.points.append(torch.from_numpy(np.ascontiguousarray(points)))
-            self.present.append(torch.from_numpy(np.ascontiguousarray(present)))
+            self.points.append(torch.from_numpy(points[np.ix_(frames, point_index)]))
+            self.present.append(torch.from_numpy(present[np.ix_(frames, part_index)]))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -157,6 +153,8 @@ class SequenceDataModule(ClassificationDataModule):
         self.augmenter = SequenceAugment(**self.hparams.augment) if self.hparams.augment is not None else None
         self.fps: float | None = None  # the median frame rate of the videos (None: not known, e.g. .npy frames)
         self.typical_frames: int | None = None  # the median length of the sequences, frames
+        # each cache file read once for `parts` and `setup`; let go once the datasets hold their sequences
+        self._caches: dict[Path, SequenceCache] = {}
 
     @cached_property
     def _sequence_listing(self) -> tuple[list[str], list[str], list[int], str]:
@@ -198,7 +196,7 @@ class SequenceDataModule(ClassificationDataModule):
         folder = folder or self.root
         if folder == self.root and self.hparams.landmarks_file:
             return Path(self.hparams.landmarks_file)
-        return default_sequence_cache_path(folder)
+        return default_cache_path(folder, "sequences")
 
     def _ensure_cache(self, folder: Path, paths: list[str], source: str) -> None:
         h = self.hparams
@@ -211,6 +209,7 @@ class SequenceDataModule(ClassificationDataModule):
             summary = extract_sequences(folder, path, requested, h.hand_model, h.pose_model, h.face_model,
                                         self.detector_settings, h.mirrored, workers=h.extraction_workers, paths=paths)
             log.warning("%s", summary.format())
+            self._caches.pop(path, None)
 
     def prepare_data(self) -> None:
         self._ensure_cache(self.root, self._listing[1], self.source)
@@ -221,9 +220,11 @@ class SequenceDataModule(ClassificationDataModule):
 
     def _cache(self, folder: Path) -> SequenceCache:
         path = self.cache_path(folder)
-        if not path.exists():
-            self.prepare_data()
-        return SequenceCache.load(path)
+        if path not in self._caches:
+            if not path.exists():
+                self.prepare_data()
+            self._caches[path] = SequenceCache.load(path)
+        return self._caches[path]
 
     def _load(self, folder: Path, paths: list[str]) -> tuple[list[int], np.ndarray, SequenceCache]:
         """The indices of ``paths`` that the cache holds, their rows, and the cache; the others are reported."""
@@ -274,6 +275,7 @@ class SequenceDataModule(ClassificationDataModule):
             read, skipped = set(kept), cache.meta.get("skipped", {})
             self.predict_skipped = {p: skipped.get(p, "not read") for i, p in enumerate(paths) if i not in read}
             self.datasets["predict"] = SequenceDataset(cache, rows, [-1] * len(kept), h.max_frames, self.parts)
+            self._caches.clear()
             return
         if "train" in self.datasets:
             return
@@ -286,6 +288,7 @@ class SequenceDataModule(ClassificationDataModule):
                 continue
             self.datasets[split] = SequenceDataset(cache, rows[indices], [labels[i] for i in indices], h.max_frames,
                                                    self.parts)
+        self._caches.clear()
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # augmented on the device, one vectorised pass per batch

@@ -152,12 +152,12 @@ class SequenceAugment:
 
     def __call__(self, batch: dict, parts: tuple[str, ...]) -> dict:
         """The batch (``points (B, T, P, 3)``, ``present (B, T, K)``, ``mask (B, T)``) augmented; other keys kept."""
-        from ..hands.sequence import PART_SIZES, mirror_parts, mirror_permutation
+        from ..hands.sequence import mirror_parts, mirror_permutation, part_of_point
 
         points, present, mask = batch["points"].float(), batch["present"].bool(), batch["mask"].bool()
         batch_size, device = points.shape[0], points.device
-        sizes = torch.tensor([PART_SIZES[name] for name in parts], device=device)
-        found = (points != 0).any(-1) & present.repeat_interleave(sizes, dim=-1)  # (B, T, P)
+        point_part = torch.as_tensor(part_of_point(parts), device=device)
+        found = (points != 0).any(-1) & present[..., point_part]  # (B, T, P)
 
         def chosen(probability: float) -> torch.Tensor:
             return torch.rand(batch_size, device=device) < probability
@@ -175,7 +175,7 @@ class SequenceAugment:
             points = self._affine(points, found, chosen(self.affine))
         if self.resample and (self.speed or self.crop):
             points, present, mask = self._resample(points, present, mask, chosen(self.resample))
-            found = (points != 0).any(-1) & present.repeat_interleave(sizes, dim=-1)
+            found = (points != 0).any(-1) & present[..., point_part]
         if self.time_mask and self.time_mask_fraction:
             present = self._time_mask(present, mask, chosen(self.time_mask))
         if self.part_dropout:
@@ -183,7 +183,7 @@ class SequenceAugment:
         if self.point_dropout:
             kept = torch.rand((batch_size, 1, points.shape[2]), device=device) >= self.point_dropout
             points = points * kept[..., None]
-        point_present = present.repeat_interleave(sizes, dim=-1) & mask[..., None]
+        point_present = present[..., point_part] & mask[..., None]
         points = points * point_present[..., None]
         return {**batch, "points": points, "present": present, "mask": mask}
 

@@ -126,10 +126,11 @@ def detector_fingerprint(model_sha256: str, settings: DetectorSettings) -> dict:
     return {"model_sha256": model_sha256, "detector": settings.to_dict()}
 
 
-def stale_reason(cache: LandmarkCache, fingerprint: dict) -> str | None:
-    """Why ``cache`` cannot be reused with this model and these settings, or None."""
-    if cache.meta.get("format") != CACHE_FORMAT:
-        return f"cache format {cache.meta.get('format')} is not {CACHE_FORMAT}"
+def stale_reason(cache: Any, fingerprint: dict, cache_format: int = CACHE_FORMAT) -> str | None:
+    """Why ``cache`` (a landmark or sequence cache: its ``meta``) cannot be reused with this reader (model, settings),
+    or None."""
+    if cache.meta.get("format") != cache_format:
+        return f"cache format {cache.meta.get('format')} is not {cache_format}"
     for key, value in fingerprint.items():
         if cache.meta.get(key) != value:
             return f"{key} differs (cache: {cache.meta.get(key)}, now: {value})"
@@ -199,9 +200,13 @@ def _detect_one(job: tuple[str, str]) -> tuple[str, HandDetection | None, tuple[
         detection, size = _worker_detector.detect_file(Path(root) / relative)
         return relative, detection, size, None
     except Exception as error:  # one bad file is reported and skipped; it must not stop the run
-        message = str(error)
-        prefix = f"{Path(root) / relative}: "
-        return relative, None, None, message[len(prefix):] if message.startswith(prefix) else message
+        return relative, None, None, failure_reason(error, Path(root) / relative)
+
+
+def failure_reason(error: Exception, path: Path) -> str:
+    """An error's message without the file name it starts with (the summary names the file itself)."""
+    message, prefix = str(error), f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 @dataclass
@@ -240,11 +245,13 @@ class ExtractionSummary:
         return "\n".join(lines)
 
 
-def _previous_cache(output: Path, paths: list[str]) -> LandmarkCache | None:
-    """The cache already at ``output``, to reuse its rows; None when it is unreadable (it is then moved aside to
-    ``<output>.corrupt``, not deleted). Refuses a cache of another dataset, which a rebuild would overwrite."""
+def previous_cache(output: Path, paths: list[str], load: Callable[[Path], Any] = LandmarkCache.load,
+                   kind: str = "landmark", unit: str = "images") -> Any:
+    """The cache already at ``output`` (read by ``load``), to reuse its rows; None when it is unreadable (it is then
+    moved aside to ``<output>.corrupt``, not deleted). Refuses a cache of another dataset (or of another shard of
+    this one), which a rebuild would overwrite."""
     try:
-        previous = LandmarkCache.load(output)
+        previous = load(output)
     except InputError as error:
         aside = output.with_name(output.name + ".corrupt")
         os.replace(output, aside)
@@ -252,18 +259,21 @@ def _previous_cache(output: Path, paths: list[str]) -> LandmarkCache | None:
         return None
     cached = set(previous.paths.tolist())
     if cached and len(cached & set(paths)) < len(cached) / 2:  # a moved dataset keeps its relative paths
+        shard = f", shard {previous.meta['shard']}" if previous.meta.get("shard") else ""
         raise InputError(
-            f"{output} is the landmark cache of another dataset ({previous.meta.get('dataset_root', 'unknown root')}: "
-            f"{len(cached)} images, fewer than half of them in this one); pass another output file or delete it")
+            f"{output} is the {kind} cache of another dataset ({previous.meta.get('dataset_root', 'unknown root')}"
+            f"{shard}: {len(cached)} {unit}, fewer than half of them in this one); pass another output file or "
+            "delete it")
     return previous
 
 
-def default_cache_path(root: str | os.PathLike) -> Path:
-    """Where a dataset's landmark cache goes when no file is named: one per dataset folder in the user cache
-    folder (the sign datamodules' default, so ``signbridge landmarks ROOT`` builds the cache they read)."""
+def default_cache_path(root: str | os.PathLike, kind: str = "landmarks") -> Path:
+    """Where a dataset's cache goes when no file is named: one per dataset folder in the user cache folder, under
+    ``kind`` (``landmarks``, ``sequences``); the data modules' default, so ``signbridge landmarks ROOT`` (``signbridge
+    sequences extract ROOT``) builds the cache they read."""
     folder = Path(root).resolve()
     key = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
-    return cache_dir() / "landmarks" / f"{folder.name}-{key}.npz"
+    return cache_dir() / kind / f"{folder.name}-{key}.npz"
 
 
 def extract_landmarks(
@@ -353,7 +363,7 @@ def _reusable_rows(output: Path, paths: list[str], file_sizes: dict[str, int],
     the rest of it is not (None: it is all valid, or there is none)."""
     if not output.exists():
         return {}, None
-    previous = _previous_cache(output, paths)
+    previous = previous_cache(output, paths)
     stale = "it was unreadable" if previous is None else stale_reason(previous, fingerprint)
     if stale is not None or previous is None:
         return {}, stale

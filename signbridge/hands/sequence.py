@@ -75,6 +75,12 @@ def part_slices(parts: Sequence[str]) -> dict[str, slice]:
     return slices
 
 
+def part_of_point(parts: Sequence[str]) -> np.ndarray:
+    """The index in ``parts`` of each point's part: ``present[..., part_of_point(parts)]`` is the presence of every
+    point (a gather, which also exports to ONNX)."""
+    return np.repeat(np.arange(len(parts)), [PART_SIZES[name] for name in parts])
+
+
 def ordered_parts(parts: Sequence[str]) -> tuple[str, ...]:
     """``parts`` in the layout's order; an ``InputError`` for an unknown name."""
     unknown = sorted(set(parts) - set(PART_SIZES))
@@ -108,8 +114,7 @@ def from_vectors(vectors: np.ndarray, parts: Sequence[str] | None = None,
     present_array = np.stack(present, axis=1)
     points_array = np.concatenate(points, axis=1)
     # a part that was not found is exactly zeros, whatever the file held
-    sizes = [PART_SIZES[name] for name in kept]
-    points_array *= np.repeat(present_array, sizes, axis=1)[..., None]
+    points_array *= present_array[:, part_of_point(kept)][..., None]
     return np.ascontiguousarray(points_array), present_array, kept
 
 

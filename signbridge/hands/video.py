@@ -4,7 +4,6 @@ cache (``extract_sequences``, ``merge_sequence_caches``; ``signbridge sequences 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -16,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import cache_dir, check_writable, sha256_of
-from ..imageio import JUNK_FOLDERS, natural_key
-from .cache import worker_results
+from ..files import check_writable, sha256_of
+from ..imageio import natural_key, skipped_name
+from .cache import default_cache_path, failure_reason, previous_cache, stale_reason, worker_results
 from .detect import DetectorSettings, HandDetection
 from .model_file import resolve_hand_landmarker
 from .sequence import (
@@ -39,10 +38,6 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 HAND_PART_OF_SLOT = ("left_hand", "right_hand")
 
 
-def _skipped_name(name: str) -> bool:
-    return name.startswith(".") or name in JUNK_FOLDERS
-
-
 def list_sequence_folder(root: str | os.PathLike) -> tuple[list[str], list[str], list[int], str]:
     """List a folder-per-class sequence dataset: ``root/<class>/<sequence>/<frame>.npy`` folders or
     ``root/<class>/<video>`` files.
@@ -56,7 +51,7 @@ def list_sequence_folder(root: str | os.PathLike) -> tuple[list[str], list[str],
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: the data root is not a folder")
-    classes = sorted((d.name for d in root.iterdir() if d.is_dir() and not _skipped_name(d.name)), key=natural_key)
+    classes = sorted((d.name for d in root.iterdir() if d.is_dir() and not skipped_name(d.name)), key=natural_key)
     if not classes:
         raise InputError(f"{root}: no class folders found (expected ROOT/<class>/<sequence>/<frame>.npy or "
                          "ROOT/<class>/<video>)")
@@ -64,7 +59,7 @@ def list_sequence_folder(root: str | os.PathLike) -> tuple[list[str], list[str],
     for label, name in enumerate(classes):
         found = []
         for entry in sorted((root / name).iterdir(), key=lambda path: natural_key(path.name)):
-            if _skipped_name(entry.name):
+            if skipped_name(entry.name):
                 continue
             if entry.is_dir() and any(child.suffix == ".npy" for child in entry.iterdir()):
                 found.append(entry.relative_to(root).as_posix())
@@ -92,7 +87,7 @@ def list_sequences(root: str | os.PathLike) -> tuple[list[str], str]:
         raise InputError(f"{root}: not a folder of sequences")
     paths, sources = [], set()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not _skipped_name(d)]
+        dirnames[:] = [d for d in dirnames if not skipped_name(d)]
         folder = Path(dirpath)
         if any(name.endswith(".npy") and not name.startswith(".") for name in filenames) and folder != root:
             paths.append(folder.relative_to(root).as_posix())
@@ -100,7 +95,7 @@ def list_sequences(root: str | os.PathLike) -> tuple[list[str], str]:
             dirnames[:] = []
             continue
         for name in filenames:
-            if not _skipped_name(name) and Path(name).suffix.lower() in VIDEO_SUFFIXES:
+            if not skipped_name(name) and Path(name).suffix.lower() in VIDEO_SUFFIXES:
                 paths.append((folder / name).relative_to(root).as_posix())
                 sources.add("video")
     if not paths:
@@ -108,13 +103,6 @@ def list_sequences(root: str | os.PathLike) -> tuple[list[str], str]:
     if len(sources) > 1:
         raise InputError(f"{root}: holds both .npy sequence folders and videos; keep one form per folder")
     return sorted(paths, key=natural_key), sources.pop()
-
-
-def default_sequence_cache_path(root: str | os.PathLike) -> Path:
-    """Where a dataset's sequence cache goes when no file is named: one per dataset folder in the user cache."""
-    folder = Path(root).resolve()
-    key = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
-    return cache_dir() / "sequences" / f"{folder.name}-{key}.npz"
 
 
 def parse_shard(shard: str | None) -> tuple[int, int] | None:
@@ -218,37 +206,42 @@ class BodyTracker:
         self.close()
 
 
-def video_frames(path: str | os.PathLike):
-    """``(fps, iterator of (timestamp_ms, RGB frame))`` of a video file; an ``InputError`` naming it when it cannot
-    be opened."""
+def video_frames(path: str | os.PathLike | int):
+    """``(fps, frame count, iterator of (timestamp_ms, RGB frame))`` of a video file or, for an ``int``, a camera
+    (whose frame count is 0); an ``InputError`` naming it when it cannot be opened. A file's clock is its frame
+    rate, a camera's the wall clock."""
     import cv2
 
-    capture = cv2.VideoCapture(str(path))
+    camera = isinstance(path, int)
+    capture = cv2.VideoCapture(path if camera else str(path))
     if not capture.isOpened():
         capture.release()
-        raise InputError(f"{path}: cannot open the video (not a video, or a codec OpenCV lacks)")
+        raise InputError(f"{path}: cannot open the camera" if camera else
+                         f"{path}: cannot open the video (not a video, or a codec OpenCV lacks)")
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
     fps = fps if 0 < fps < 1000 else 30.0
+    count = 0 if camera else int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     def read():
-        index = 0
+        index, started = 0, time.monotonic()
         try:
             while True:
                 ok, bgr = capture.read()
                 if not ok:
                     break
-                yield int(index * 1000 / fps), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                timestamp = int((time.monotonic() - started) * 1000) if camera else int(index * 1000 / fps)
+                yield timestamp, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 index += 1
         finally:
             capture.release()
 
-    return fps, read()
+    return fps, count, read()
 
 
 def track_video(path: str | os.PathLike, tracker_settings: dict) -> tuple[np.ndarray, np.ndarray, float]:
     """Every frame of a video file through a fresh ``BodyTracker``: ``(points, present, fps)``; an ``InputError``
     for a video without one decodable frame."""
-    fps, frames = video_frames(path)
+    fps, _, frames = video_frames(path)
     points, present = [], []
     with BodyTracker(**tracker_settings) as tracker:
         for timestamp, frame in frames:
@@ -288,9 +281,7 @@ def _read_one(job: tuple[str, str]) -> tuple[str, np.ndarray | None, np.ndarray 
         points, present, fps = track_video(path, _worker_settings["tracker"])
         return relative, points, present, fps, path.stat().st_size, None
     except Exception as error:  # one bad sequence is reported and skipped; it must not stop the run
-        message = str(error)
-        prefix = f"{path}: "
-        return relative, None, None, 0.0, 0, message[len(prefix):] if message.startswith(prefix) else message
+        return relative, None, None, 0.0, 0, failure_reason(error, path)
 
 
 @dataclass
@@ -350,16 +341,7 @@ def sequence_cache_problem(path: str | os.PathLike, root: str | os.PathLike, pat
         cache = SequenceCache.load(path)
     except InputError as error:
         return str(error)
-    return _stale(cache, fingerprint) or _coverage(cache, Path(root), paths)
-
-
-def _stale(cache: SequenceCache, fingerprint: dict) -> str | None:
-    if cache.meta.get("format") != SEQUENCE_CACHE_FORMAT:
-        return f"cache format {cache.meta.get('format')} is not {SEQUENCE_CACHE_FORMAT}"
-    for key, value in fingerprint.items():
-        if cache.meta.get(key) != value:
-            return f"{key} differs (cache: {cache.meta.get(key)}, now: {value})"
-    return None
+    return stale_reason(cache, fingerprint, SEQUENCE_CACHE_FORMAT) or _coverage(cache, Path(root), paths)
 
 
 def _coverage(cache: SequenceCache, root: Path, paths: list[str]) -> str | None:
@@ -450,19 +432,18 @@ def extract_sequences(
     if selected is not None:
         kept = [i for i in range(len(paths)) if i % selected[1] == selected[0]]
         paths, labels = [paths[i] for i in kept], [labels[i] for i in kept]
-    default = default_sequence_cache_path(root)
+    default = default_cache_path(root, "sequences")
     if selected is not None:
         default = default.with_name(f"{default.stem}.shard-{selected[0]}-of-{selected[1]}.npz")
     output = Path(output) if output is not None else default
     check_writable(output, "sequence cache")
     tracker = tracker_settings(hand_model, settings, pose_model, face_model, mirrored) if source == "video" else {}
+    requested = list(ordered_parts(parts)) if parts is not None else None
     if source == "npy":
-        requested = list(ordered_parts(parts)) if parts is not None else None
         # the parts are those of the first sequence's vectors; every other sequence must hold the same
         first = read_npy_sequence(root / paths[0], requested)[2] if paths else ()
         parts = list(first)
     else:
-        requested = list(ordered_parts(parts)) if parts is not None else None
         available = ["left_hand", "right_hand"] + ["pose"] * bool(pose_model) + ["face"] * bool(face_model)
         parts = [name for name in ordered_parts(available) if requested is None or name in requested]
     fingerprint = sequence_fingerprint(source, requested, tracker)
@@ -517,23 +498,16 @@ def _reusable(output: Path, root: Path, paths: list[str], fingerprint: dict,
     the rest is not reused."""
     if not output.exists():
         return {}, None
-    try:
-        previous = SequenceCache.load(output)
-    except InputError as error:
-        aside = output.with_name(output.name + ".corrupt")
-        os.replace(output, aside)
-        return {}, f"{error}; moved it to {aside}"
-    stale = _stale(previous, fingerprint)
+    previous = previous_cache(output, paths, SequenceCache.load, "sequence", "sequences")
+    if previous is None:
+        return {}, "it was unreadable"
+    stale = stale_reason(previous, fingerprint, SEQUENCE_CACHE_FORMAT)
     if stale is None and list(previous.parts) != list(parts):
         stale = f"its parts are {list(previous.parts)}, now {list(parts)}"
     if stale is not None:
         return {}, stale
-    cached = set(previous.paths.tolist())
-    if cached and len(cached & set(paths)) < len(cached) / 2:
-        raise InputError(f"{output} is the sequence cache of another dataset or shard "
-                         f"({previous.meta.get('dataset_root')}, shard {previous.meta.get('shard')}); pass another "
-                         "output file or delete it")
-    return {p: row for p, row in previous.rows().items() if p in set(paths) and _size_of(root / p) == row[4]}, None
+    wanted = set(paths)
+    return {p: row for p, row in previous.rows().items() if p in wanted and _size_of(root / p) == row[4]}, None
 
 
 def _per_class(classes: list[str], paths: list[str], labels: list[int], done: dict[str, tuple],

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hands.sequence import PART_SIZES, part_slices
+from ..hands.sequence import PART_SIZES, part_of_point, part_slices
 from .landmarks import normalize_hands
 
 SequenceEncoderKind = Literal["conv_transformer", "gru", "lstm", "pooled"]
@@ -66,8 +66,7 @@ def valid_points(points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor
                  ) -> torch.Tensor:
     """``(B, T, P)``: a point counts when its frame is real (``mask``), its part was found and it is not all zeros
     (MediaPipe's "not found", and what point dropout leaves)."""
-    part_of_point = [index for index, name in enumerate(parts) for _ in range(PART_SIZES[name])]
-    per_point = present.bool()[..., torch.tensor(part_of_point, device=present.device)]  # a gather: exports to ONNX
+    per_point = present.bool()[..., torch.as_tensor(part_of_point(parts), device=present.device)]
     return per_point & mask.bool()[..., None] & (points != 0).any(-1)
 
 

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..hands.video import VIDEO_SUFFIXES
 from ..imageio import IMAGE_EXTENSIONS, decode_image_rgb
 
 MODELS_DIR_VARIABLE = "SIGNBRIDGE_UI_MODELS_DIR"
 CONFIGS_DIR_VARIABLE = "SIGNBRIDGE_UI_CONFIGS_DIR"
 PHOTO_TYPES = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)  # what the uploader accepts
-VIDEO_TYPES = ["avi", "m4v", "mkv", "mov", "mp4", "webm"]
+VIDEO_TYPES = sorted(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,5 @@ for upload in uploads:
     if not hands:
         scores.info("No hand found: classified from the image alone.")
     top = result.probabilities.argsort()[::-1][:5]
-    table = pd.DataFrame({"class": [model.recognizer.classes[i] for i in top],
-                          "probability": [float(result.probabilities[i]) for i in top]})
-    scores.dataframe(table, hide_index=True, column_config={
-        "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")})
+    show_top5(scores, [(model.recognizer.classes[i], float(result.probabilities[i])) for i in top])
     scores.caption(f"hands found: {hands} · {result.timings_ms.get('total', 0.0):.0f} ms")
