@@ -39,6 +39,7 @@ _API = {
     "HybridSignClassifier": "signbridge.tasks",
     "LandmarkClassifier": "signbridge.tasks",
     "SequenceClassifier": "signbridge.tasks",
+    "TextAlignedSequenceClassifier": "signbridge.tasks",
     "ATKClassifier": "signbridge.tasks",
     "EnsembleClassifier": "signbridge.tasks",
     "TextRecognizer": "signbridge.tasks",
@@ -53,6 +54,7 @@ _API = {
     "HybridSignNetConfig": "signbridge.models",
     "LandmarkNetConfig": "signbridge.models",
     "SequenceNetConfig": "signbridge.models",
+    "TextSideConfig": "signbridge.models",
     "HandAugment": "signbridge.data.transforms",
     "SequenceAugment": "signbridge.data.transforms",
     "DetectorSettings": "signbridge.hands.detect",
@@ -82,7 +84,7 @@ if TYPE_CHECKING:  # what a type checker and an editor see
     from .inference import ExportedModel, InferenceContract, InferenceModule, Prediction
     from .lightning_callbacks import callbacks
     from .lightning_cli import fit
-    from .models import HybridSignNetConfig, LandmarkNetConfig, SequenceNetConfig
+    from .models import HybridSignNetConfig, LandmarkNetConfig, SequenceNetConfig, TextSideConfig
     from .recognize import Recognizer, SequenceRecognizer
     from .tasks import (
         ATKClassifier,
@@ -92,6 +94,7 @@ if TYPE_CHECKING:  # what a type checker and an editor see
         LandmarkClassifier,
         RestorationGAN,
         SequenceClassifier,
+        TextAlignedSequenceClassifier,
         TextRecognizer,
     )
     from .tasks.base import Task, load_model

@@ -172,3 +172,35 @@ def format_per_class(rows: list[dict[str, Any]]) -> str:
     lines += [f"{row['class']:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  "
               f"{row['support']:7d}" for row in rows]
     return "\n".join(lines)
+
+
+def zero_shot_scores(logits: torch.Tensor, labels: torch.Tensor, seen_count: int, seen_penalty: float = 0.0
+                     ) -> dict[str, torch.Tensor]:
+    """The zero-shot scores of a test over seen and unseen classes, as the field reports them.
+
+    ``logits (N, C)`` score the seen classes (columns ``0..seen_count-1``) then the unseen ones; ``labels`` index
+    the same columns.
+
+    - ``unseen_acc`` / ``unseen_top5``: the unseen samples among the unseen names only (zero-shot, ZSL);
+    - ``seen_acc``: the seen samples among the seen names only (what a plain classifier of those classes does);
+    - ``gzsl_seen_acc`` / ``gzsl_unseen_acc``: every sample among all the names (generalised zero-shot), with
+      ``seen_penalty`` subtracted from the seen classes' logits first (calibrated stacking: a model trained on the
+      seen classes favours them), and ``gzsl_h``, their harmonic mean.
+    """
+    labels = labels.long()
+    seen = labels < seen_count
+    scores: dict[str, torch.Tensor] = {}
+    unseen_logits, unseen_labels = logits[~seen][:, seen_count:], labels[~seen] - seen_count
+    if len(unseen_labels):
+        top = unseen_logits.topk(min(5, unseen_logits.shape[1]), dim=1).indices
+        scores["unseen_acc"] = (top[:, 0] == unseen_labels).float().mean()
+        scores["unseen_top5"] = (top == unseen_labels[:, None]).any(1).float().mean()
+    if seen.any():
+        scores["seen_acc"] = (logits[seen][:, :seen_count].argmax(1) == labels[seen]).float().mean()
+    calibrated = logits.clone()
+    calibrated[:, :seen_count] -= seen_penalty
+    correct = (calibrated.argmax(1) == labels).float()
+    if seen.any() and (~seen).any():
+        s, u = correct[seen].mean(), correct[~seen].mean()
+        scores.update(gzsl_seen_acc=s, gzsl_unseen_acc=u, gzsl_h=2 * s * u / (s + u).clamp_min(1e-12))
+    return scores

@@ -25,7 +25,7 @@ from ..hands.video import (
     tracker_settings,
 )
 from .folder import ClassificationDataModule
-from .splits import group_kfold_split
+from .splits import group_kfold_split, held_out_classes
 from .transforms import SequenceAugment
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,11 @@ class SequenceDataModule(ClassificationDataModule):
         face_model: face landmarker ``.task`` to track the face of videos too.
         mirrored: the videos are mirrored (selfie view).
         extraction_workers: processes reading the sequences (default: one per core for videos).
+        unseen_classes: a zero-shot split (``docs/signs_and_words.md``): this many classes, drawn with
+            ``unseen_seed``, or these named classes, are held out of training and validation; the test split then
+            holds every sequence of them besides the seen classes' test sequences. ``classes`` are the seen classes
+            (the training labels), ``test_classes`` the seen then the unseen ones (the test labels).
+        unseen_seed: the draw of the unseen classes.
         min_hand_detection_confidence: detector setting (videos).
         min_hand_presence_confidence: detector setting (videos).
         **kwargs: the split (``val_fraction``, ``test_fraction``, ``split_seed``, ``num_folds``, ``fold``,
@@ -133,6 +138,8 @@ class SequenceDataModule(ClassificationDataModule):
         extraction_workers: int | None = None,
         min_hand_detection_confidence: float = 0.5,
         min_hand_presence_confidence: float = 0.5,
+        unseen_classes: int | list[str] | None = None,
+        unseen_seed: int = 0,
         **kwargs,
     ):
         super().__init__(root, **kwargs)
@@ -162,7 +169,26 @@ class SequenceDataModule(ClassificationDataModule):
 
     @property
     def _listing(self) -> tuple[list[str], list[str], list[int]]:
-        return self._sequence_listing[:3]
+        classes, paths, labels = self._sequence_listing[:3]
+        if not self.unseen_classes:
+            return classes, paths, labels
+        # the seen classes first (the training labels 0..S-1), then the unseen ones (S..)
+        order = [name for name in classes if name not in self.unseen_classes] + self.unseen_classes
+        label_of = [order.index(name) for name in classes]
+        return order[: len(classes) - len(self.unseen_classes)], paths, [label_of[label] for label in labels]
+
+    @cached_property
+    def unseen_classes(self) -> list[str]:
+        """The classes held out of training for a zero-shot test (``unseen_classes``); empty without one."""
+        h = self.hparams
+        if h.unseen_classes is None or h.unseen_classes == []:
+            return []
+        return held_out_classes(self._sequence_listing[0], h.unseen_classes, h.unseen_seed)
+
+    @property
+    def test_classes(self) -> list[str]:
+        """The names of the test labels: the seen classes, then the unseen ones."""
+        return self.classes + self.unseen_classes
 
     @property
     def source(self) -> str:
@@ -256,6 +282,16 @@ class SequenceDataModule(ClassificationDataModule):
         return found
 
     def split_indices(self, labels: list[int] | np.ndarray, paths: list[str] | None = None) -> dict[str, np.ndarray]:
+        if self.unseen_classes:  # the seen classes split as usual; every sequence of an unseen class is tested
+            labels = np.asarray(labels)
+            seen = np.flatnonzero(labels < len(self.classes))
+            split = self._split(labels[seen], [paths[i] for i in seen] if paths is not None else None)
+            split = {name: seen[indices] for name, indices in split.items()}
+            split["test"] = np.sort(np.concatenate([split["test"], np.flatnonzero(labels >= len(self.classes))]))
+            return split
+        return self._split(labels, paths)
+
+    def _split(self, labels: list[int] | np.ndarray, paths: list[str] | None = None) -> dict[str, np.ndarray]:
         h = self.hparams
         if h.signer_pattern is None or paths is None:
             return super().split_indices(labels)

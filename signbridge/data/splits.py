@@ -134,3 +134,21 @@ def group_kfold_split(labels: ArrayLike, groups: Sequence[str], num_folds: int |
     rest = np.setdiff1d(np.arange(len(label_array)), test)
     train, val = stratified_split(label_array[rest], (1 - val_fraction, val_fraction), seed + 1)
     return [rest[train], rest[val], test]
+
+
+def held_out_classes(classes: Sequence[str], unseen: int | Sequence[str], seed: int) -> list[str]:
+    """The classes held out of training for a zero-shot test: ``unseen`` of them drawn with ``seed`` (the same
+    draw for the same class list and seed), or the named ones (checked against ``classes``), in class order."""
+    if isinstance(unseen, int):
+        if not 0 < unseen < len(classes) - 1:
+            raise InputError(f"unseen_classes={unseen}: hold out at least 1 class and keep at least 2 of the "
+                             f"{len(classes)} for training")
+        chosen = np.random.default_rng([seed, len(classes)]).permutation(len(classes))[:unseen]
+        return [classes[i] for i in sorted(chosen)]
+    unknown = [name for name in unseen if name not in classes]
+    if unknown:
+        raise InputError(f"unseen_classes names {', '.join(unknown)}, which the data does not have")
+    if len(set(unseen)) > len(classes) - 2:
+        raise InputError(f"unseen_classes holds out {len(set(unseen))} of {len(classes)} classes: keep at least 2 "
+                         "for training")
+    return [name for name in classes if name in set(unseen)]

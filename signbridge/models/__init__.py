@@ -13,9 +13,17 @@ from .hybrid import (
 )
 from .landmarks import HandMLP, LandmarkEncoder, PointAttention, normalize_hands
 from .restoration import PatchDiscriminator, RestorationGenerator
-from .sequence import SequenceNet, SequenceNetConfig, frame_features, normalize_sequence
+from .sequence import (
+    SequenceNet,
+    SequenceNetConfig,
+    TextAlignedSequenceNet,
+    frame_features,
+    normalize_sequence,
+)
+from .text import ClassNameEncoder, TextAlignedHead, TextSideConfig, WordVectors, build_text_encoder
 
-__all__ = ["ATKCNN", "CRNN", "CrossAttentionFusion", "HandMLP", "HybridSignNet", "HybridSignNetConfig", "ImageNet",
-           "LandmarkEncoder", "LandmarkNet", "LandmarkNetConfig", "PatchDiscriminator", "PointAttention",
-           "RestorationGenerator", "SequenceNet", "SequenceNetConfig", "SpatialAttention", "frame_features",
-           "normalize_hands", "normalize_sequence"]
+__all__ = ["ATKCNN", "CRNN", "ClassNameEncoder", "CrossAttentionFusion", "HandMLP", "HybridSignNet",
+           "HybridSignNetConfig", "ImageNet", "LandmarkEncoder", "LandmarkNet", "LandmarkNetConfig",
+           "PatchDiscriminator", "PointAttention", "RestorationGenerator", "SequenceNet", "SequenceNetConfig",
+           "SpatialAttention", "TextAlignedHead", "TextAlignedSequenceNet", "TextSideConfig", "WordVectors",
+           "build_text_encoder", "frame_features", "normalize_hands", "normalize_sequence"]

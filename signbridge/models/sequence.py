@@ -23,6 +23,7 @@ from torch import nn
 
 from ..hands.sequence import PART_SIZES, part_of_point, part_slices
 from .landmarks import normalize_hands
+from .text import TextAlignedHead
 
 SequenceEncoderKind = Literal["conv_transformer", "gru", "lstm", "pooled"]
 
@@ -340,11 +341,48 @@ class SequenceNet(nn.Module):
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(self.encoder.width, num_classes)
 
+    @property
+    def width(self) -> int:
+        """The size of ``features``: the pooled sign embedding the classifier reads."""
+        return int(self.encoder.width)
+
     def forward(self, points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_dropout(self.features(points, present, mask)))
+
+    def features(self, points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The pooled sign embedding ``(B, width)`` of a batch, before the classifier's dropout and layer."""
         mask = mask.bool()
         # a sequence without one real frame (an empty window) is read as one frame of nothing, never NaN
         mask = mask | (~mask.any(1, keepdim=True) & (torch.arange(mask.shape[1], device=mask.device) == 0))
         x = self.input_norm(frame_features(points, present.bool(), mask, self.parts), mask)
         if self.embed is not None:
             x = self.embed(x) * mask[..., None]
-        return self.head(self.head_dropout(self.encoder(x, mask)))
+        return self.encoder(x, mask)
+
+
+class TextAlignedSequenceNet(nn.Module):
+    """A ``SequenceNet`` whose sign embedding is also projected into a text space (``TextAlignedHead``), so that a
+    sign is scored against any class name's embedding (``docs/signs_and_words.md``).
+
+    ``forward(points, present, mask, class_embeddings (C, D))``: logits ``(B, C)`` by similarity to the names;
+    ``sign.head`` is the plain classifier over the training classes (an auxiliary loss in training).
+
+    Args:
+        num_classes: the training classes (the plain classifier's outputs).
+        parts: the layout's parts, in order.
+        embedding_dim: the text space's size.
+        config: the sign network's architecture.
+        temperature: the similarity's initial temperature.
+        learn_temperature: learn the temperature.
+    """
+
+    def __init__(self, num_classes: int, parts: tuple[str, ...] | list[str], embedding_dim: int,
+                 config: SequenceNetConfig = SequenceNetConfig(), temperature: float = 0.07,
+                 learn_temperature: bool = True):
+        super().__init__()
+        self.sign = SequenceNet(num_classes, parts, config)
+        self.align = TextAlignedHead(self.sign.width, embedding_dim, temperature, learn_temperature)
+
+    def forward(self, points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor,
+                class_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.align(self.sign.features(points, present, mask), class_embeddings)

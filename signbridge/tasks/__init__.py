@@ -1,5 +1,6 @@
 """LightningModules: losses, metrics and optimisation around the plain models."""
 
+from .aligned import TextAlignedSequenceClassifier
 from .atk import ATKClassifier
 from .classification import ClassificationTask
 from .ensemble import EnsembleClassifier
@@ -17,5 +18,6 @@ __all__ = [
     "LandmarkClassifier",
     "RestorationGAN",
     "SequenceClassifier",
+    "TextAlignedSequenceClassifier",
     "TextRecognizer",
 ]

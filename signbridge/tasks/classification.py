@@ -196,14 +196,18 @@ class ClassificationTask(Task):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("class_names")
-        # scores against labels of other classes would be silently wrong; predict only needs the saved names
+        self.check_checkpoint_classes(saved)
+        self.class_names = saved if saved is not None else self.class_names
+        # checkpoints from before decision thresholds existed: no biases
+        checkpoint["state_dict"].setdefault("logit_bias", torch.zeros(self.hparams.num_classes or 0))
+
+    def check_checkpoint_classes(self, saved: list[str] | None) -> None:
+        """Refuse to score data of other classes than the checkpoint's: its scores would be silently wrong (predict
+        only needs the saved names)."""
         evaluating = self._trainer is not None and not self.trainer.predicting
         if evaluating and saved is not None and self.class_names is not None and list(saved) != self.class_names:
             raise InputError(f"{self.trainer.ckpt_path}: trained on the classes {_listed(saved)} but the data has "
                              f"{_listed(self.class_names)}: test it on data with the same class folders")
-        self.class_names = saved if saved is not None else self.class_names
-        # checkpoints from before decision thresholds existed: no biases
-        checkpoint["state_dict"].setdefault("logit_bias", torch.zeros(self.hparams.num_classes or 0))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args, **kwargs) -> None:
         # a task whose num_classes comes from the data has an empty bias until setup (e.g. the main process of
@@ -271,6 +275,10 @@ class ClassificationTask(Task):
             self.train_metrics.reset()
 
     def _eval_step(self, batch: dict, stage: str) -> None:
+        if stage == "test" and len(getattr(self.datamodule, "unseen_classes", ()) or ()):
+            batch = self.named_classes_only(batch)
+            if not len(batch["label"]):
+                return
         logits = self(batch)
         loss = self.classification_loss(logits, batch["label"])
         if stage == "val":
@@ -283,6 +291,14 @@ class ClassificationTask(Task):
         confusion.update(logits, batch["label"])
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
         self.log_dict(metrics, prog_bar=True, batch_size=size)
+
+    def named_classes_only(self, batch: dict) -> dict:
+        """The samples of a zero-shot test batch whose classes this model can name (a plain classifier knows only
+        the training classes: the held-out classes' samples are left out of its scores)."""
+        keep = batch["label"] < int(self.hparams.num_classes)
+        return {key: value[keep] if isinstance(value, torch.Tensor) else
+                [item for item, kept in zip(value, keep.tolist()) if kept] if isinstance(value, list) else value
+                for key, value in batch.items()}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")

@@ -42,6 +42,12 @@ class SequenceClassifier(ClassificationTask):
             settings["parts"] = list(parts)
         return settings
 
+    @property
+    def sequence_net(self) -> SequenceNet:
+        """The ``SequenceNet`` of the task's model."""
+        assert isinstance(self.model, SequenceNet)
+        return self.model
+
     def build_model(self) -> nn.Module:
         return SequenceNet(self.hparams.num_classes, tuple(self.hparams.parts), SequenceNetConfig(**self.hparams.net))
 
@@ -55,6 +61,6 @@ class SequenceClassifier(ClassificationTask):
         h = self.hparams
         if h.get("late_dropout") is not None and self.trainer.max_epochs:
             late = self.current_epoch >= int(h.late_dropout_start * self.trainer.max_epochs)
-            dropout = self.model.head_dropout
+            dropout = self.sequence_net.head_dropout
             assert isinstance(dropout, nn.Dropout)
             dropout.p = h.late_dropout if late else SequenceNetConfig(**h.net).head_dropout
