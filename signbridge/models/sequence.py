@@ -23,7 +23,7 @@ from torch import nn
 
 from ..hands.sequence import PART_SIZES, part_of_point, part_slices
 from .landmarks import normalize_hands
-from .text import TextAlignedHead
+from .text import TextAlignedHead, TextMapping
 
 SequenceEncoderKind = Literal["conv_transformer", "gru", "lstm", "pooled"]
 
@@ -344,7 +344,7 @@ class SequenceNet(nn.Module):
     @property
     def width(self) -> int:
         """The size of ``features``: the pooled sign embedding the classifier reads."""
-        return int(self.encoder.width)
+        return int(self.encoder.width)  # type: ignore[arg-type]
 
     def forward(self, points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_dropout(self.features(points, present, mask)))
@@ -372,16 +372,17 @@ class TextAlignedSequenceNet(nn.Module):
         parts: the layout's parts, in order.
         embedding_dim: the text space's size.
         config: the sign network's architecture.
+        mapping: which side is projected into the other's space (``TextAlignedHead``).
         temperature: the similarity's initial temperature.
         learn_temperature: learn the temperature.
     """
 
     def __init__(self, num_classes: int, parts: tuple[str, ...] | list[str], embedding_dim: int,
-                 config: SequenceNetConfig = SequenceNetConfig(), temperature: float = 0.07,
-                 learn_temperature: bool = True):
+                 config: SequenceNetConfig = SequenceNetConfig(), mapping: TextMapping = "sign_to_text",
+                 temperature: float = 0.07, learn_temperature: bool = True):
         super().__init__()
         self.sign = SequenceNet(num_classes, parts, config)
-        self.align = TextAlignedHead(self.sign.width, embedding_dim, temperature, learn_temperature)
+        self.align = TextAlignedHead(self.sign.width, embedding_dim, mapping, temperature, learn_temperature)
 
     def forward(self, points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor,
                 class_embeddings: torch.Tensor) -> torch.Tensor:

@@ -43,16 +43,16 @@ class TextSideConfig:
             needs the file only for names it was not trained on.
         model: the text model's name on the Hugging Face hub or its folder (``encoder: pretrained``).
         dim: the character encoder's width.
-        center: subtract the vector file's mean vector before use (word vectors share a common direction, which
-            makes every pair of names look alike: the 40 glosses of wlasl40 have a mean cosine of 0.32, 0.02 after
-            centring).
+        center: subtract the vector file's mean vector before use (word vectors share a common direction: the 40
+            glosses of wlasl40 have a mean cosine of 0.32, 0.02 after centring). Off by default: on wlasl40's
+            zero-shot splits it did not help (``benchmarks/RESULTS.md``, "Signs and words").
     """
 
     encoder: TextEncoderKind = "vectors"
     vectors: str | None = None
     model: str | None = None
     dim: int = 256
-    center: bool = True
+    center: bool = False
 
 
 class WordVectors:
@@ -96,7 +96,7 @@ class WordVectors:
             raise InputError(f"{self.path}: no vector for the word '{missing[0]}' of the class name '{name}'"
                              + (f" (nor for {', '.join(missing[1:])})" if len(missing) > 1 else "")
                              + ": add it to the file or rename the class")
-        rows = [self.index.get(word, self.index.get(word.lower())) for word in words]
+        rows = [self.index[word] if word in self.index else self.index[word.lower()] for word in words]
         return self.vectors[rows].mean(0)
 
     def embed(self, names: list[str]) -> np.ndarray:
@@ -162,7 +162,7 @@ class ClassNameEncoder(nn.Module):
 class VectorsEncoder(ClassNameEncoder):
     """Embeddings from a word-vector file, read on first use (a trained model needs it only for new names)."""
 
-    def __init__(self, path: str, center: bool = True):
+    def __init__(self, path: str, center: bool = False):
         super().__init__()
         self.path, self.center = path, center
         self._vectors: WordVectors | None = None
@@ -250,20 +250,36 @@ class PretrainedTextEncoder(ClassNameEncoder):
         return ((hidden * mask).sum(1) / mask.sum(1).clamp_min(1)).float()
 
 
+TextMapping = Literal["sign_to_text", "text_to_sign"]
+
+
 class TextAlignedHead(nn.Module):
-    """Sign features -> unit vectors in the text space (a linear projection), scored against class-name
-    embeddings by cosine similarity times a learnable scale (CLIP's inverse temperature, at most 100).
+    """Signs scored against class-name embeddings by cosine similarity times a learnable scale (CLIP's inverse
+    temperature, at most 100), in one of two spaces:
+
+    - ``sign_to_text`` (CLIP): the sign features are projected into the text space;
+    - ``text_to_sign``: the names' embeddings are projected into the sign features' space (as "deep embedding"
+      zero-shot models do: a name then predicts its sign's prototype, which resists the hubness of high-dimensional
+      text spaces).
 
     Args:
         width: the sign features' size.
         embedding_dim: the text space's size.
+        mapping: ``sign_to_text`` or ``text_to_sign``.
         temperature: the initial temperature (CLIP: 0.07).
         learn_temperature: learn it with the model (otherwise it stays fixed).
     """
 
-    def __init__(self, width: int, embedding_dim: int, temperature: float = 0.07, learn_temperature: bool = True):
+    def __init__(self, width: int, embedding_dim: int, mapping: TextMapping = "sign_to_text",
+                 temperature: float = 0.07, learn_temperature: bool = True):
         super().__init__()
-        self.projection = nn.Linear(width, embedding_dim)
+        self.mapping = mapping
+        if mapping == "sign_to_text":
+            self.projection = nn.Linear(width, embedding_dim)
+        elif mapping == "text_to_sign":
+            self.projection = nn.Linear(embedding_dim, width, bias=False)
+        else:
+            raise InputError(f"unknown text mapping '{mapping}' (sign_to_text, text_to_sign)")
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)), requires_grad=learn_temperature)
 
     @property
@@ -271,12 +287,16 @@ class TextAlignedHead(nn.Module):
         return self.logit_scale.exp().clamp(max=100.0)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
-        """The unit-length sign embeddings ``(B, embedding_dim)``."""
-        return normalized(self.projection(features))
+        """The unit-length sign embeddings ``(B, ...)`` in the shared space."""
+        return normalized(self.projection(features) if self.mapping == "sign_to_text" else features)
+
+    def embed_names(self, class_embeddings: torch.Tensor) -> torch.Tensor:
+        """The unit-length class-name embeddings ``(C, ...)`` in the shared space."""
+        return normalized(self.projection(class_embeddings) if self.mapping == "text_to_sign" else class_embeddings)
 
     def forward(self, features: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C)``: scaled cosine similarity of each sign to each class name's embedding ``(C, D)``."""
-        return self.scale * self.embed(features) @ normalized(class_embeddings).T
+        return self.scale * self.embed(features) @ self.embed_names(class_embeddings).T
 
 
 def build_text_encoder(config: TextSideConfig) -> ClassNameEncoder:

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..inference import InferenceContract
 from ..metrics import zero_shot_scores
 from ..models.sequence import SequenceNet, SequenceNetConfig, TextAlignedSequenceNet
-from ..models.text import TextSideConfig, WordVectors, build_text_encoder
+from ..models.text import ClassNameEncoder, TextMapping, TextSideConfig, WordVectors, build_text_encoder
 from .classification import check_data_settings
 from .sequence import SequenceClassifier
 
@@ -68,6 +68,8 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
         net: the sign network's architecture.
         text: where the class names' embeddings come from (``TextSideConfig``).
         embedding_dim: the text space's size (default: the text source's).
+        mapping: ``sign_to_text`` (CLIP: the sign embedding is projected into the text space) or ``text_to_sign``
+            (the names' embeddings are projected into the sign space: each name predicts its sign's prototype).
         alignment: ``class_names`` or ``infonce``.
         alignment_weight: the alignment loss's weight.
         ce_weight: the plain classifier's cross-entropy weight (0: alignment only).
@@ -75,22 +77,37 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
         learn_temperature: learn the temperature.
         classes: the names ``predict`` scores (default: the training classes).
         classes_file: the same from a file: one name per line, or a word-vector file (all its words).
+        new_names: how names the model was not trained on are scored: ``prototypes`` (default: a ridge regression
+            from the training names' embeddings to their signs' mean embeddings, fitted in closed form after every
+            training epoch, predicts each new name's sign prototype; measured better on unseen signs than the
+            trained alignment, which specialises in the training classes) or ``alignment`` (the trained alignment,
+            as for the training names).
+        prototype_ridge: the regression's ridge penalty.
         seen_penalty: generalised zero-shot calibration: subtracted from the seen classes' cosine similarity in
             the ``test_gzsl_*`` scores (0: none).
         **kwargs: see ``SequenceClassifier`` and ``ClassificationTask``.
     """
 
     data_setting_names = ("num_classes", "parts", "embedding_dim")
+    model: TextAlignedSequenceNet
+    text: ClassNameEncoder
+    class_embeddings: torch.Tensor
+    sign_mean: torch.Tensor
+    name_to_prototype: torch.Tensor
 
     def __init__(self, num_classes: int | None = None, parts: list[str] | None = None,
                  net: SequenceNetConfig = SequenceNetConfig(), text: TextSideConfig = TextSideConfig(),
-                 embedding_dim: int | None = None, alignment: AlignmentLoss = "class_names",
+                 embedding_dim: int | None = None, mapping: TextMapping = "sign_to_text",
+                 alignment: AlignmentLoss = "class_names",
                  alignment_weight: float = 1.0, ce_weight: float = 0.5, temperature: float = 0.07,
                  learn_temperature: bool = True, classes: list[str] | None = None, classes_file: str | None = None,
+                 new_names: Literal["prototypes", "alignment"] = "prototypes", prototype_ridge: float = 1.0,
                  seen_penalty: float = 0.0, **kwargs):
         if alignment_weight < 0 or ce_weight < 0 or alignment_weight + ce_weight == 0:
             raise InputError(f"alignment_weight={alignment_weight} and ce_weight={ce_weight}: both must be >= 0 and "
                              "one of them > 0")
+        if not prototype_ridge > 0:
+            raise InputError(f"prototype_ridge must be > 0, got {prototype_ridge}")
         if not temperature > 0:
             raise InputError(f"temperature must be > 0, got {temperature}")
         super().__init__(num_classes=num_classes, parts=parts, net=net, **kwargs)
@@ -110,8 +127,13 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
         h = self.hparams
         # the training classes' name embeddings: filled at fit, saved with the weights
         self.register_buffer("class_embeddings", torch.zeros(h.num_classes, h.embedding_dim))
-        return TextAlignedSequenceNet(h.num_classes, tuple(h.parts), h.embedding_dim, SequenceNetConfig(**h.net),
-                                      h.temperature, h.learn_temperature)
+        net = TextAlignedSequenceNet(h.num_classes, tuple(h.parts), h.embedding_dim, SequenceNetConfig(**h.net),
+                                     h.mapping, h.temperature, h.learn_temperature)
+        # the new names' scorer (fit_prototype_map): the training signs' mean embedding and the ridge map from a
+        # name's embedding to its sign's prototype; all zeros until fitted
+        self.register_buffer("sign_mean", torch.zeros(net.sign.width))
+        self.register_buffer("name_to_prototype", torch.zeros(h.embedding_dim, net.sign.width))
+        return net
 
     @property
     def sequence_net(self) -> SequenceNet:
@@ -128,7 +150,7 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
     def setup(self, stage: str) -> None:
         self._stage = stage
         super().setup(stage)
-        datamodule = self.datamodule
+        datamodule: Any = self.datamodule
         if stage == "fit":
             self.training_names = list(self.class_names or [])
             if not self.text.trainable:
@@ -209,11 +231,51 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
         super().on_train_epoch_start()
         self._name_cache = None
 
+    def forward(self, batch: dict) -> torch.Tensor:
+        names = list(self.class_names or self.training_names or [])
+        new = [name not in set(self.training_names or names) for name in names]
+        if not any(new) or self.hparams.get("new_names") == "alignment" or not self.name_to_prototype.any():
+            return self.model(batch["points"], batch["present"], batch["mask"], self.name_embeddings())
+        features = self.sequence_net.features(batch["points"], batch["present"], batch["mask"])
+        embeddings = self.name_embeddings()
+        aligned = self.model.align(features, embeddings)
+        signs = F.normalize(features.float() - self.sign_mean, dim=-1)
+        prototypes = F.normalize(embeddings.float() @ self.name_to_prototype, dim=-1)
+        predicted = self.model.align.scale * signs @ prototypes.T
+        return torch.where(torch.tensor(new, device=features.device), predicted, aligned.float())
+
+    @torch.no_grad()
+    def fit_prototype_map(self) -> None:
+        """Fit the new names' scorer on the training split (not augmented, in eval mode): the signs' embeddings,
+        centred on their mean and scaled to unit length, are averaged per class (each training class's prototype),
+        and a ridge regression (``prototype_ridge``) maps the training names' embeddings to their prototypes."""
+        datamodule: Any = self.datamodule
+        if datamodule is None or self.hparams.get("new_names") == "alignment":
+            return
+        was_training = self.training
+        self.eval()
+        features, labels = [], []
+        for batch in datamodule.train_dataloader():
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            features.append(self.sequence_net.features(batch["points"], batch["present"], batch["mask"]).float())
+            labels.append(batch["label"])
+        self.train(was_training)
+        h, y = torch.cat(features), torch.cat(labels)
+        mean = h.mean(0)
+        signs = F.normalize(h - mean, dim=-1)
+        n = self.hparams.num_classes
+        prototypes = torch.zeros(n, h.shape[1], device=h.device).index_add_(0, y, signs)
+        prototypes /= torch.bincount(y, minlength=n).clamp_min(1)[:, None]
+        names = (self.text(self.training_names).to(h) if self.text.trainable else self.class_embeddings).float()
+        # the dual form of ridge regression: names (C, D) with C << D
+        gram = names @ names.T + self.hparams.prototype_ridge * torch.eye(n, device=h.device)
+        self.name_to_prototype.copy_(names.T @ torch.linalg.solve(gram, prototypes))
+        self.sign_mean.copy_(mean)
+
     def on_validation_epoch_start(self) -> None:
         self._name_cache = None
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.model(batch["points"], batch["present"], batch["mask"], self.name_embeddings())
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self.fit_prototype_map()
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         h, labels = self.hparams, batch["label"]
@@ -264,7 +326,8 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        if getattr(self.datamodule, "unseen_classes", None) and self.zero_shot_labels.update_count:
+        datamodule: Any = self.datamodule
+        if getattr(datamodule, "unseen_classes", None) and self.zero_shot_labels.update_count:
             scores = zero_shot_scores(self.zero_shot_logits.compute(), self.zero_shot_labels.compute(),
-                                      len(self.datamodule.classes), self.hparams.seen_penalty)
+                                      len(datamodule.classes), self.hparams.seen_penalty)
             self.log_dict({f"test_{name}": value for name, value in scores.items()})

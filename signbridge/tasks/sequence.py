@@ -28,7 +28,7 @@ class SequenceClassifier(ClassificationTask):
             ...).
     """
 
-    data_setting_names = ("num_classes", "parts")
+    data_setting_names: tuple[str, ...] = ("num_classes", "parts")
 
     def __init__(self, num_classes: int | None = None, parts: list[str] | None = None,
                  net: SequenceNetConfig = SequenceNetConfig(), late_dropout: float | None = None,

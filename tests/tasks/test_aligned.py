@@ -113,7 +113,8 @@ def test_predict_and_test_over_other_class_names(zero_shot_runs, directions, tmp
     output = tmp_path / "predictions.csv"
     args = _args(run / "words", directions, vectors)
     main(["predict", *args, "--ckpt_path", str(best), "--model.init_args.classes", "[sign1, sign2]",
-          "--trainer.callbacks+=signbridge.lightning_callbacks.PredictionWriter", f"--trainer.callbacks.output={output}"])
+          "--trainer.callbacks+=signbridge.lightning_callbacks.PredictionWriter",
+          f"--trainer.callbacks.output={output}"])
     rows = list(csv.DictReader(output.open()))
     assert rows and {row["predicted_class"] for row in rows} <= {"sign1", "sign2"}
     tested = main(["test", *args, "--ckpt_path", str(best), "--data.init_args.test_fraction", "0.5"])
@@ -141,3 +142,29 @@ def test_a_class_list_file(tmp_path):
     assert read_class_list(direction_vectors(tmp_path / "v.txt"))[:2] == ["sign0", "sign1"]
     with pytest.raises(InputError, match="class list not found"):
         read_class_list(tmp_path / "absent.txt")
+
+
+def test_a_zero_shot_split_keeps_the_unseen_classes_out_of_training(tmp_path):
+    from signbridge.data import SequenceDataModule
+    from signbridge.tasks import SequenceClassifier
+
+    root = write_sequences(tmp_path / "signs", length=126, classes=6, per_class=5, frames=4)
+    data = SequenceDataModule(str(root), landmarks_file=str(tmp_path / "cache.npz"), unseen_classes=2, unseen_seed=3,
+                              val_fraction=0.2, test_fraction=0.2)
+    data.prepare_data()
+    data.setup("fit")
+    assert len(data.unseen_classes) == 2 and data.test_classes == data.classes + data.unseen_classes
+    assert not set(data.unseen_classes) & set(data.classes)
+    seen = len(data.classes)
+    assert max(data.datasets["train"].labels) < seen and max(data.datasets["val"].labels) < seen
+    test = data.datasets["test"].labels
+    assert test.count(seen) == 5 and test.count(seen + 1) == 5 and any(label < seen for label in test)
+    unseen_paths = {p for p, label in zip(data.datasets["test"].paths, test) if label >= seen}
+    assert {p.split("/")[0] for p in unseen_paths} == set(data.unseen_classes)
+    # the same draw again; a plain classifier scores only the classes it can name
+    again = SequenceDataModule(str(root), landmarks_file=str(tmp_path / "cache.npz"), unseen_classes=2, unseen_seed=3)
+    assert again.unseen_classes == data.unseen_classes
+    plain = SequenceClassifier(num_classes=seen, parts=list(data.parts))
+    batch = {"label": torch.tensor([0, seen, 1]), "points": torch.zeros(3, 2), "path": ["a", "b", "c"]}
+    kept = plain.named_classes_only(batch)
+    assert kept["label"].tolist() == [0, 1] and kept["path"] == ["a", "c"] and kept["points"].shape == (2, 2)
