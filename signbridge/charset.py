@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .ctc import greedy_paths
 from .errors import InputError
 
 
@@ -52,10 +53,7 @@ class Charset:
 
     def decode_greedy(self, logits: torch.Tensor) -> list[str]:
         """Best-path CTC decoding of ``(B, T, classes)`` logits: argmax per step, merge repeats, drop blanks."""
-        best = logits.argmax(dim=-1)
-        keep = best != 0
-        keep[:, 1:] &= best[:, 1:] != best[:, :-1]
-        return [self.decode(row[mask].tolist()) for row, mask in zip(best.cpu(), keep.cpu())]
+        return [self.decode(path) for path in greedy_paths(logits)]
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Charset) and other.chars == self.chars

@@ -31,8 +31,10 @@ def focal_loss(
     return per_sample.sum() / total_weight
 
 
-def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
-    """Mean CTC loss (per target character, as ``F.ctc_loss``) of ``(B, T, classes)`` logits; blank is class 0.
+def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
+             input_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean CTC loss (per target token, as ``F.ctc_loss``) of ``(B, T, classes)`` logits; blank is class 0;
+    ``input_lengths``: each sequence's real steps (default: all ``T``).
 
     Computed in float32 with autocast off: in half precision the log-sum-exp of long alignments underflows.
     Targets with more characters than a valid alignment allows give an infinite loss, counted as zero
@@ -40,7 +42,8 @@ def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.
     """
     with torch.autocast(logits.device.type, enabled=False):
         log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, classes)
-        input_lengths = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long, device=logits.device)
+        if input_lengths is None:
+            input_lengths = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long, device=logits.device)
         return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, zero_infinity=True)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import InputError
 from .hands.detect import DetectorSettings, HandDetector
 from .hands.video import VIDEO_SUFFIXES
-from .inference import load_predictor, read_contract
+from .inference import InferenceModule, load_predictor, read_contract
 
 
 @dataclass
@@ -200,6 +200,19 @@ class SequenceRecognizer:
         self._frames: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=self.window)
         self._recent: deque[np.ndarray] = deque(maxlen=self.smoothing)
         self._count = 0
+
+    def use_classes(self, names: list[str] | None) -> None:
+        """Score these class names from now on (a text-aligned checkpoint, ``TextAlignedSequenceClassifier``); None:
+        the classes it was trained on."""
+        task = getattr(self.model, "task", None)
+        if not hasattr(task, "use_classes"):
+            raise InputError("only a text-aligned checkpoint (.ckpt) scores other class names; this model scores "
+                             f"{len(self.classes)} fixed classes")
+        assert task is not None and isinstance(self.model, InferenceModule)
+        task.use_classes(list(names) if names else list(task.training_names or self.classes))
+        self.contract = self.model.contract = task.inference_contract()
+        self.classes = list(self.contract.classes)
+        self._recent.clear()
 
     def push(self, frame: np.ndarray, timestamp_ms: int) -> WindowRecognition | None:
         """Track one frame; classify the window when ``stride`` frames have come since the last one."""

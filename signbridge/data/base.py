@@ -28,7 +28,7 @@ class SplitDataModule(L.LightningDataModule):
     Args:
         root: dataset folder.
         val_fraction: share of each class (or of the images) for validation.
-        test_fraction: share for testing.
+        test_fraction: share for testing (1: every sample is tested, a test-only dataset).
         split_seed: seed of the split (stable across runs and machines).
         batch_size: samples per batch (per process under DDP).
         num_workers: DataLoader worker processes.
@@ -70,8 +70,15 @@ class SplitDataModule(L.LightningDataModule):
     def split_indices(self, labels: list[int] | np.ndarray) -> dict[str, np.ndarray]:
         """Sample indices of the train/val/test splits (stratified by ``labels``, from ``split_seed``)."""
         h = self.hparams
-        fractions = (1 - h.val_fraction - h.test_fraction, h.val_fraction, h.test_fraction)
+        # test_fraction 1: a test-only dataset (e.g. signs a text-aligned model never saw)
+        fractions = (0, 0, 1) if self.test_only else (1 - h.val_fraction - h.test_fraction, h.val_fraction,
+                                                      h.test_fraction)
         return dict(zip(("train", "val", "test"), stratified_split(labels, fractions, h.split_seed)))
+
+    @property
+    def test_only(self) -> bool:
+        """``test_fraction: 1``: every sample is tested (nothing to train on)."""
+        return self.hparams.test_fraction >= 1 and not self.hparams.get("num_folds")
 
     def _loader(self, split: str, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
         """The loader of one split; a training loader (``shuffle``) drops its last incomplete batch, and draws with

@@ -84,12 +84,14 @@ class ClassificationDataModule(SplitDataModule):
         counts = np.bincount(labels, minlength=len(self.classes))
         few = ", ".join(f"{name} ({count})" for name, count in zip(self.classes, counts) if count < 3)
         for name in ("train", "val"):
-            if not len(split[name]):
+            if not len(split[name]) and not self.test_only:
                 raise InputError(
                     f"{self.root}: the {name} split is empty (val_fraction={h.val_fraction}, "
                     f"test_fraction={h.test_fraction}); a class needs at least 3 {self.sample_noun} for train, val and "
                     f"test, 2 without a test split. Classes with fewer: {few or 'none'}")
         for name, indices in split.items():
+            if self.test_only and name != "test":
+                continue
             missing = sorted(set(range(len(self.classes))) - set(labels[indices].tolist()))
             if len(indices) and missing:
                 log.warning("the %s split of %s has no %s of %d classes (%s): their %s scores are not measured",

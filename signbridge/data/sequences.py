@@ -117,6 +117,7 @@ class SequenceDataModule(ClassificationDataModule):
         min_hand_presence_confidence: detector setting (videos).
         **kwargs: the split (``val_fraction``, ``test_fraction``, ``split_seed``, ``num_folds``, ``fold``,
             ``train_per_class``, ``sampling``) and loader arguments of ``ClassificationDataModule``.
+            ``test_fraction: 1`` tests every sequence (a folder of signs a text-aligned model was not trained on).
     """
 
     collate_fn = staticmethod(collate_sequences)
@@ -320,7 +321,7 @@ class SequenceDataModule(ClassificationDataModule):
         paths = [all_paths[i] for i in kept]
         labels = [all_labels[i] for i in kept]
         for split, indices in self.split_indices(labels, paths).items():
-            if split == "test" and not len(indices):
+            if not len(indices) and (split == "test" or self.test_only):
                 continue
             self.datasets[split] = SequenceDataset(cache, rows[indices], [labels[i] for i in indices], h.max_frames,
                                                    self.parts)

@@ -306,9 +306,10 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
     def inference_contract(self) -> InferenceContract:
         contract = super().inference_contract()
         text = dict(self.hparams.text)
+        # the logits are scaled cosine similarities to the class names' embeddings; decoded by argmax as any class
         contract.preprocessing["text"] = {"encoder": text.get("encoder"), "embedding_dim": self.hparams.embedding_dim,
-                                          "trained_classes": list(self.training_names or [])}
-        contract.decoding = "argmax of the cosine similarity to the class names' embeddings (saved in the model)"
+                                          "trained_classes": list(self.training_names or []),
+                                          "new_names": self.hparams.get("new_names", "prototypes")}
         return contract
 
     # -- zero-shot test -------------------------------------------------------------------------------------------

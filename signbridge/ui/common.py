@@ -68,8 +68,14 @@ class SharedRecognizer:
         with self.lock:
             return self.recognizer.predict(frame)  # type: ignore[union-attr]
 
-    def classify_video(self, name: str, data: bytes):
-        """An uploaded video's ``VideoRecognition``; an ``InputError`` naming it when it cannot be decoded."""
+    @property
+    def scores_any_names(self) -> bool:
+        """A text-aligned sequence model: it scores class names the user types."""
+        return self.reads_videos and "text" in self.recognizer.contract.preprocessing
+
+    def classify_video(self, name: str, data: bytes, classes: list[str] | None = None):
+        """An uploaded video's ``VideoRecognition`` (over ``classes`` for a text-aligned model; None: its trained
+        classes); an ``InputError`` naming it when it cannot be decoded."""
         import tempfile
 
         with tempfile.TemporaryDirectory() as folder:
@@ -77,6 +83,8 @@ class SharedRecognizer:
             path.write_bytes(data)
             with self.lock:
                 try:
+                    if self.scores_any_names:
+                        self.recognizer.use_classes(classes)  # type: ignore[union-attr]
                     return self.recognizer.classify_video(path)  # type: ignore[union-attr]
                 except InputError as error:
                     raise InputError(str(error).replace(str(path), name)) from None

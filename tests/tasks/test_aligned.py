@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +118,19 @@ def test_predict_and_test_over_other_class_names(zero_shot_runs, directions, tmp
           f"--trainer.callbacks.output={output}"])
     rows = list(csv.DictReader(output.open()))
     assert rows and {row["predicted_class"] for row in rows} <= {"sign1", "sign2"}
-    tested = main(["test", *args, "--ckpt_path", str(best), "--data.init_args.test_fraction", "0.5"])
-    assert 0.0 <= float(tested.trainer.callback_metrics["test_acc"]) <= 1.0
-    assert tested.model.class_names == tested.datamodule.classes and len(tested.model.class_names) == CLASSES
+    # a folder of only the signs it never saw, every sequence tested: named from their vectors
+    trained = set(torch.load(best, weights_only=True, map_location="cpu")["class_names"])
+    others = tmp_path / "other_signs"
+    for folder in directions.iterdir():
+        if folder.name not in trained:
+            shutil.copytree(folder, others / folder.name)
+    other_args = _args(tmp_path, others, vectors)
+    tested = main(["test", *other_args, "--ckpt_path", str(best), "--data.init_args.test_fraction", "1"])
+    assert tested.model.class_names == tested.datamodule.classes and len(tested.model.class_names) == 3
+    assert len(tested.datamodule.datasets["test"]) == 3 * 6
+    assert float(tested.trainer.callback_metrics["test_acc"]) >= 0.8  # chance: 1/3
+    with pytest.raises(InputError, match="there is no train split"):
+        main(["fit", *other_args, "--data.init_args.test_fraction", "1"])
 
 
 def test_export_carries_the_class_embeddings(zero_shot_runs, tmp_path):

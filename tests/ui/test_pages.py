@@ -229,3 +229,31 @@ def test_train_page_runs_an_uploaded_config(app_settings, tmp_path, digits_subse
     finished = wait_for(job, ("finished", "failed", "lost"))
     assert finished.state == "finished", finished.log_tail(40)
     assert read_metadata(finished.model_metadata())["epochs"] == 2
+
+
+def test_predict_over_class_names_typed_for_a_text_aligned_model(app_settings, tmp_path, wlasl_subset, hand_model):
+    """A text-aligned sequence model (real gloss vectors) trained on 4 real signs; the page scores an uploaded real
+    video over the names typed in, which it was not trained on, and says so when a name has no vector."""
+    from signbridge.cli import main
+    from tests.conftest import shared_dir
+
+    models_dir = app_settings(tmp_path / "runs")
+    vectors = shared_dir("data", "sign_sequences", "wlasl_gloss_vectors.txt")
+    main(["fit", "--config", str(REPO / "configs" / "sign_sequences_text.yaml"), "--data.init_args.root",
+          str(wlasl_subset), "--data.init_args.landmarks_file", str(tmp_path / "cache.npz"),
+          "--model.init_args.text.vectors", str(vectors), "--data.init_args.batch_size", "8",
+          "--trainer.max_epochs", "2", "--model.init_args.net.dim", "32", "--model.init_args.net.depth", "1",
+          "--trainer.logger.init_args.save_dir", str(models_dir), "--trainer.enable_progress_bar", "false"])
+    video = sorted(shared_dir("data", "sign_sequences", "videos", "abdomen").glob("*.mp4"))[1]
+    app = page("predict")
+    assert not app.info, [m.value for m in app.info]
+    assert "TextAlignedSequenceClassifier" in app.caption[0].value
+    app.text_input[0].set_value("mother, father, go")
+    app.file_uploader[0].set_value([(video.name, video.read_bytes(), "video/mp4")])
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert set(app.dataframe[0].value["class"]) == {"mother", "father", "go"}
+    assert app.success[0].value.split("**")[1] in {"mother", "father", "go"}
+    app.text_input[0].set_value("mother, qwertyuiop")
+    app.run()
+    assert any("qwertyuiop" in error.value for error in app.error), [e.value for e in app.error]

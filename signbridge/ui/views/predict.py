@@ -52,12 +52,18 @@ def show_top5(where, top5: list[tuple[str, float]]) -> None:
 
 
 if model.reads_videos:  # a sequence model: the sign of a whole video, and its sliding windows
+    classes = None
+    if model.scores_any_names:  # a text-aligned model names any sign whose name has an embedding
+        typed = st.text_input("Classes", placeholder="e.g. mother, father, go, walk (empty: the trained classes)",
+                              help="comma-separated sign names; new names need the vectors file or text model the "
+                                   "model was trained with")
+        classes = [name.strip() for name in typed.split(",") if name.strip()] or None
     videos = st.file_uploader("Videos", type=VIDEO_TYPES, accept_multiple_files=True) or []
     parts = model.recognizer.parts  # type: ignore[union-attr]
     for video in videos:
         st.divider()
         try:
-            result = model.classify_video(video.name, video.getvalue())
+            result = model.classify_video(video.name, video.getvalue(), classes)
         except InputError as error:
             st.error(str(error))
             continue
