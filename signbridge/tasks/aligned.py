@@ -159,8 +159,8 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
             self.class_names = list(datamodule.test_classes)
         elif stage == "predict" and self.requested_classes():
             self.class_names = self.requested_classes()
-        if stage == "test" and self.class_names and len(self.class_names) != self.hparams.num_classes:
-            self.build_test_metrics(len(self.class_names))
+        if stage in ("validate", "test") and self.class_names and len(self.class_names) != self.hparams.num_classes:
+            self.build_eval_metrics("val" if stage == "validate" else "test", len(self.class_names))
         self._name_cache = None
 
     def requested_classes(self) -> list[str] | None:
@@ -170,14 +170,14 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
             return [str(name) for name in h.classes]
         return read_class_list(h.classes_file) if h.get("classes_file") else None
 
-    def build_test_metrics(self, n: int) -> None:
-        """Test metrics over ``n`` names (a test of other classes than the training ones)."""
-        self.test_metrics = MetricCollection({
+    def build_eval_metrics(self, stage: str, n: int) -> None:
+        """A stage's metrics over ``n`` names (a test of other classes than the training ones)."""
+        setattr(self, f"{stage}_metrics", MetricCollection({
             "acc": MulticlassAccuracy(n, average="micro"),
             "top5": MulticlassAccuracy(n, top_k=min(5, n), average="micro"),
             "f1_macro": MulticlassF1Score(n, average="macro"),
-        }, prefix="test_").to(self.device)
-        self.test_confusion = MulticlassConfusionMatrix(n).to(self.device)
+        }, prefix=f"{stage}_").to(self.device))
+        setattr(self, f"{stage}_confusion", MulticlassConfusionMatrix(n).to(self.device))
 
     def use_classes(self, names: list[str]) -> None:
         """Score these class names from now on (``predict``, ``infer``, export); their embeddings come from the
@@ -233,7 +233,8 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
 
     def forward(self, batch: dict) -> torch.Tensor:
         names = list(self.class_names or self.training_names or [])
-        new = [name not in set(self.training_names or names) for name in names]
+        trained = set(self.training_names or names)
+        new = [name not in trained for name in names]
         if not any(new) or self.hparams.get("new_names") == "alignment" or not self.name_to_prototype.any():
             return self.model(batch["points"], batch["present"], batch["mask"], self.name_embeddings())
         features = self.sequence_net.features(batch["points"], batch["present"], batch["mask"])

@@ -179,3 +179,22 @@ def test_a_zero_shot_split_keeps_the_unseen_classes_out_of_training(tmp_path):
     batch = {"label": torch.tensor([0, seen, 1]), "points": torch.zeros(3, 2), "path": ["a", "b", "c"]}
     kept = plain.named_classes_only(batch)
     assert kept["label"].tolist() == [0, 1] and kept["path"] == ["a", "c"] and kept["points"].shape == (2, 2)
+
+
+def test_a_trainable_character_encoder_learns_with_the_sign_model():
+    from signbridge.tasks import TextAlignedSequenceClassifier
+
+    task = TextAlignedSequenceClassifier(num_classes=3, parts=["left_hand", "right_hand"], embedding_dim=16,
+                                         text={"encoder": "characters", "dim": 16},
+                                         net={"dim": 32, "depth": 1, "kernel_size": 5, "num_heads": 2})
+    task.class_names = task.training_names = ["go", "walk", "mother"]
+    batch = InferenceModule(task).contract.example_inputs(batch=4, frames=6)
+    task.train()
+    loss, logits = task.model_step({**batch, "label": torch.tensor([0, 1, 2, 0])})
+    assert logits.shape == (4, 3) and torch.isfinite(loss)
+    loss.backward()
+    assert task.text.embed.weight.grad is not None and task.text.embed.weight.grad.abs().sum() > 0
+    # in eval it embeds names it never saw, from their characters alone
+    task.eval()
+    task.use_classes(["thank_you", "go"])
+    assert task.predict(batch).probabilities.shape == (4, 2)
