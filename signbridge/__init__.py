@@ -40,6 +40,7 @@ _API = {
     "LandmarkClassifier": "signbridge.tasks",
     "SequenceClassifier": "signbridge.tasks",
     "TextAlignedSequenceClassifier": "signbridge.tasks",
+    "ContinuousSignRecognizer": "signbridge.tasks",
     "ATKClassifier": "signbridge.tasks",
     "EnsembleClassifier": "signbridge.tasks",
     "TextRecognizer": "signbridge.tasks",
@@ -48,6 +49,7 @@ _API = {
     "SignDataModule": "signbridge.data",
     "LandmarkDataModule": "signbridge.data",
     "SequenceDataModule": "signbridge.data",
+    "SentenceDataModule": "signbridge.data",
     "ImageFolderDataModule": "signbridge.data",
     "TextImageDataModule": "signbridge.data",
     # configuration
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # what a type checker and an editor see
     from .data import (
         ImageFolderDataModule,
         LandmarkDataModule,
+        SentenceDataModule,
         SequenceDataModule,
         SignDataModule,
         TextImageDataModule,
@@ -89,6 +92,7 @@ if TYPE_CHECKING:  # what a type checker and an editor see
     from .tasks import (
         ATKClassifier,
         ClassificationTask,
+        ContinuousSignRecognizer,
         EnsembleClassifier,
         HybridSignClassifier,
         LandmarkClassifier,

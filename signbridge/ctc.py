@@ -83,6 +83,9 @@ class Vocabulary:
         """The sorted set of tokens of ``sentences``."""
         return cls(sorted({token for sentence in sentences for token in sentence}))
 
+    def __contains__(self, token: str) -> bool:
+        return token in self._index
+
     @property
     def num_classes(self) -> int:
         """Tokens plus the blank."""

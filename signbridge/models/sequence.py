@@ -232,10 +232,14 @@ class ConvTransformerEncoder(nn.Module):
         self.out = nn.Sequential(nn.Linear(c.dim, 2 * c.dim), nn.SiLU())
         self.width = 2 * c.dim
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def frames(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-frame outputs ``(B, T, width)`` (continuous signing reads these)."""
         for block in self.blocks:
             x = block(x, mask)
-        return masked_mean(self.out(x), mask)
+        return self.out(x)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(self.frames(x, mask), mask)
 
 
 def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -261,13 +265,17 @@ class RecurrentEncoder(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.width = c.dim
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def frames(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-frame outputs ``(B, T, width)`` (continuous signing reads these)."""
         lengths = mask.sum(1)
         for forward_rnn, backward_rnn in zip(self.forward_layers, self.backward_layers):
             ahead = forward_rnn(x)[0]
             behind = reverse_within(backward_rnn(reverse_within(x, lengths))[0], lengths)
             x = self.dropout(torch.cat([ahead, behind], dim=-1)) * mask[..., None]
-        return masked_mean(x, mask)
+        return x
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(self.frames(x, mask), mask)
 
 
 def masked_statistics(x: torch.Tensor, mask: torch.Tensor, resampled: int) -> torch.Tensor:

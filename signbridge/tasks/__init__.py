@@ -3,6 +3,7 @@
 from .aligned import TextAlignedSequenceClassifier
 from .atk import ATKClassifier
 from .classification import ClassificationTask
+from .continuous import ContinuousSignRecognizer
 from .ensemble import EnsembleClassifier
 from .hybrid import HybridSignClassifier, LandmarkClassifier
 from .recognizer import FrozenRecognizer, TextRecognizer
@@ -12,6 +13,7 @@ from .sequence import SequenceClassifier
 __all__ = [
     "ATKClassifier",
     "ClassificationTask",
+    "ContinuousSignRecognizer",
     "EnsembleClassifier",
     "FrozenRecognizer",
     "HybridSignClassifier",

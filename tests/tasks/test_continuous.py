@@ -1,0 +1,84 @@
+"""Continuous signing to glosses: CTC with the segments' classification, through the real LightningCLI on the real
+RWTH-BOSTON-104 sentences, and learning to transcribe sentences stitched from synthetic signs."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from signbridge.cli import main
+from signbridge.ctc import Vocabulary
+from signbridge.data.sentences import SentenceDataset, collate_sentences, stitch_sentences
+from signbridge.errors import InputError
+from signbridge.tasks import ContinuousSignRecognizer
+from tests.conftest import REPO, shared_dir
+
+CONFIG = str(REPO / "configs" / "sign_sentences.yaml")
+TINY = ["--model.init_args.net.dim", "32", "--model.init_args.net.depth", "1", "--model.init_args.net.num_heads",
+        "2", "--model.init_args.net.kernel_size", "5"]
+
+
+def test_fit_and_test_on_the_real_boston104_sentences(tmp_path):
+    root = shared_dir("data", "sign_sequences", "rwth_boston104")
+    args = ["--config", CONFIG, "--data.init_args.root", str(root), "--trainer.max_epochs", "2",
+            "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false", *TINY]
+    cli = main(["fit", *args])
+    best = cli.trainer.checkpoint_callback.best_model_path
+    checkpoint = torch.load(best, weights_only=True, map_location="cpu")
+    assert len(checkpoint["hyper_parameters"]["vocabulary"]) == 112 and checkpoint["hyper_parameters"]["features"] == 6
+    assert checkpoint["inference"]["classes"] == checkpoint["hyper_parameters"]["vocabulary"]
+    tested = main(["test", *args, "--ckpt_path", best, "--model.init_args.beam_width", "3"])
+    metrics = tested.trainer.callback_metrics
+    assert {"test_loss", "test_wer", "test_segment_wer"} <= set(metrics)
+    assert float(metrics["test_wer"]) >= 0 and 0 <= float(metrics["test_segment_wer"]) <= 1
+
+
+class StitchedSentences(L.LightningDataModule):
+    """Sentences of 2-3 synthetic signs: sign k moves one tracked point along direction k for 6 frames."""
+
+    def __init__(self):
+        super().__init__()
+        signs, labels = [], []
+        for label in range(4):
+            angle = np.pi / 2 * label
+            for copy in range(5):
+                t = np.linspace(0, 1, 6)[:, None]
+                signs.append(np.hstack([np.cos(angle) * t, np.sin(angle) * t]) + 0.02 * copy)
+                labels.append(label)
+        names = ["GO", "COME", "UP", "DOWN"]
+        self.vocabulary = Vocabulary(names)
+        self.feature_size = 2
+        self.train = stitch_sentences(signs, labels, names, count=48, min_signs=2, max_signs=3, seed=0)
+        self.test = stitch_sentences(signs, labels, names, count=24, min_signs=2, max_signs=3, seed=1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(SentenceDataset(self.train, self.vocabulary), batch_size=16, shuffle=True,
+                                           collate_fn=collate_sentences)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(SentenceDataset(self.test, self.vocabulary), batch_size=24,
+                                           collate_fn=collate_sentences)
+
+    test_dataloader = val_dataloader
+
+
+def test_ctc_learns_to_transcribe_stitched_sentences():
+    torch.manual_seed(0)
+    task = ContinuousSignRecognizer(net={"dim": 32, "depth": 1, "num_heads": 2, "kernel_size": 5, "dropout": 0.0,
+                                         "head_dropout": 0.0}, sign_weight=1.0, lr=3e-3, warmup_epochs=2)
+    trainer = L.Trainer(max_epochs=30, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    data = StitchedSentences()
+    trainer.fit(task, data)
+    metrics = trainer.test(task, data, verbose=False)[0]
+    assert metrics["test_wer"] <= 0.2, metrics  # the glosses of whole sentences, without their segmentation
+    assert metrics["test_segment_wer"] <= 0.1, metrics
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(InputError, match="beam_width"):
+        ContinuousSignRecognizer(beam_width=0)
+    with pytest.raises(InputError, match="ctc_weight"):
+        ContinuousSignRecognizer(ctc_weight=0)
