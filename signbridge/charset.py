@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import torch
 
-from .ctc import greedy_paths
+from .ctc import Vocabulary, greedy_paths
 from .errors import InputError
 
 
-class Charset:
-    """The characters a CTC recognizer can emit. Class 0 is the CTC blank; character ``i`` of ``chars`` is class
-    ``i + 1``.
+class Charset(Vocabulary):
+    """The characters a CTC recognizer can emit: a ``ctc.Vocabulary`` of single characters. Class 0 is the CTC
+    blank; character ``i`` of ``chars`` is class ``i + 1``.
 
     Args:
         chars: the characters, each once; their order fixes the class indices.
@@ -25,31 +25,26 @@ class Charset:
         repeated = sorted({c for c in chars if chars.count(c) > 1})
         if repeated:
             raise InputError(f"the character set {chars!r} repeats {''.join(repeated)!r}")
+        super().__init__(list(chars))
         self.chars = chars
-        self._index = {c: i + 1 for i, c in enumerate(chars)}
 
     @classmethod
     def from_texts(cls, texts: Sequence[str]) -> Charset:
         """The sorted set of characters that occur in ``texts``."""
         return cls("".join(sorted(set("".join(texts)))))
 
-    @property
-    def num_classes(self) -> int:
-        """Characters plus the blank."""
-        return len(self.chars) + 1
-
-    def unknown(self, text: str) -> str:
+    def unknown(self, text: Sequence[str]) -> str:
         """The characters of ``text`` that are not in the set, each once, in order of appearance."""
         return "".join(dict.fromkeys(c for c in text if c not in self._index))
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: Sequence[str]) -> list[int]:
         unknown = self.unknown(text)
         if unknown:
             raise InputError(f"{text!r} has characters outside the character set {self.chars!r}: {unknown!r}")
-        return [self._index[c] for c in text]
+        return super().encode(text)
 
-    def decode(self, indices: Sequence[int]) -> str:
-        return "".join(self.chars[i - 1] for i in indices if 0 < i <= len(self.chars))
+    def decode(self, indices: Sequence[int]) -> str:  # type: ignore[override]
+        return "".join(super().decode(indices))
 
     def decode_greedy(self, logits: torch.Tensor) -> list[str]:
         """Best-path CTC decoding of ``(B, T, classes)`` logits: argmax per step, merge repeats, drop blanks."""

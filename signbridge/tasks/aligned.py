@@ -9,15 +9,15 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import CatMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics import CatMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..errors import InputError
 from ..inference import InferenceContract
 from ..metrics import zero_shot_scores
 from ..models.sequence import SequenceNet, SequenceNetConfig, TextAlignedSequenceNet
 from ..models.text import ClassNameEncoder, TextMapping, TextSideConfig, WordVectors, build_text_encoder
-from .classification import check_data_settings
+from .classification import check_data_settings, classification_metrics
 from .sequence import SequenceClassifier
 
 AlignmentLoss = Literal["class_names", "infonce"]
@@ -172,11 +172,7 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
 
     def build_eval_metrics(self, stage: str, n: int) -> None:
         """A stage's metrics over ``n`` names (a test of other classes than the training ones)."""
-        setattr(self, f"{stage}_metrics", MetricCollection({
-            "acc": MulticlassAccuracy(n, average="micro"),
-            "top5": MulticlassAccuracy(n, top_k=min(5, n), average="micro"),
-            "f1_macro": MulticlassF1Score(n, average="macro"),
-        }, prefix=f"{stage}_").to(self.device))
+        setattr(self, f"{stage}_metrics", classification_metrics(n, f"{stage}_").to(self.device))
         setattr(self, f"{stage}_confusion", MulticlassConfusionMatrix(n).to(self.device))
 
     def use_classes(self, names: list[str]) -> None:

@@ -45,6 +45,16 @@ def check_data_settings(hparams, data_settings: dict[str, Any]) -> None:
                              f"model.init_args.{name} out to take it from the data")
 
 
+def classification_metrics(num_classes: int, prefix: str | None = None) -> MetricCollection:
+    """The validation and test metrics of ``docs/contracts.md``: accuracy, top-5 accuracy and macro F1."""
+    n = num_classes
+    return MetricCollection({
+        "acc": MulticlassAccuracy(n, average="micro"),
+        "top5": MulticlassAccuracy(n, top_k=min(5, n), average="micro"),
+        "f1_macro": MulticlassF1Score(n, average="macro"),
+    }, prefix=prefix)
+
+
 class ClassificationTask(Task):
     """Cross-entropy classification with the metrics of ``docs/contracts.md`` and AdamW optimisation.
 
@@ -134,11 +144,7 @@ class ClassificationTask(Task):
     def build_metrics(self) -> None:
         n = self.hparams.num_classes
 
-        metrics = MetricCollection({
-            "acc": MulticlassAccuracy(n, average="micro"),
-            "top5": MulticlassAccuracy(n, top_k=min(5, n), average="micro"),
-            "f1_macro": MulticlassF1Score(n, average="macro"),
-        })
+        metrics = classification_metrics(n)
         # updated every training step, so it must not wait for the GPU (see StreamingClassificationMetrics)
         self.train_metrics = StreamingClassificationMetrics(n)
         self.val_metrics = metrics.clone(prefix="val_")
