@@ -52,6 +52,7 @@ def variants(args: argparse.Namespace) -> dict[str, tuple[Path, dict]]:
         "text-aligned (gloss vectors)": (ALIGNED, words),
         "text-aligned (random vectors: control)": (ALIGNED, control),
         "plain classifier (seen classes)": (PLAIN, {}),
+        "text-aligned, embedding prototypes only": (ALIGNED, {**words, "model.init_args.landmark_prototypes": False}),
     }
     if args.design:
         chosen.update({

@@ -8,7 +8,7 @@ Two sources:
   segments (``train_words.csv`` / ``test_words.csv``: video, speaker, word, startframe, endframe, inclusive), split
   into training and test sentences as the database splits them;
 - ``stitch_sentences``: sentences made by joining isolated sign sequences end to end (seeded), for a dataset that
-  has isolated signs only.
+  has isolated signs only (``SentenceDataModule`` on a folder of sign folders).
 """
 
 from __future__ import annotations
@@ -182,44 +182,107 @@ class SentenceDataset(Dataset):
 
 class SentenceDataModule(SplitDataModule):
     """Continuous signing: sentences of signs (per-frame features) with their gloss sequences, for CTC recognition
-    (``ContinuousSignRecognizer``). ``root`` is an RWTH-BOSTON-104 folder (``read_boston104``): its training
-    sentences are split into training and validation (``val_fraction`` of the sentences, seeded), its test sentences
-    are the test split. The vocabulary is the training sentences' glosses; each gloss's segment is also an isolated
-    sign (``segment_*`` in the batches) for the multi-task classifier and the segment word error rate.
+    (``ContinuousSignRecognizer``). Each gloss's segment is also an isolated sign (``segment_*`` in the batches)
+    for the multi-task classifier and the segment word error rate. The vocabulary is the glosses of the training
+    and validation sentences.
+
+    ``root`` is one of:
+
+    - an RWTH-BOSTON-104 folder (``read_boston104``; it has ``hands_condensed.csv``): its training sentences are split
+      into training and validation (``val_fraction`` of the sentences, seeded), its test sentences are the test split;
+    - a folder of isolated signs (one folder per class, as ``SequenceDataModule`` reads them): its sequences are split
+      into training, validation and test (``val_fraction``, ``test_fraction``, stratified and seeded), and each split's
+      sequences are stitched into sentences of ``min_signs`` to ``max_signs`` signs (``stitch_sentences``; ``sentences``
+      training sentences, the other splits in proportion to their size), so that no sequence is in two splits. A
+      frame's features are its landmarks' x, y, z and each part's presence.
+
+    ``predict`` reads the test sentences of ``predict_root`` (default: ``root``'s).
 
     Args:
         root: the dataset folder.
-        **kwargs: ``val_fraction``, ``split_seed`` and the loader arguments of ``SplitDataModule``.
+        val_fraction: the validation share (of the training sentences, or of the isolated signs).
+        test_fraction: the test share of the isolated signs (RWTH-BOSTON-104 has its own test sentences).
+        sentences: training sentences stitched from isolated signs.
+        min_signs: the fewest signs in a stitched sentence.
+        max_signs: the most.
+        gap_frames: frames of pause after each stitched sign (its last frame repeated).
+        landmarks_file: the isolated signs' sequence cache (``SequenceDataModule``).
+        predict_root: the folder ``predict`` reads.
+        **kwargs: ``split_seed`` and the loader arguments of ``SplitDataModule``.
     """
 
     collate_fn = staticmethod(collate_sentences)
 
-    def __init__(self, root: str, val_fraction: float = 0.1, batch_size: int = 16, num_workers: int = 0,
+    def __init__(self, root: str, val_fraction: float = 0.1, test_fraction: float = 0.15, sentences: int = 1000,
+                 min_signs: int = 2, max_signs: int = 5, gap_frames: int = 0, landmarks_file: str | None = None,
+                 predict_root: str | None = None, batch_size: int = 16, num_workers: int = 0,
                  pin_memory: bool = False, **kwargs):
-        super().__init__(root, val_fraction=val_fraction, test_fraction=0.0, batch_size=batch_size,
+        super().__init__(root, val_fraction=val_fraction, test_fraction=test_fraction, batch_size=batch_size,
                          num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+        if sentences < 1:
+            raise InputError(f"sentences must be at least 1, got {sentences}")
+        if not 1 <= min_signs <= max_signs:
+            raise InputError(f"min_signs={min_signs} and max_signs={max_signs}: need 1 <= min_signs <= max_signs")
 
-    @cached_property
-    def _sentences(self) -> tuple[list[Sentence], list[Sentence]]:
-        return read_boston104(self.root)
+    @staticmethod
+    def is_boston104(root: Path) -> bool:
+        return (root / "hands_condensed.csv").is_file()
 
-    @cached_property
-    def vocabulary(self) -> Vocabulary:
-        return Vocabulary.from_sentences([s.glosses for s in self._sentences[0]])
-
-    @property
-    def feature_size(self) -> int:
-        return int(self._sentences[0][0].features.shape[1])
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        train, test = self._sentences
+    def _boston104_splits(self, root: Path) -> dict[str, list[Sentence]]:
+        train, test = read_boston104(root)
         order = np.random.default_rng(self.hparams.split_seed).permutation(len(train))
         count = max(1, round(self.hparams.val_fraction * len(train)))
         val = set(order[:count].tolist())
-        self.datasets = {
-            "train": SentenceDataset([s for i, s in enumerate(train) if i not in val], self.vocabulary),
-            "val": SentenceDataset([s for i, s in enumerate(train) if i in val], self.vocabulary),
-            "test": SentenceDataset(test, self.vocabulary),
-        }
+        return {"train": [s for i, s in enumerate(train) if i not in val],
+                "val": [s for i, s in enumerate(train) if i in val], "test": test}
+
+    def _stitched_splits(self, root: Path) -> dict[str, list[Sentence]]:
+        from .sequences import SequenceDataModule
+
+        h = self.hparams
+        signs = SequenceDataModule(str(root), landmarks_file=h.landmarks_file, augment=None,
+                                   val_fraction=h.val_fraction, test_fraction=h.test_fraction,
+                                   split_seed=h.split_seed, num_workers=0, pin_memory=False)
+        signs.setup("fit")
+        train_size = len(signs.datasets["train"])
+        splits: dict[str, list[Sentence]] = {}
+        for offset, split in enumerate(("train", "val", "test")):
+            dataset = signs.datasets.get(split)
+            if dataset is None or not len(dataset):
+                splits[split] = []
+                continue
+            items = [dataset[i] for i in range(len(dataset))]
+            frames = [np.concatenate([np.asarray(item["points"]).reshape(len(item["points"]), -1),
+                                      np.asarray(item["present"], dtype=np.float32)], axis=1) for item in items]
+            count = h.sentences if split == "train" else max(1, round(h.sentences * len(items) / train_size))
+            splits[split] = stitch_sentences(frames, [int(item["label"]) for item in items], signs.classes, count,
+                                             h.min_signs, h.max_signs, h.gap_frames, seed=h.split_seed + offset)
+        return splits
+
+    def _splits_of(self, root: Path) -> dict[str, list[Sentence]]:
+        return self._boston104_splits(root) if self.is_boston104(root) else self._stitched_splits(root)
+
+    @cached_property
+    def _splits(self) -> dict[str, list[Sentence]]:
+        return self._splits_of(self.root)
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        # the training and validation sentences' glosses (RWTH-BOSTON-104's training sentences: 112 glosses)
+        return Vocabulary.from_sentences([s.glosses for s in self._splits["train"] + self._splits["val"]])
+
+    @property
+    def feature_size(self) -> int:
+        return int(self._splits["train"][0].features.shape[1])
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            root = Path(self.hparams.predict_root) if self.hparams.predict_root else self.root
+            sentences = self._splits["test"] if root == self.root else self._splits_of(root)["test"]
+            self.datasets["predict"] = SentenceDataset(sentences, self.vocabulary)
+            return
+        if "train" in self.datasets:
+            return
+        for split, sentences in self._splits.items():
+            if sentences:
+                self.datasets[split] = SentenceDataset(sentences, self.vocabulary)

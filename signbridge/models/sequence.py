@@ -368,6 +368,31 @@ class SequenceNet(nn.Module):
         return self.encoder(x, mask)
 
 
+def landmark_descriptor(points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor,
+                        parts: tuple[str, ...] | list[str]) -> torch.Tensor:
+    """Where a sign is made, how much it moves and in which direction: each landmark's mean and standard deviation
+    over the frames where it was tracked, and its mean position over the second half of those frames minus the
+    first half's, ``(B, 3 x points x 3)``. Text-aligned models also map names of signs they never saw onto it
+    (``docs/signs_and_words.md``)."""
+    valid = valid_points(points, present, mask, tuple(parts))[..., None].to(points.dtype)
+    count = valid.sum(1, keepdim=True)
+    mean = (points * valid).sum(1, keepdim=True) / count.clamp_min(1)
+    spread = (((points - mean) ** 2 * valid).sum(1) / count[:, 0].clamp_min(1)).sqrt()
+    first = valid * (valid.cumsum(1) <= count / 2).to(points.dtype)
+    second = valid - first
+
+    def mean_over(weight: torch.Tensor) -> torch.Tensor:
+        return (points * weight).sum(1) / weight.sum(1).clamp_min(1)
+
+    movement = (mean_over(second) - mean_over(first)) * (first.sum(1) > 0).to(points.dtype)
+    return torch.cat([mean[:, 0].flatten(1), spread.flatten(1), movement.flatten(1)], 1)
+
+
+def landmark_descriptor_size(parts: tuple[str, ...] | list[str]) -> int:
+    """The width of ``landmark_descriptor`` for these parts."""
+    return 3 * 3 * sum(PART_SIZES[name] for name in parts)
+
+
 class TextAlignedSequenceNet(nn.Module):
     """A ``SequenceNet`` whose sign embedding is also projected into a text space (``TextAlignedHead``), so that a
     sign is scored against any class name's embedding (``docs/signs_and_words.md``).

@@ -3,6 +3,7 @@ their isolated signs (multi-task), scored by word error rate (``docs/signs_and_w
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,23 @@ from ..models.sequence import SequenceNetConfig
 from .base import Task
 
 CONTINUOUS_NET = SequenceNetConfig(dim=96, depth=2, conv_blocks=2, kernel_size=9, dropout=0.2, head_dropout=0.2)
+
+
+def read_gloss_words(path: str | Path) -> dict[str, str]:
+    """A gloss-to-words file: ``GLOSS words...`` per line (a tab or spaces after the gloss); ``#`` lines are
+    comments."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: gloss-to-words file not found (model.init_args.gloss_words)")
+    words = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        gloss, _, text = line.strip().partition("\t") if "\t" in line else line.strip().partition(" ")
+        if not text.strip():
+            raise InputError(f"{path}:{number}: expected 'GLOSS words', got {line.strip()!r}")
+        words[gloss.strip()] = text.strip()
+    return words
 
 
 class ContinuousSignRecognizer(Task):
@@ -42,6 +60,9 @@ class ContinuousSignRecognizer(Task):
         warmup_epochs: the warm-up.
         min_lr: the end of the decay.
         beam_width: 1: greedy decoding; more: prefix beam search in ``test`` and ``predict``.
+        gloss_words: a file of ``GLOSS words...`` lines (tab or space after the gloss): ``predict`` also writes each
+            decoded sentence in words (a gloss without a line is written as it is); the mapping is saved with the
+            model.
         channels_last: unused (no 2-D convolutions); kept for the shared switches.
         compile: ``torch.compile`` the network.
     """
@@ -52,13 +73,16 @@ class ContinuousSignRecognizer(Task):
     def __init__(self, vocabulary: list[str] | None = None, features: int | None = None,
                  net: SequenceNetConfig = CONTINUOUS_NET, ctc_weight: float = 1.0, sign_weight: float = 0.0,
                  label_smoothing: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: int = 10,
-                 min_lr: float = 1e-6, beam_width: int = 1, channels_last: bool = False, compile: bool = False):
+                 min_lr: float = 1e-6, beam_width: int = 1, gloss_words: str | None = None,
+                 channels_last: bool = False, compile: bool = False):
         super().__init__()
         if ctc_weight <= 0 or sign_weight < 0:
             raise InputError(f"ctc_weight={ctc_weight} must be > 0 and sign_weight={sign_weight} >= 0")
         if beam_width < 1:
             raise InputError(f"beam_width must be at least 1, got {beam_width}")
         save_plain_hyperparameters(self)
+        # read now where the file is; a checkpoint carries the mapping to machines without it (on_load_checkpoint)
+        self.words = read_gloss_words(gloss_words) if gloss_words and Path(gloss_words).is_file() else {}
         self.model: ContinuousSignNet = None  # type: ignore[assignment]
         self.metrics = {stage: WordErrorRate() for stage in ("val", "test")}
         self.segment_metrics = {stage: WordErrorRate() for stage in ("val", "test")}
@@ -149,7 +173,25 @@ class ContinuousSignRecognizer(Task):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         logits = self(batch["features"], batch["mask"])
         decoded = self.decode(logits, batch["mask"].sum(1), self.hparams.beam_width)
-        return {"path": batch.get("name"), "glosses": [" ".join(g) for g in decoded]}
+        return {"path": batch.get("name"), "glosses": [" ".join(g) for g in decoded],
+                "sentence": [self.sentence(g) for g in decoded]}
+
+    def on_predict_start(self) -> None:
+        if self.hparams.get("gloss_words") and not self.words:  # neither the file nor a saved mapping
+            self.words = read_gloss_words(self.hparams.gloss_words)
+
+    def sentence(self, glosses: list[str]) -> str:
+        """Decoded glosses in words (``gloss_words``)."""
+        return " ".join(self.words.get(gloss, gloss) for gloss in glosses)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["gloss_words"] = dict(self.words)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # the mapping travels with the model; a file given now wins
+        self.words = {**checkpoint.get("gloss_words", {}), **self.words}
 
     def input_specs(self) -> tuple[InputSpec, ...]:
         return (InputSpec("features", "float32", ("batch", "frames", int(self.hparams.features or 0)),
@@ -163,6 +205,8 @@ class ContinuousSignRecognizer(Task):
         contract = super().inference_contract()
         contract.outputs = dict(CTC_OUTPUTS)
         contract.decoding = "greedy CTC: argmax per frame, merge repeats, drop class 0 (blank); class i is classes[i-1]"
+        if self.words:
+            contract.preprocessing["gloss_words"] = dict(self.words)
         return contract
 
     def infer(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

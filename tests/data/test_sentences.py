@@ -61,3 +61,28 @@ def test_sentences_stitched_from_isolated_signs_are_seeded_and_segmented():
         assert len(sentence.features) == sentence.segments[-1][1] + 2  # the pause after the last sign
     with pytest.raises(InputError, match="min_signs"):
         stitch_sentences(signs, [0, 1, 2, 1], ["a", "b", "c"], count=1, min_signs=3, max_signs=2)
+
+
+def test_a_folder_of_isolated_signs_becomes_stitched_sentences_with_disjoint_splits(tmp_path):
+    from signbridge.data.sentences import SentenceDataModule
+    from tests.conftest import write_sequences
+
+    root = write_sequences(tmp_path / "signs", classes=3, per_class=10, frames=6)
+    data = SentenceDataModule(str(root), val_fraction=0.2, test_fraction=0.2, sentences=20, min_signs=2, max_signs=3,
+                              landmarks_file=str(tmp_path / "signs.npz"))
+    data.setup("fit")
+    assert list(data.vocabulary.tokens) == ["sign0", "sign1", "sign2"]
+    train, val, test = (data.datasets[split].sentences for split in ("train", "val", "test"))
+    assert len(train) == 20 and len(val) == len(test) == round(20 * 6 / 18)  # in proportion to 18 / 6 / 6 signs
+    for sentence in train + test:
+        assert 2 <= len(sentence.glosses) <= 3 and len(sentence.segments) == len(sentence.glosses)
+        assert sentence.segments[-1][1] == len(sentence.features) - 1
+    # a frame: 170 values' 56 landmarks x 3, then each part's presence; no sequence is in two splits
+    assert data.feature_size == train[0].features.shape[1] > 3
+    def signs_of(sentences):
+        return {s.features[a:b + 1].tobytes() for s in sentences for a, b in s.segments}
+    assert not signs_of(train) & signs_of(test) and not signs_of(train) & signs_of(val)
+    batch = next(iter(data.train_dataloader()))
+    assert batch["features"].shape[-1] == data.feature_size and len(batch["segment_label"]) >= 2 * 16
+    data.setup("predict")
+    assert len(data.datasets["predict"]) == len(test)

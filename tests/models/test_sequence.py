@@ -9,7 +9,15 @@ import torch
 from signbridge.data.sequences import collate_sequences
 from signbridge.data.transforms import SequenceAugment
 from signbridge.hands.sequence import from_vectors, part_slices
-from signbridge.models.sequence import SequenceNet, SequenceNetConfig, frame_features, normalize_sequence, valid_points
+from signbridge.models.sequence import (
+    SequenceNet,
+    SequenceNetConfig,
+    frame_features,
+    landmark_descriptor,
+    landmark_descriptor_size,
+    normalize_sequence,
+    valid_points,
+)
 from tests.conftest import write_sequences
 
 PARTS = ("pose", "left_hand", "right_hand")
@@ -146,3 +154,22 @@ def test_conv_transformer_default_size_is_about_a_million_parameters():
     net = SequenceNet(40, PARTS, SequenceNetConfig(dim=128))
     count = sum(p.numel() for p in net.parameters())
     assert 0.5e6 < count < 1.5e6
+
+
+def test_landmark_descriptor_against_hand_computed_values():
+    # one sequence of 4 frames (the 5th padded), the right hand moving right by 1 a frame, the left hand never found
+    parts = ("left_hand", "right_hand")
+    points = torch.zeros(1, 5, 42, 3)
+    for t in range(4):
+        points[0, t, 21:, 0] = 1.0 + t
+        points[0, t, 21:, 1] = 2.0
+    points[0, 4, 21:] = 50.0  # a padded frame's values never count
+    present = torch.tensor([[[False, True]] * 5])
+    mask = torch.tensor([[True, True, True, True, False]])
+    descriptor = landmark_descriptor(points, present, mask, parts)
+    assert descriptor.shape == (1, landmark_descriptor_size(parts)) == (1, 3 * 42 * 3)
+    mean, spread, movement = descriptor.view(3, 42, 3)
+    assert torch.allclose(mean[21:], torch.tensor([2.5, 2.0, 0.0]).expand(21, 3))
+    assert torch.allclose(spread[21:, 0], torch.full((21,), np.sqrt(1.25), dtype=torch.float32))
+    assert torch.allclose(movement[21:], torch.tensor([2.0, 0.0, 0.0]).expand(21, 3))  # (3 + 4) / 2 - (1 + 2) / 2
+    assert not descriptor.view(3, 42, 3)[:, :21].any()  # the hand never found: zeros

@@ -3,6 +3,8 @@ RWTH-BOSTON-104 sentences, and learning to transcribe sentences stitched from sy
 
 from __future__ import annotations
 
+import csv
+
 import lightning as L
 import numpy as np
 import pytest
@@ -20,19 +22,59 @@ TINY = ["--model.init_args.net.dim", "32", "--model.init_args.net.depth", "1", "
         "2", "--model.init_args.net.kernel_size", "5"]
 
 
-def test_fit_and_test_on_the_real_boston104_sentences(tmp_path):
+@pytest.fixture(scope="module")
+def boston104_run(tmp_path_factory):
+    """A 2-epoch fit and a beam-search test on the real RWTH-BOSTON-104 sentences: its CLI args and best checkpoint."""
+    tmp_path = tmp_path_factory.mktemp("boston104")
     root = shared_dir("data", "sign_sequences", "rwth_boston104")
     args = ["--config", CONFIG, "--data.init_args.root", str(root), "--trainer.max_epochs", "2",
             "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false", *TINY]
     cli = main(["fit", *args])
     best = cli.trainer.checkpoint_callback.best_model_path
+    tested = main(["test", *args, "--ckpt_path", best, "--model.init_args.beam_width", "3"])
+    return args, best, tested.trainer.callback_metrics
+
+
+def test_fit_and_test_on_the_real_boston104_sentences(boston104_run):
+    args, best, metrics = boston104_run
     checkpoint = torch.load(best, weights_only=True, map_location="cpu")
     assert len(checkpoint["hyper_parameters"]["vocabulary"]) == 112 and checkpoint["hyper_parameters"]["features"] == 6
     assert checkpoint["inference"]["classes"] == checkpoint["hyper_parameters"]["vocabulary"]
-    tested = main(["test", *args, "--ckpt_path", best, "--model.init_args.beam_width", "3"])
-    metrics = tested.trainer.callback_metrics
     assert {"test_loss", "test_wer", "test_segment_wer"} <= set(metrics)
     assert float(metrics["test_wer"]) >= 0 and 0 <= float(metrics["test_segment_wer"]) <= 1
+
+
+def test_predict_writes_glosses_and_their_words_and_the_model_exports(boston104_run, tmp_path):
+    from signbridge.export import export_checkpoint
+    from signbridge.inference import ExportedModel
+
+    args, best, _ = boston104_run
+    vocabulary = torch.load(best, weights_only=True, map_location="cpu")["hyper_parameters"]["vocabulary"]
+    words = tmp_path / "gloss_words.txt"
+    words.write_text("# gloss, then its words\n" + "".join(f"{g}\t{g.lower()}-word\n" for g in vocabulary))
+    output = tmp_path / "sentences.csv"
+    main(["predict", *args, "--ckpt_path", best, "--model.init_args.gloss_words", str(words),
+          "--trainer.callbacks+=signbridge.lightning_callbacks.PredictionWriter",
+          f"--trainer.callbacks.output={output}"])
+    rows = list(csv.DictReader(output.open()))
+    assert len(rows) == 40 and set(rows[0]) == {"path", "glosses", "sentence"}  # the 40 test sentences
+    for row in rows:
+        assert row["sentence"].split() == [f"{g.lower()}-word" for g in row["glosses"].split()]
+    broken = tmp_path / "broken.txt"
+    broken.write_text("JOHN\n")
+    with pytest.raises(InputError, match="broken.txt:1: expected 'GLOSS words'"):
+        ContinuousSignRecognizer(gloss_words=str(broken))
+    # export: the CTC logits with the gloss vocabulary as the classes, and a free number of frames
+    report = export_checkpoint(best, tmp_path / "sentences.onnx", format="onnx")
+    assert report.max_abs_diff < 1e-3 and report.top1_agreement == 1.0, report
+    exported = ExportedModel(report.path)
+    assert exported.contract.classes == vocabulary
+    task = ContinuousSignRecognizer.load_from_checkpoint(best, weights_only=True).eval()
+    features, mask = torch.randn(2, 37, 6), torch.ones(2, 37, dtype=torch.bool)
+    logits, _ = exported({"features": features, "mask": mask})
+    with torch.no_grad():
+        expected = task(features, mask)
+    assert logits.shape == tuple(expected.shape) and np.allclose(logits, expected.numpy(), atol=1e-3)
 
 
 class StitchedSentences(L.LightningDataModule):
