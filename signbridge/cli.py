@@ -15,10 +15,13 @@ and the one error path every command shares.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .errors import InputError
@@ -80,6 +83,68 @@ def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
     return run_cli(argv)
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity, and the container's CPU quota where one is set."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:  # cgroup v2: "max 100000" or "200000 100000" (quota and period in microseconds)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def busy_cores(window_s: float = 0.2) -> int:
+    """How many of this process's cores other work keeps busy now: their busy share over ``window_s`` in
+    ``/proc/stat`` (Linux), else the 1-minute load average."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+    def sample() -> dict[str, tuple[int, int]]:
+        times = {}
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *values = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                ticks = [int(v) for v in values[:8]]
+                times[name] = (sum(ticks), ticks[3] + ticks[4])  # all, idle + iowait
+        return times
+
+    try:
+        before = sample()
+        time.sleep(window_s)
+        after = sample()
+        busy = 0.0
+        for cpu in cpus or range(len(after)):
+            total = after[f"cpu{cpu}"][0] - before[f"cpu{cpu}"][0]
+            idle = after[f"cpu{cpu}"][1] - before[f"cpu{cpu}"][1]
+            busy += (total - idle) / total if total > 0 else 0.0
+        return round(busy)
+    except (OSError, ValueError, KeyError, IndexError):
+        return round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+
+
+def configure_threads() -> int:
+    """Set torch's CPU threads for a console command and return them: ``SIGNBRIDGE_THREADS`` when set; else what
+    ``OMP_NUM_THREADS`` gave torch; else the cores this process may use that other work is not keeping busy
+    (``busy_cores``), at least 1. Threads on cores that other work is using spin while they wait for each other:
+    beside a second CPU-bound process on 2 cores, 2 threads trained the landmark model 15 times slower than 1
+    (``benchmarks/landmark_training.py``)."""
+    import torch
+
+    chosen = os.environ.get("SIGNBRIDGE_THREADS")
+    if chosen is not None:
+        if not chosen.isdigit() or int(chosen) < 1:
+            raise InputError(f"SIGNBRIDGE_THREADS must be a whole number of threads >= 1, got {chosen!r}")
+        threads = int(chosen)
+    elif os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    else:
+        cores = available_cores()
+        threads = max(1, min(cores - min(busy_cores(), cores - 1), torch.get_num_threads()))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def console_main(args: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``signbridge`` console script and ``python -m signbridge``.
 
@@ -89,25 +154,38 @@ def console_main(args: Sequence[str] | None = None) -> NoReturn:
     """
     argv = list(sys.argv[1:] if args is None else args)
     configs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
-    raise SystemExit(run_console(lambda: main(argv), configs))
+
+    def work() -> object:
+        if not {"-h", "--help"} & set(argv):  # help answers without importing torch
+            configure_threads()
+        return main(argv)
+
+    raise SystemExit(run_console(work, configs))
 
 
 def run_console(work: Callable[[], object], configs: Sequence[str] = ()) -> int:
     """Run ``work`` as a console command does (see ``console_main``); its exit code (0 unless it returns an int).
     ``configs`` are the config files read, named in a YAML syntax error."""
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     from .signals import Terminated
 
-    try:
-        result = work()
-    except (Terminated, SIGTERMException):
+    def sigterm() -> int:
         # what was done is saved (a landmark cache, or last.ckpt of a fit): the same command continues
         print("signbridge: stopped by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
+
+    try:
+        result = work()
+    except Terminated:
+        return sigterm()
     except KeyboardInterrupt:
         print("signbridge: stopped by Ctrl-C", file=sys.stderr)
         return 128 + signal.SIGINT
+    except SystemExit as raised:
+        # Lightning's SIGTERM error (a SystemExit), without importing Lightning for the commands that never load it
+        lightning = sys.modules.get("lightning.pytorch.utilities.exceptions")
+        if lightning is not None and isinstance(raised, lightning.SIGTERMException):
+            return sigterm()
+        raise
     except Exception as raised:
         message = user_error_message(raised)
         if message is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,28 @@ def shared_dir(*parts: str) -> Path:
     return path
 
 
+def console(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``signbridge ARGS`` through the console entry point in this process (what a shell gets: the exit code,
+    stdout and stderr), without the seconds of a new interpreter's imports."""
+    from signbridge.cli import console_main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        console_main([str(arg) for arg in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), exited.value.code, out.out, out.err)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _environment(tmp_path_factory):
     """Keep caches out of the user's home, and point the landmarker at the verified offline copy."""
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
     if HAND_MODEL.exists():
         os.environ["SIGNBRIDGE_HAND_LANDMARKER"] = str(HAND_MODEL)
-    torch.set_num_threads(2)
+    # pytest -n 2 (xdist) runs two tests at a time: one thread each, so they never fight for the cores
+    threads = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+    torch.set_num_threads(threads)
+    os.environ.setdefault("SIGNBRIDGE_THREADS", str(threads))  # the console commands the tests start
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,6 @@
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 from signbridge.cli import main
 from signbridge.metadata import activate_model, active_model, find_models, models_table, read_metadata
 from signbridge.tasks import ATKClassifier
-from tests.conftest import REPO
+from tests.conftest import REPO, console
 
 ATK = str(REPO / "configs" / "atk_cnn.yaml")
 
@@ -81,13 +79,12 @@ def test_fit_writes_metadata_and_predict_uses_the_active_model(tmp_path, digits_
     assert second.trainer.checkpoint_callback.best_model_path != str(checkpoint)
 
 
-def test_models_command_line(tmp_path, digits_folder):
+def test_models_command_line(tmp_path, digits_folder, capsys):
     runs = tmp_path / "runs"
     main(["fit", *atk_args(digits_folder, runs, "--trainer.max_epochs", "1")])
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "signbridge", "models", *args], cwd=REPO, capture_output=True,
-                              text=True, timeout=120)
+        return console(capsys, "models", *args)
 
     listed = run("list", str(runs))
     assert listed.returncode == 0 and "atk_cnn/version_0" in listed.stdout and "ATKClassifier" in listed.stdout

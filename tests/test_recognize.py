@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from signbridge.export import export_checkpoint
-from tests.conftest import REPO, shared_dir
+from tests.conftest import REPO, console, shared_dir
 from tests.test_export import checkpoints  # noqa: F401  (the module-scoped fixture of trained checkpoints)
 
 
@@ -74,9 +74,9 @@ def test_recognize_a_folder_with_the_checkpoint_and_a_broken_file(tmp_path, chec
     assert all(row["label"] in {"0", "1", "2", "3"} for row in rows if "skipped" not in row)
 
 
-def test_a_missing_source_is_one_clear_error(tmp_path, checkpoints, hand_model):  # noqa: F811
-    result = recognize(str(tmp_path / "nothing.mp4"), "--model", str(checkpoints["landmarks"]),
-                       hand_model=hand_model)
+def test_a_missing_source_is_one_clear_error(tmp_path, checkpoints, capsys):  # noqa: F811
+    # in this process: the source is checked before MediaPipe would start
+    result = console(capsys, "recognize", tmp_path / "nothing.mp4", "--model", checkpoints["landmarks"])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "nothing.mp4: no such file or folder" in result.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from .splits import stratified_split
 if TYPE_CHECKING:
     from lightning.fabric.utilities.data import AttributeDict
 
+
+log = logging.getLogger(__name__)
 
 class SplitDataModule(L.LightningDataModule):
     """A dataset under ``root`` split into ``train``/``val``/``test``/``predict`` datasets (``self.datasets``).
@@ -37,6 +40,9 @@ class SplitDataModule(L.LightningDataModule):
     """
 
     collate_fn: Callable[[list], dict] | None = None
+    in_memory = False
+    """The datasets are tensors in memory (landmarks, sequences): loaded in this process whatever ``num_workers``
+    says, since worker processes would only add their start-up (re-spawned every epoch) to milliseconds of work."""
 
     if TYPE_CHECKING:  # Lightning types hparams as a plain mapping; the saved arguments are read as attributes
 
@@ -87,10 +93,15 @@ class SplitDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise InputError(f"{self.root}: there is no {split} split (test_fraction={h.test_fraction}); set "
                              f"data.init_args.test_fraction{' or num_folds' if 'num_folds' in h else ''}")
+        workers = 0 if self.in_memory else h.num_workers
+        if self.in_memory and h.num_workers and not getattr(self, "_said_in_memory", False):
+            log.info("%s: the data are tensors in memory, loaded without worker processes (num_workers=%d unused)",
+                     type(self).__name__, h.num_workers)
+            self._said_in_memory = True
         return DataLoader(
             self.datasets[split], batch_size=h.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-            num_workers=h.num_workers,
-            pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and h.num_workers > 0,
+            num_workers=workers,
+            pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and workers > 0,
             collate_fn=self.collate_fn, drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
         )
 

@@ -212,6 +212,7 @@ class SentenceDataModule(SplitDataModule):
     """
 
     collate_fn = staticmethod(collate_sentences)
+    in_memory = True
 
     def __init__(self, root: str, val_fraction: float = 0.1, test_fraction: float = 0.15, sentences: int = 1000,
                  min_signs: int = 2, max_signs: int = 5, gap_frames: int = 0, landmarks_file: str | None = None,

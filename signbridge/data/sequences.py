@@ -121,6 +121,7 @@ class SequenceDataModule(ClassificationDataModule):
     """
 
     collate_fn = staticmethod(collate_sequences)
+    in_memory = True
     sample_noun = "sequences"
 
     def __init__(

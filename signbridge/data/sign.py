@@ -188,7 +188,8 @@ class SignDataModule(ClassificationDataModule):
                 self.root, [paths[i] for i in indices], [labels[i] for i in indices],
                 cache.landmarks[rows[indices]], cache.present[rows[indices]], cache.image_size[rows[indices]],
                 self.loaded_image_size, self.hparams.interpolation,
-                augment=self.augmenter if split == "train" else None,
+                # landmark-only batches are augmented on tensors, a batch at a time (on_after_batch_transfer)
+                augment=self.augmenter if split == "train" and self.load_images else None,
             )
 
 
@@ -205,3 +206,12 @@ class LandmarkDataModule(SignDataModule):
     """
 
     load_images = False
+    in_memory = True
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # one vectorised pass per training batch instead of per-sample Python (HandAugment.landmarks_batch)
+        trainer = self.trainer
+        if self.augmenter is not None and trainer is not None and trainer.training:
+            batch = dict(batch)
+            batch["landmarks"], batch["present"] = self.augmenter.landmarks_batch(batch["landmarks"], batch["present"])
+        return batch

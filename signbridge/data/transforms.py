@@ -65,13 +65,37 @@ class HandAugment:
         return image, landmarks, present
 
 
-def rotate_scale_landmarks(landmarks: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
+    def landmarks_batch(self, landmarks: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The landmark part of ``__call__`` for a whole batch in one vectorised pass (``(B, 2, 21, 3)``, ``(B, 2)``,
+        on any device): each sample draws its own flip, rotation, zoom and stretch. For landmark-only data, where
+        there are no pixels to move with them (``LandmarkDataModule``)."""
+        batch, device = landmarks.shape[0], landmarks.device
+        landmarks = landmarks.float()
+        if self.flip_prob:
+            flip = torch.rand(batch, device=device) < self.flip_prob
+            flipped, flipped_present = flip_landmarks(landmarks, present)
+            landmarks = torch.where(flip[:, None, None, None], flipped, landmarks)
+            present = torch.where(flip[:, None], flipped_present, present)
+        angle = torch.empty(batch, device=device).uniform_(-self.max_rotation_degrees, self.max_rotation_degrees)
+        scale = torch.empty(batch, device=device).uniform_(1 - self.zoom, 1 + self.zoom)
+        landmarks = rotate_scale_landmarks(landmarks, angle[:, None, None], scale[:, None, None])
+        if self.landmark_stretch or self.landmark_jitter:
+            landmarks = random_stretch_jitter(landmarks, present, self.landmark_stretch, self.landmark_jitter)
+        return landmarks, present
+
+
+def rotate_scale_landmarks(landmarks: torch.Tensor, angle: float | torch.Tensor, scale: float | torch.Tensor
+                           ) -> torch.Tensor:
     """Move wrist-relative landmarks of a square image as ``F.affine(angle, scale)`` moves its pixels.
 
     ``F.affine`` turns the picture clockwise on screen for a positive angle (x right, y down); z scales with the zoom.
     """
-    theta = math.radians(angle)
-    cos, sin = math.cos(theta) * scale, math.sin(theta) * scale
+    cos: float | torch.Tensor
+    sin: float | torch.Tensor
+    if isinstance(angle, torch.Tensor):  # one angle (and scale) per sample, broadcast over the points
+        cos, sin = angle.deg2rad().cos() * scale, angle.deg2rad().sin() * scale
+    else:
+        cos, sin = math.cos(math.radians(angle)) * scale, math.sin(math.radians(angle)) * scale
     x, y, z = landmarks.unbind(-1)
     return torch.stack([cos * x - sin * y, sin * x + cos * y, z * scale], dim=-1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
-from torchmetrics import CatMetric, MetricCollection
+from torchmetrics import CatMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from ..errors import InputError
@@ -92,6 +93,8 @@ class ClassificationTask(Task):
         compile: ``torch.compile`` the model.
         figure_every_n_epochs: draw the validation confusion matrix figure every N epochs and after the last one
             (a figure of 40 classes takes seconds to draw, longer than a landmark epoch); the test's is always drawn.
+        figure_interval_s: and only when this many seconds have passed since the last one was drawn (or the fit
+            began), so a fit of seconds draws it once, at the end, and a long one at its epochs' pace.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class ClassificationTask(Task):
         channels_last: bool = False,
         compile: bool = False,
         figure_every_n_epochs: int = 10,
+        figure_interval_s: float = 60.0,
     ):
         super().__init__()
         save_plain_hyperparameters(self)
@@ -155,6 +159,9 @@ class ClassificationTask(Task):
             self.logit_bias = torch.zeros(n, device=self.logit_bias.device)
         # every validation logit and label of the epoch, gathered from all processes, to fit the thresholds on
         self.val_logits, self.val_labels = CatMetric(), CatMetric()
+        # each stage's mean loss, summed over processes at the epoch's end: one self.log per epoch instead of one per
+        # step (Lightning's per-call bookkeeping cost more than a landmark model's whole step)
+        self.stage_loss = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
 
     def check_data(self, datamodule) -> dict[str, Any]:
         """Raise a one-line ``InputError`` when a setting given to this task disagrees with ``datamodule`` (the
@@ -271,14 +278,28 @@ class ClassificationTask(Task):
         loss, logits = self.model_step(batch)
         labels = batch["label"]
         self.train_metrics.update(logits.detach(), labels)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.mean_loss("train").update(loss.detach(), len(labels))
+        # the loss of the steps the logger writes (Lightning's log_every_n_steps), not of every step
+        if (self.global_step + 1) % max(1, getattr(self.trainer, "log_every_n_steps", 50)) == 0:
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self.log_train_epoch()  # now, so the epoch's validation and every callback see them
         return loss
 
-    def on_train_epoch_end(self) -> None:
+    def log_train_epoch(self) -> None:
+        """Log the epoch's mean training loss (``train_loss_epoch``) and training metrics, then reset them."""
+        self._log_stage_loss("train", "train_loss_epoch")
         if self.train_metrics.update_count:
             values = self.train_metrics.compute()  # summed over processes by torchmetrics
-            self.log_dict({f"train_{name}": value for name, value in values.items()})
+            self.log_dict({f"train_{name}": value for name, value in values.items()}, on_step=False, on_epoch=True)
             self.train_metrics.reset()
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self._last_figure = time.monotonic()  # the first figure waits figure_interval_s from here
+
+    def on_train_epoch_end(self) -> None:
+        self.log_train_epoch()  # an epoch of unknown length (logged at its last batch otherwise)
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         if stage == "test" and len(getattr(self.datamodule, "unseen_classes", ()) or ()):
@@ -293,10 +314,24 @@ class ClassificationTask(Task):
             logits = self.decision_logits(logits)
         size = len(batch["label"])
         metrics, confusion = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_confusion")
-        metrics(logits, batch["label"])
+        metrics.update(logits, batch["label"])
         confusion.update(logits, batch["label"])
-        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=size, sync_dist=True)
-        self.log_dict(metrics, prog_bar=True, batch_size=size)
+        self.mean_loss(stage).update(loss.detach(), size)
+
+    def mean_loss(self, stage: str) -> MeanMetric:
+        """The running mean of a stage's loss over the epoch."""
+        return self.stage_loss[f"{stage}_loss"]  # type: ignore[return-value]  # a ModuleDict item
+
+    def _log_stage_loss(self, stage: str, name: str | None = None) -> None:
+        """Log the stage's mean loss over the epoch (summed over processes) and its metrics, then reset them."""
+        loss = self.mean_loss(stage)
+        if loss.update_count:
+            self.log(name or f"{stage}_loss", loss.compute(), prog_bar=True, on_step=False, on_epoch=True)
+            loss.reset()
+        metrics = getattr(self, f"{stage}_metrics", None)
+        if stage != "train" and metrics is not None and any(m.update_count for m in metrics.values()):
+            self.log_dict(metrics.compute(), prog_bar=True, on_step=False, on_epoch=True)
+            metrics.reset()
 
     def named_classes_only(self, batch: dict) -> dict:
         """The samples of a zero-shot test batch whose classes this model can name (a plain classifier knows only
@@ -313,10 +348,12 @@ class ClassificationTask(Task):
         self._eval_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
+        self._log_stage_loss("val")
         self.fit_thresholds()
         self._log_confusion("val")
 
     def on_test_epoch_end(self) -> None:
+        self._log_stage_loss("test")
         matrix = self._log_confusion("test")
         if matrix is not None:
             self.report_per_class(matrix)
@@ -362,6 +399,7 @@ class ClassificationTask(Task):
         fig.set_size_inches(max(4, 0.5 * self.hparams.num_classes + 2), max(4, 0.5 * self.hparams.num_classes + 2))
         experiment.add_figure(f"{stage}_confusion_matrix", fig, global_step=self.global_step)
         plt.close(fig)
+        self._last_figure = time.monotonic()
         return matrix
 
     def _draws_figure(self, stage: str) -> bool:
@@ -371,7 +409,10 @@ class ClassificationTask(Task):
             return True
         every = max(1, int(self.hparams.get("figure_every_n_epochs", 1) or 1))
         epoch, last = self.current_epoch + 1, self.trainer.max_epochs
-        return epoch % every == 0 or (last is not None and epoch >= last) or self.trainer.should_stop
+        if (last is not None and epoch >= last) or self.trainer.should_stop:
+            return True
+        waited = time.monotonic() - getattr(self, "_last_figure", 0.0) >= self.hparams.get("figure_interval_s", 0.0)
+        return epoch % every == 0 and waited
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning refuses to clip for fused optimizers because they unscale fp16 gradients themselves; without a

@@ -136,6 +136,31 @@ def test_augmentation_without_an_image_moves_only_the_landmarks():
     assert image is None and not torch.equal(moved, landmarks) and torch.count_nonzero(moved[1]) == 0
 
 
+def test_batch_augmentation_of_landmarks_draws_per_sample_and_keeps_missing_hands_empty():
+    torch.manual_seed(0)
+    landmarks = torch.randn(64, 2, 21, 3)
+    landmarks[:, :, 0] = 0  # wrists at the origin
+    present = torch.ones(64, 2, dtype=torch.bool)
+    present[::2, 1] = False
+    landmarks[::2, 1] = 0
+    # rotation and zoom alone: each sample turned by its own angle about the wrist, x and y lengths kept
+    rotated, kept = HandAugment(max_rotation_degrees=30, zoom=0.0, landmark_stretch=0.0).landmarks_batch(
+        landmarks, present)
+    assert torch.equal(kept, present) and not rotated[::2, 1].any() and not rotated[:, :, 0].any()
+    assert torch.allclose(rotated[..., :2].norm(dim=-1), landmarks[..., :2].norm(dim=-1), atol=1e-5)
+    assert torch.equal(rotated[..., 2], landmarks[..., 2])
+    turn = torch.atan2(rotated[:, 0, 8, 1], rotated[:, 0, 8, 0]) - torch.atan2(landmarks[:, 0, 8, 1],
+                                                                                landmarks[:, 0, 8, 0])
+    degrees = torch.rad2deg(torch.remainder(turn + torch.pi, 2 * torch.pi) - torch.pi)
+    assert degrees.abs().max() <= 30 + 1e-3 and degrees.std() > 5  # drawn per sample, within the range
+    # one sample's turn as the per-sample rotation computes it
+    assert torch.allclose(rotated[3], rotate_scale_landmarks(landmarks[3], float(degrees[3]), 1.0), atol=1e-4)
+    # a flip of every sample mirrors x and swaps the hands, presence included
+    flipped, swapped = HandAugment(flip_prob=1.0, max_rotation_degrees=0, zoom=0.0, landmark_stretch=0.0
+                                   ).landmarks_batch(landmarks, present)
+    assert torch.equal(swapped, present.flip(-1)) and torch.allclose(flipped[:, 0, :, 0], -landmarks[:, 1, :, 0])
+
+
 def test_augmentation_is_one_argument_from_python_a_config_or_a_checkpoint(tmp_path):
     from dataclasses import asdict
 

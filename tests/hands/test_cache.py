@@ -13,7 +13,7 @@ import pytest
 from signbridge.errors import InputError
 from signbridge.hands.cache import LandmarkCache, coverage_problem, extract_landmarks
 from signbridge.hands.detect import DetectorSettings
-from tests.conftest import REPO, shared_dir
+from tests.conftest import REPO, console, shared_dir
 
 
 @pytest.fixture
@@ -198,9 +198,9 @@ def test_stopped_extraction_saves_its_progress_and_leaves_no_worker(digits_subse
         assert stderr.strip().splitlines()[-1] == "signbridge: stopped by SIGTERM"
 
 
-def test_cli_bad_root_is_one_clear_line(tmp_path):
-    process = _landmarks_cli(tmp_path / "missing", "--output", tmp_path / "x.npz")
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 2
+def test_cli_bad_root_is_one_clear_line(tmp_path, capsys):
+    done = console(capsys, "landmarks", tmp_path / "missing", "--output", tmp_path / "x.npz")
+    stderr = done.stderr
+    assert done.returncode == 2
     assert stderr.strip().splitlines()[-1] == f"signbridge: error: dataset root is not a folder: {tmp_path / 'missing'}"
     assert "Traceback" not in stderr

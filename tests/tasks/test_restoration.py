@@ -10,7 +10,7 @@ from signbridge.cli import main
 from signbridge.data import TextImageDataModule
 from signbridge.errors import InputError
 from signbridge.tasks import FrozenRecognizer, RestorationGAN
-from tests.conftest import REPO
+from tests.conftest import REPO, console
 
 CONFIGS = REPO / "configs"
 
@@ -133,14 +133,8 @@ def test_gan_ddp_spawn_on_two_cpu_processes(recognizer_checkpoint, captcha_subse
     assert "val_word_acc" in cli.trainer.callback_metrics
 
 
-def test_missing_recognizer_checkpoint_is_one_line_from_the_shell(captcha_subset, tmp_path):
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "signbridge", "fit", *gan_args(tmp_path, captcha_subset, tmp_path / "missing.ckpt")],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
+def test_missing_recognizer_checkpoint_is_one_line_from_the_shell(captcha_subset, tmp_path, capsys):
+    result = console(capsys, "fit", *gan_args(tmp_path, captcha_subset, tmp_path / "missing.ckpt"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"signbridge: error: recognizer checkpoint not found: {tmp_path / 'missing.ckpt'}")

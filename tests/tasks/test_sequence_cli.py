@@ -111,7 +111,8 @@ def test_recognize_a_real_video_with_a_sliding_window(trained, tmp_path, hand_mo
     output = tmp_path / "windows.jsonl"
     env = {**os.environ, "SIGNBRIDGE_HAND_LANDMARKER": str(hand_model), "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "signbridge", "recognize", str(video), "--model", str(best),
-                           "--output", str(output), "--window", "12", "--stride", "6", "--smooth", "2"],
+                           "--output", str(output), "--window", "12", "--stride", "6", "--smooth", "2",
+                           "--max_frames", "42"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     results = [json.loads(line) for line in output.read_text().splitlines()]

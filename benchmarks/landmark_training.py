@@ -1,0 +1,125 @@
+"""The landmark-only recipe on a CPU: ``signbridge fit`` of ``configs/sign_landmarks.yaml`` against a plain PyTorch
+loop of the same network on the same tensors, idle and beside a second CPU-bound process (a laptop doing other work).
+
+The Lightning run is the user's command as it runs (checkpoints, TensorBoard logs, validation every epoch, the
+confusion-matrix figure at its interval), timed from the config to the end of ``fit``; the landmark cache exists
+beforehand. The plain loop trains the same network class (a copy) on the same training and validation tensors with
+the same batch size, the same batch augmentation (``HandAugment.landmarks_batch``), AdamW with a cosine schedule, and
+one validation pass per epoch. Both use the threads a console command would choose (``configure_threads``:
+``SIGNBRIDGE_THREADS``, or the cores other work leaves free). Rows go to ``--output`` (JSON lines) and one table is
+printed.
+
+    python benchmarks/landmark_training.py --root DATA/sign_digits/Dataset --landmarks_file CACHE [--epochs 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "sign_landmarks.yaml"
+
+
+def lightning_fit(args: argparse.Namespace, folder: Path):
+    from signbridge.lightning_cli import config_from_files, fit
+
+    config = config_from_files([CONFIG], {
+        "data.init_args.root": str(Path(args.root).resolve()), "data.init_args.landmarks_file": args.landmarks_file,
+        "trainer.max_epochs": args.epochs, "trainer.enable_progress_bar": False,
+        "trainer.enable_model_summary": False, "trainer.logger.init_args.save_dir": str(folder),
+        **({"data.init_args.batch_size": args.batch_size} if args.batch_size else {})})
+    start = time.perf_counter()
+    cli = fit(config)
+    return time.perf_counter() - start, cli
+
+
+def plain_loop(cli, epochs: int) -> float:
+    """The same network, tensors, augmentation and optimiser, without Lightning."""
+    data, task = cli.datamodule, cli.model
+    net = copy.deepcopy(task.model).train()
+    train, val = data.datasets["train"], data.datasets["val"]
+    tensors = {split: (d.landmarks, d.present, d.aspect, torch.tensor(d.labels)) for split, d in
+               (("train", train), ("val", val))}
+    size = data.hparams.batch_size
+    start = time.perf_counter()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=task.hparams.lr, weight_decay=task.hparams.weight_decay)
+    steps = epochs * (len(train) // size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
+    for _ in range(epochs):
+        net.train()
+        landmarks, present, aspect, labels = tensors["train"]
+        order = torch.randperm(len(labels))
+        for first in range(0, len(order) - size + 1, size):  # the last incomplete batch dropped, as Lightning's
+            index = order[first:first + size]
+            points, hands = data.augmenter.landmarks_batch(landmarks[index], present[index])
+            loss = F.cross_entropy(net(points, hands, aspect[index]), labels[index], label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        net.eval()
+        landmarks, present, aspect, labels = tensors["val"]
+        with torch.no_grad():
+            correct = sum(int((net(landmarks[i:i + size], present[i:i + size], aspect[i:i + size]).argmax(1)
+                               == labels[i:i + size]).sum()) for i in range(0, len(labels), size))
+        assert 0 <= correct <= len(labels)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--landmarks_file", required=True, help="the dataset's landmark cache (built beforehand)")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--batch_size", type=int, help="instead of the recipe's (both runs)")
+    parser.add_argument("--output")
+    parser.add_argument("--settings", nargs="*", default=["idle", "busy"])
+    args = parser.parse_args()
+    from signbridge.cli import configure_threads
+
+    default_threads = torch.get_num_threads()
+    rows = []
+    for setting in args.settings:
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if setting == "busy" else None
+        try:
+            time.sleep(0.5)
+            torch.set_num_threads(default_threads)
+            configure_threads()  # as a console command chooses them (SIGNBRIDGE_THREADS to choose)
+            with tempfile.TemporaryDirectory() as folder:
+                seconds, cli = lightning_fit(args, Path(folder))
+                plain = plain_loop(cli, args.epochs)
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+        rows.append({"setting": setting, "cores": len(os.sched_getaffinity(0)), "threads": torch.get_num_threads(),
+                     "epochs": args.epochs, "batch_size": cli.datamodule.hparams.batch_size,
+                     "train_samples": len(cli.datamodule.datasets["train"]),
+                     "lightning_s": round(seconds, 2), "plain_s": round(plain, 2), "ratio": round(seconds / plain, 3),
+                     "lightning_s_per_epoch": round(seconds / args.epochs, 3),
+                     "val_acc": round(float(cli.trainer.callback_metrics.get("val_acc", float("nan"))), 4)})
+        print(json.dumps(rows[-1]), flush=True)
+        if args.output:
+            with open(args.output, "a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
+    print("\n| setting | cores | torch threads | Lightning fit (s) | plain loop (s) | Lightning / plain | "
+          "s per epoch |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['setting']} | {row['cores']} | {row['threads']} | {row['lightning_s']} | {row['plain_s']} | "
+              f"{row['ratio']} | {row['lightning_s_per_epoch']} |")
+
+
+if __name__ == "__main__":
+    main()
