@@ -88,13 +88,15 @@ def main() -> None:
     args = parser.parse_args()
     from signbridge.cli import configure_threads
 
-    default_threads = torch.get_num_threads()
+    default_threads, user_threads = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     rows = []
     for setting in args.settings:
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if setting == "busy" else None
         try:
             time.sleep(0.5)
             torch.set_num_threads(default_threads)
+            if user_threads is None:  # the previous setting's choice is in OMP_NUM_THREADS: choose afresh
+                os.environ.pop("OMP_NUM_THREADS", None)
             configure_threads()  # as a console command chooses them (SIGNBRIDGE_THREADS to choose)
             with tempfile.TemporaryDirectory() as folder:
                 seconds, cli = lightning_fit(args, Path(folder))

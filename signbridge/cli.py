@@ -78,9 +78,18 @@ def main(args: Sequence[str] | None = None) -> int | SignbridgeCLI:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in COMMANDS:
         return run_command(argv[0], argv[1:])
+    for config in config_files(argv):  # before Lightning's seconds of imports: a mistyped path fails at once
+        if config != "-" and not Path(config).is_file():
+            raise InputError(f"{config}: config file not found (--config)")
     from .lightning_cli import run_cli  # after the check: a command's --help does not wait for Lightning
 
     return run_cli(argv)
+
+
+def config_files(argv: Sequence[str]) -> list[str]:
+    """The files of the ``--config FILE`` / ``-c FILE`` / ``--config=FILE`` options of a command line."""
+    files = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+    return files + [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
 
 
 def available_cores() -> int:
@@ -124,24 +133,25 @@ def busy_cores(window_s: float = 0.2) -> int:
 
 
 def configure_threads() -> int:
-    """Set torch's CPU threads for a console command and return them: ``SIGNBRIDGE_THREADS`` when set; else what
-    ``OMP_NUM_THREADS`` gave torch; else the cores this process may use that other work is not keeping busy
+    """Choose the CPU threads of a console command and return them: ``SIGNBRIDGE_THREADS`` when set; else
+    ``OMP_NUM_THREADS`` when set; else the cores this process may use that other work is not keeping busy
     (``busy_cores``), at least 1. Threads on cores that other work is using spin while they wait for each other:
     beside a second CPU-bound process on 2 cores, 2 threads trained the landmark model 15 times slower than 1
-    (``benchmarks/landmark_training.py``)."""
-    import torch
-
+    (``benchmarks/landmark_training.py``). The choice goes to ``OMP_NUM_THREADS``, which torch reads when it is
+    imported (so a command that needs no torch does not wait for it), and to torch directly if it is loaded."""
     chosen = os.environ.get("SIGNBRIDGE_THREADS")
     if chosen is not None:
         if not chosen.isdigit() or int(chosen) < 1:
             raise InputError(f"SIGNBRIDGE_THREADS must be a whole number of threads >= 1, got {chosen!r}")
         threads = int(chosen)
-    elif os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) >= 1:
+        threads = int(os.environ["OMP_NUM_THREADS"])
     else:
         cores = available_cores()
-        threads = max(1, min(cores - min(busy_cores(), cores - 1), torch.get_num_threads()))
-    torch.set_num_threads(threads)
+        threads = max(1, cores - min(busy_cores(), cores - 1))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     return threads
 
 
@@ -153,7 +163,7 @@ def console_main(args: Sequence[str] | None = None) -> NoReturn:
     saving what was done.
     """
     argv = list(sys.argv[1:] if args is None else args)
-    configs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+    configs = config_files(argv)
 
     def work() -> object:
         if not {"-h", "--help"} & set(argv):  # help answers without importing torch

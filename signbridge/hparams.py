@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.core.mixins import HyperparametersMixin
+if TYPE_CHECKING:  # Lightning's import takes seconds: import_object serves commands that never load it
+    from lightning.pytorch.core.mixins import HyperparametersMixin
 
 
 def save_plain_hyperparameters(module: HyperparametersMixin) -> None:

@@ -24,8 +24,8 @@ from . import tasks as _tasks  # noqa: F401
 from .errors import InputError
 from .files import check_writable, read_checkpoint
 from .hparams import import_object
-from .lightning_callbacks import PredictionWriter, SaveOnInterrupt
-from .metadata import ModelMetadata, active_checkpoint
+from .lightning_callbacks import ModelMetadata, PredictionWriter, SaveOnInterrupt
+from .metadata import active_checkpoint
 from .tasks.base import task_class_of
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -5,14 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-
-import lightning as L
-import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from .errors import InputError
 from .files import write_json_atomic
@@ -36,6 +31,8 @@ def library_versions() -> dict[str, str]:
 def _checkpoint_facts(checkpoint: Path, class_names: list[str] | None) -> tuple[dict[str, float] | None, dict | None]:
     """The per-class decision biases saved in a checkpoint (``fit_thresholds``), by class name (None without), and
     its inference contract (None for a task without one)."""
+    import torch
+
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     bias = saved["state_dict"].get("logit_bias")
     thresholds = None
@@ -56,115 +53,16 @@ def predicts_signs(metadata: dict) -> bool:
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
+    return {k: float(v) for k, v in metrics.items() if not hasattr(v, "numel") or v.numel() == 1}
 
 
-class ModelMetadata(Callback):
-    """Write ``model.json`` beside the checkpoints when a fit finishes.
+def __getattr__(name: str) -> Any:
+    # the callback lives with the other Lightning callbacks; reading model.json needs no Lightning (seconds of imports)
+    if name == "ModelMetadata":
+        from .lightning_callbacks import ModelMetadata
 
-    It holds: classes, the best checkpoint and its monitored value, final metrics, hyperparameters, per-epoch
-    history, data root and split sizes, library versions and the date. The history is kept in the callback's state,
-    so a resumed run keeps the epochs before the interruption.
-    """
-
-    def __init__(self) -> None:
-        self.history: list[dict[str, float]] = []
-        self.extra: dict[str, Any] = {}
-
-    def _record(self, trainer: L.Trainer, validation_only: bool) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        metrics = {key: value for key, value in _scalars(trainer.callback_metrics).items()
-                   if key.startswith("val_") or not validation_only}
-        if not metrics:
-            return
-        row = next((row for row in self.history if row["epoch"] == trainer.current_epoch), None)
-        if row is None:
-            row = {"epoch": trainer.current_epoch}
-            self.history.append(row)
-        row.update(metrics)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # before the epoch's checkpoints are saved (Lightning runs checkpoint callbacks last), so a run resumed from
-        # one has this epoch's validation values; the train values of an epoch exist only at its end
-        self._record(trainer, validation_only=True)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, validation_only=False)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
-        checkpoint = trainer.checkpoint_callback
-        if not trainer.is_global_zero or not isinstance(checkpoint, ModelCheckpoint) or not checkpoint.best_model_path:
-            return
-        best = Path(checkpoint.best_model_path)
-        datamodule = getattr(trainer, "datamodule", None)
-        score = checkpoint.best_model_score
-        data: dict[str, Any] = {}
-        if datamodule is not None:
-            data["class"] = type(datamodule).__module__ + "." + type(datamodule).__name__
-            data.update(root=str(getattr(datamodule, "root", "")), hyperparameters=dict(datamodule.hparams))
-            if hasattr(datamodule, "split_sizes"):
-                data["split_sizes"] = datamodule.split_sizes()
-        config = Path(log_dir or "") / "config.yaml"
-        thresholds, inference = _checkpoint_facts(best, getattr(pl_module, "class_names", None))
-        metadata = {
-            "format": FORMAT,
-            "checkpoint": best.name,
-            "task": type(pl_module).__module__ + "." + type(pl_module).__name__,
-            "classes": getattr(pl_module, "class_names", None),
-            "monitor": checkpoint.monitor,
-            "mode": checkpoint.mode,
-            "best": {checkpoint.monitor: float(score) if score is not None else None,
-                     "epoch": self._epoch_with(checkpoint.monitor, score)},
-            "final": _scalars(trainer.callback_metrics),
-            "epochs": trainer.current_epoch,
-            "hyperparameters": dict(pl_module.hparams),
-            "data": data,
-            "history": self.history,
-            "thresholds": thresholds,
-            "inference": inference,
-            "versions": library_versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": os.path.relpath(config, best.parent) if config.exists() else None,
-            **self.extra,
-        }
-        write_json_atomic(best.parent / METADATA_FILE, metadata)
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """``test --ckpt_path`` of a saved model: its scores, per-class table and confusion matrix go into the
-        ``model.json`` beside the checkpoint (``test``), so the models folder shows how each model tested."""
-        if not trainer.is_global_zero or not trainer.ckpt_path:
-            return
-        checkpoint = Path(trainer.ckpt_path)
-        metadata_path = checkpoint.parent / METADATA_FILE
-        if not metadata_path.is_file():
-            return
-        try:
-            metadata = read_metadata(metadata_path)
-        except InputError:
-            return  # an unreadable model.json is reported by 'models list'; a test must not fail on it
-        datamodule = getattr(trainer, "datamodule", None)
-        metadata["test"] = {
-            "checkpoint": checkpoint.name,
-            "metrics": {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test_")},
-            "data_root": str(getattr(datamodule, "root", "")) if datamodule is not None else None,
-            **(getattr(pl_module, "test_report", None) or {}),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_json_atomic(metadata_path, metadata)
-
-    def _epoch_with(self, monitor: str | None, score: torch.Tensor | float | None) -> int | None:
-        """The first epoch of the history that reached the best checkpoint's score (the one ModelCheckpoint kept)."""
-        if monitor is None or score is None:
-            return None
-        return next((int(row["epoch"]) for row in self.history if row.get(monitor) == float(score)), None)
-
-    def state_dict(self) -> dict:
-        return {"history": self.history}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.history = list(state_dict.get("history", []))
+        return ModelMetadata
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

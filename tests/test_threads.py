@@ -15,9 +15,10 @@ from signbridge.errors import InputError
 
 def test_the_setting_wins_and_a_bad_value_is_one_error(monkeypatch):
     before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # restored afterwards: the choice is written there
     try:
         monkeypatch.setenv("SIGNBRIDGE_THREADS", "1")
-        assert configure_threads() == 1 == torch.get_num_threads()
+        assert configure_threads() == 1 == torch.get_num_threads() and os.environ["OMP_NUM_THREADS"] == "1"
         monkeypatch.setenv("SIGNBRIDGE_THREADS", "two")
         with pytest.raises(InputError, match="SIGNBRIDGE_THREADS must be a whole number"):
             configure_threads()
