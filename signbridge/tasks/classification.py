@@ -161,7 +161,9 @@ class ClassificationTask(Task):
         self.val_logits, self.val_labels = CatMetric(), CatMetric()
         # each stage's mean loss, summed over processes at the epoch's end: one self.log per epoch instead of one per
         # step (Lightning's per-call bookkeeping cost more than a landmark model's whole step)
-        self.stage_loss = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
+        # (no NaN check: it would wait for the GPU every step)
+        self.stage_loss = nn.ModuleDict({f"{stage}_loss": MeanMetric(nan_strategy="disable")
+                                         for stage in ("train", "val", "test")})
 
     def check_data(self, datamodule) -> dict[str, Any]:
         """Raise a one-line ``InputError`` when a setting given to this task disagrees with ``datamodule`` (the
@@ -278,7 +280,7 @@ class ClassificationTask(Task):
         loss, logits = self.model_step(batch)
         labels = batch["label"]
         self.train_metrics.update(logits.detach(), labels)
-        self.mean_loss("train").update(loss.detach(), len(labels))
+        self.mean_loss("train").update(loss.detach(), torch.full_like(loss.detach(), len(labels)))
         # the loss of the steps the logger writes (Lightning's log_every_n_steps), not of every step
         if (self.global_step + 1) % max(1, getattr(self.trainer, "log_every_n_steps", 50)) == 0:
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
@@ -316,7 +318,7 @@ class ClassificationTask(Task):
         metrics, confusion = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_confusion")
         metrics.update(logits, batch["label"])
         confusion.update(logits, batch["label"])
-        self.mean_loss(stage).update(loss.detach(), size)
+        self.mean_loss(stage).update(loss.detach(), torch.full_like(loss.detach(), size))
 
     def mean_loss(self, stage: str) -> MeanMetric:
         """The running mean of a stage's loss over the epoch."""
