@@ -284,9 +284,11 @@ class ClassificationTask(Task):
         # the loss of the steps the logger writes (Lightning's log_every_n_steps), not of every step
         if (self.global_step + 1) % max(1, getattr(self.trainer, "log_every_n_steps", 50)) == 0:
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
-        if batch_idx + 1 == self.trainer.num_training_batches:
-            self.log_train_epoch()  # now, so the epoch's validation and every callback see them
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self.log_train_epoch()  # now, so the epoch's validation and every callback's epoch end see them
 
     def log_train_epoch(self) -> None:
         """Log the epoch's mean training loss (``train_loss_epoch``) and training metrics, then reset them."""
