@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from common import each, mean_std, slug
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "sign_sentences.yaml"
@@ -28,10 +29,6 @@ VARIANTS = {
                                     "model.init_args.net.dim": 128, "model.init_args.lr": 0.003},
 }
 SCORES = ("test_wer", "beam_test_wer", "test_segment_wer")
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
 def one_run(variant: str, seed: int, args: argparse.Namespace) -> None:
@@ -92,9 +89,7 @@ def main() -> None:
         cells = []
         for score in SCORES:
             values = [row[score] for row in rows if score in row]
-            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-            cells.append(f"{statistics.mean(values):.3f}{spread} ({' / '.join(f'{v:.2f}' for v in values)})"
-                         if values else "")
+            cells.append(f"{mean_std(values)} ({each(values)})" if values else "")
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     (Path(args.run_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{args.root}, {args.epochs} epochs, {args.accelerator}\n")

@@ -22,6 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from common import slug
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "sign_sequences.yaml"
 
@@ -41,10 +43,6 @@ ABLATION: dict[str, dict] = {
     **{f"without {name}": {f"data.init_args.augment.{name}": 0.0} for name in AUGMENTATIONS if name != "mirror"},
     "with mirror 0.5": {"data.init_args.augment.mirror": 0.5},
 }
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
 def fold_job(name: str, overrides: dict, fold: int, args: argparse.Namespace) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from common import each, mean_std, slug
 
 REPO = Path(__file__).resolve().parents[1]
 ALIGNED = REPO / "configs" / "sign_sequences_text.yaml"
@@ -68,10 +68,6 @@ def variants(args: argparse.Namespace) -> dict[str, tuple[Path, dict]]:
     return chosen
 
 
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
-
-
 def job(name: str, config: Path, overrides: dict, seed: int, args: argparse.Namespace) -> dict:
     run_dir = Path(args.run_dir) / slug(name) / f"seed{seed}"
     settings = {"data.init_args.root": str(Path(args.root).resolve()), "data.init_args.unseen_classes": args.unseen,
@@ -108,8 +104,7 @@ def table(names: list[str], args: argparse.Namespace) -> tuple[str, dict]:
             if not values:
                 cells.append("")
                 continue
-            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-            cells.append(f"{statistics.mean(values):.3f}{spread} ({' / '.join(f'{v:.2f}' for v in values)})")
+            cells.append(f"{mean_std(values)} ({each(values)})")
         lines.append(f"| {name} | {len(found)} | " + " | ".join(cells) + " |")
     return "\n".join(lines), summary
 

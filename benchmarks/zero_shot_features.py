@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from common import each, mean_std
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"aligned": REPO / "configs" / "sign_sequences_text.yaml", "plain": REPO / "configs" / "sign_sequences.yaml"}
@@ -33,7 +33,7 @@ def dump(model_name: str, seed: int, args: argparse.Namespace) -> None:
     """Fit one model on one split and write its embeddings."""
     import torch
 
-    from signbridge.lightning_cli import fit, run_folder_overrides
+    from signbridge.lightning_cli import config_from_files, fit, run_folder_overrides
     from signbridge.models.sequence import landmark_descriptor
 
     folder = Path(args.run_dir) / f"{model_name}_seed{seed}"
@@ -45,14 +45,12 @@ def dump(model_name: str, seed: int, args: argparse.Namespace) -> None:
         overrides["model.init_args.text.vectors"] = str(Path(args.vectors).resolve())
     if args.landmarks_file:
         overrides["data.init_args.landmarks_file"] = args.landmarks_file
-    from signbridge.lightning_cli import config_from_files
-
     config = config_from_files([CONFIGS[model_name]], overrides)
     cli = fit(config, run_folder_overrides(config, folder))
     best = cli.trainer.checkpoint_callback.best_model_path
     model, datamodule = cli.model, cli.datamodule
     if best:  # none with --epochs 0: the untrained network's embeddings
-        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     model.eval()
     net = model.sequence_net
 
@@ -91,7 +89,7 @@ def ridge_map(words: np.ndarray, targets: np.ndarray, ridge: float) -> np.ndarra
     return words.T @ np.linalg.solve(gram, targets)
 
 
-def scorers(train_h, train_y, seen_words, new_words, ridge=1.0, tau=0.1):
+def scorers(train_h, train_y, seen_words, new_words):
     """Each scorer gives a function from test embeddings (N, F) to scores over the new names (N, U)."""
     n = len(seen_words)
     mean = train_h.mean(0)
@@ -100,7 +98,8 @@ def scorers(train_h, train_y, seen_words, new_words, ridge=1.0, tau=0.1):
     unit_protos = unit(protos)
     seen_w, new_w = unit(seen_words), unit(new_words)
     result = {}
-    for r in (0.1, 0.3, 1.0, 3.0):  # the library's scorer: a ridge map from names to prototypes
+    # a ridge map from names to prototypes: the library's scorer (fit_prototype_regression), on unit-length names
+    for r in (0.1, 0.3, 1.0, 3.0):
         mapped = unit(new_w @ ridge_map(seen_w, protos, r))
         result[f"ridge {r}"] = lambda h, m=mapped: unit(h - mean) @ m.T
     sim = new_w @ seen_w.T  # (U, S): the names' similarity
@@ -162,9 +161,7 @@ def analyse(args: argparse.Namespace) -> None:
     print(f"unseen top-1 per split (chance {1 / args.unseen:.2f})\n")
     print("| features: scorer | splits | mean | per split |\n|---|---|---|---|")
     for name, values in scores.items():
-        spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-        print(f"| {name} | {len(values)} | {statistics.mean(values):.3f}{spread} | "
-              f"{' / '.join(f'{v:.2f}' for v in values)} |")
+        print(f"| {name} | {len(values)} | {mean_std(values)} | {each(values)} |")
 
 
 def main() -> None:

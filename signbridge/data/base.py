@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 class SplitDataModule(L.LightningDataModule):
     """A dataset under ``root`` split into ``train``/``val``/``test``/``predict`` datasets (``self.datasets``).
 

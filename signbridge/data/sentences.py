@@ -106,13 +106,18 @@ def read_boston104(root: str | Path) -> tuple[list[Sentence], list[Sentence]]:
     return splits[0], splits[1]
 
 
+def check_sign_counts(min_signs: int, max_signs: int) -> None:
+    """One ``InputError`` unless a stitched sentence's sign counts satisfy 1 <= min_signs <= max_signs."""
+    if not 1 <= min_signs <= max_signs:
+        raise InputError(f"min_signs={min_signs} and max_signs={max_signs}: need 1 <= min_signs <= max_signs")
+
+
 def stitch_sentences(sequences: Sequence[np.ndarray], labels: Sequence[int], classes: Sequence[str], count: int,
                      min_signs: int = 2, max_signs: int = 5, gap_frames: int = 0, seed: int = 0) -> list[Sentence]:
     """``count`` sentences joined from isolated sign sequences (``(T, F)`` arrays with their class ``labels``):
     each draws between ``min_signs`` and ``max_signs`` sequences with ``seed`` and puts them end to end (with
     ``gap_frames`` copies of each sign's last frame after it, a pause); the segments say where each sign is."""
-    if not 1 <= min_signs <= max_signs:
-        raise InputError(f"min_signs={min_signs} and max_signs={max_signs}: need 1 <= min_signs <= max_signs")
+    check_sign_counts(min_signs, max_signs)
     if not len(sequences) or len(sequences) != len(labels):
         raise InputError(f"{len(sequences)} sequences and {len(labels)} labels: need as many of each, at least one")
     rng = np.random.default_rng(seed)
@@ -222,8 +227,7 @@ class SentenceDataModule(SplitDataModule):
                          num_workers=num_workers, pin_memory=pin_memory, **kwargs)
         if sentences < 1:
             raise InputError(f"sentences must be at least 1, got {sentences}")
-        if not 1 <= min_signs <= max_signs:
-            raise InputError(f"min_signs={min_signs} and max_signs={max_signs}: need 1 <= min_signs <= max_signs")
+        check_sign_counts(min_signs, max_signs)  # now, not when the sentences are stitched at setup
 
     @staticmethod
     def is_boston104(root: Path) -> bool:
