@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .hands.sequence import FRAME_FEATURES
 
 if TYPE_CHECKING:
     from .hands.detect import HandDetection
@@ -127,6 +128,17 @@ class InferenceContract:
     @property
     def reads_sequences(self) -> bool:
         return "points" in self.input_names
+
+    @property
+    def reads_sentences(self) -> bool:
+        """A continuous (CTC) sign recognizer of per-frame ``features``."""
+        return "features" in self.input_names
+
+    @property
+    def tracks_sentences(self) -> bool:
+        """A continuous recognizer whose per-frame features are tracked landmarks (``preprocessing.sequence``
+        ``frame_features``), so that a video can be read into them."""
+        return self.reads_sentences and self.preprocessing.get("sequence", {}).get("frame_features") == FRAME_FEATURES
 
     @property
     def image_size(self) -> int | None:

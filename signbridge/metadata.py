@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import InputError
 from .files import write_json_atomic
+from .hands.sequence import FRAME_FEATURES
 
 METADATA_FILE = "model.json"
 ACTIVE_FILE = "active.json"
@@ -43,13 +44,15 @@ def _checkpoint_facts(checkpoint: Path, class_names: list[str] | None) -> tuple[
 
 
 def predicts_signs(metadata: dict) -> bool:
-    """Whether a ``model.json``'s model classifies photos, frames or videos (an image, hand landmarks or landmark
-    sequences as input)."""
+    """Whether a ``model.json``'s model reads signs in photos, frames or videos (an image, hand landmarks or landmark
+    sequences as input; or a continuous recognizer of tracked landmarks)."""
     inference = metadata.get("inference")
     if not inference:  # written before inference contracts: a classifier has classes, a recognizer a charset
         return bool(metadata.get("classes")) and "charset" not in (metadata.get("hyperparameters") or {})
     names = {spec["name"] for spec in inference.get("inputs", [])}
-    return inference.get("decoding") == "argmax" and bool(names & {"image", "landmarks", "points"})
+    tracked = (inference.get("preprocessing") or {}).get("sequence", {}).get("frame_features") == FRAME_FEATURES
+    return (inference.get("decoding") == "argmax" and bool(names & {"image", "landmarks", "points"})
+            or "features" in names and tracked)
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -172,13 +172,11 @@ class SequenceRecognizer:
         path = Path(model)
         self.model = load_predictor(path, threads)
         self.contract = self.model.contract
-        if not self.contract.reads_sequences:
-            raise InputError(f"{path}: not a sequence model (it reads {', '.join(self.contract.input_names)}): use "
-                             "Recognizer")
+        self._check_model(path)
         sequence = self.contract.preprocessing.get("sequence", {})
         self.parts = tuple(sequence.get("parts") or ())
-        self.window = int(window or sequence.get("typical_frames") or sequence.get("max_frames") or 30)
-        if self.window < 1 or stride < 1:
+        self.window = self._default_window(sequence) if window is None else int(window)
+        if self.window < 0 or (self.window == 0 and not self.whole_streams) or stride < 1:
             raise InputError(f"window and stride must be at least 1 frame, got {self.window} and {stride}")
         self.stride, self.smoothing = stride, max(1, smoothing)
         self.classes = list(self.contract.classes)
@@ -197,9 +195,20 @@ class SequenceRecognizer:
         self._copy = [(tracker_slices[name], model_slices[name], self.tracker.parts.index(name),
                        self.parts.index(name)) for name in self.parts if name in tracker_slices]
         self._points_per_frame = sum(PART_SIZES[name] for name in self.parts)
-        self._frames: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=self.window)
+        self._frames: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=self.window or None)
         self._recent: deque[np.ndarray] = deque(maxlen=self.smoothing)
         self._count = 0
+
+    whole_streams = False  # window 0 (a whole stream at once) is not a classifier's
+
+    def _check_model(self, path: Path) -> None:
+        if not self.contract.reads_sequences:
+            raise InputError(f"{path}: not a sequence model (it reads {', '.join(self.contract.input_names)}): use "
+                             "Recognizer")
+
+    @staticmethod
+    def _default_window(sequence: dict[str, Any]) -> int:
+        return int(sequence.get("typical_frames") or sequence.get("max_frames") or 30)
 
     def use_classes(self, names: list[str] | None) -> None:
         """Score these class names from now on (a text-aligned checkpoint, ``TextAlignedSequenceClassifier``); None:
@@ -214,7 +223,7 @@ class SequenceRecognizer:
         self.classes = list(self.contract.classes)
         self._recent.clear()
 
-    def push(self, frame: np.ndarray, timestamp_ms: int) -> WindowRecognition | None:
+    def push(self, frame: np.ndarray, timestamp_ms: int) -> StreamRecognition | None:
         """Track one frame; classify the window when ``stride`` frames have come since the last one."""
         start = time.perf_counter()
         tracked, found, _ = self.tracker.track(frame, timestamp_ms)
@@ -225,29 +234,31 @@ class SequenceRecognizer:
             present[target_part] = found[source_part]
         self._frames.append((points, present, (time.perf_counter() - start) * 1e3))
         self._count += 1
-        if len(self._frames) < self.window or (self._count - self.window) % self.stride:
+        if not self.window or len(self._frames) < self.window or (self._count - self.window) % self.stride:
             return None
         return self._classify(start)
 
-    def _classify(self, frame_start: float) -> WindowRecognition:
+    def _classify(self, frame_start: float) -> StreamRecognition:
         points = np.stack([f[0] for f in self._frames])
         present = np.stack([f[1] for f in self._frames])
         return self._classify_arrays(points, present, float(np.mean([f[2] for f in self._frames])), frame_start,
                                      smooth=True)
 
-    def _classify_arrays(self, points: np.ndarray, present: np.ndarray, landmarks_ms: float, frame_start: float,
-                         smooth: bool) -> WindowRecognition:
+    def _model_inputs(self, points: np.ndarray, present: np.ndarray) -> dict[str, Any]:
         import torch
 
+        return {"points": torch.from_numpy(points)[None], "present": torch.from_numpy(present)[None],
+                "mask": torch.ones((1, len(points)), dtype=torch.bool)}
+
+    def _classify_arrays(self, points: np.ndarray, present: np.ndarray, landmarks_ms: float, frame_start: float,
+                         smooth: bool) -> StreamRecognition:
         before = time.perf_counter()
         if not present.any():
             self._recent.clear()
             return WindowRecognition(None, 0.0, np.zeros(len(self.classes), np.float32), [], self._count - 1,
                                      {"landmarks": landmarks_ms, "model": 0.0,
                                       "latency": (before - frame_start) * 1e3})
-        inputs = {"points": torch.from_numpy(points)[None], "present": torch.from_numpy(present)[None],
-                  "mask": torch.ones((1, len(points)), dtype=torch.bool)}
-        probabilities = self.model.probabilities(inputs)[0]
+        probabilities = self.model.probabilities(self._model_inputs(points, present))[0]
         done = time.perf_counter()
         if smooth:
             self._recent.append(probabilities)
@@ -258,7 +269,7 @@ class SequenceRecognizer:
                                  {"landmarks": landmarks_ms, "model": (done - before) * 1e3,
                                   "latency": (done - frame_start) * 1e3})
 
-    def classify_window(self) -> WindowRecognition | None:
+    def classify_window(self) -> StreamRecognition | None:
         """Classify the frames the window holds now, however few (the end of a stream shorter than one window);
         None before the first frame."""
         return self._classify(time.perf_counter()) if self._frames else None
@@ -283,7 +294,8 @@ class SequenceRecognizer:
         self.reset()
         fps, total, frames = video_frames(path)
         shown = set(even_frames(total, keep_frames).tolist()) if total else set(range(keep_frames))
-        windows, points, present, kept = [], [], [], {}
+        windows: list[StreamRecognition] = []
+        points, present, kept = [], [], {}
         for index, (timestamp, frame) in enumerate(frames):
             window = self.push(frame, timestamp)
             if window is not None:
@@ -296,11 +308,16 @@ class SequenceRecognizer:
             raise InputError(f"{path}: no frame of the video could be decoded")
         start = time.perf_counter()
         all_points, all_present = np.stack(points), np.stack(present)
-        sampled = even_frames(len(all_points), int(self.contract.preprocessing.get("sequence", {})
-                                                    .get("max_frames") or len(all_points)))
+        sampled = self._clip_frames(len(all_points))
         whole = self._classify_arrays(all_points[sampled], all_present[sampled],
                                       float(np.mean([f[2] for f in self._frames])), start, smooth=False)
         return VideoRecognition(whole, windows, all_points, all_present, fps, kept)
+
+    def _clip_frames(self, count: int) -> np.ndarray:
+        """The frames of a whole clip the model reads: sampled evenly down to the training ``max_frames``."""
+        from .data.sequences import even_frames
+
+        return even_frames(count, int(self.contract.preprocessing.get("sequence", {}).get("max_frames") or count))
 
     def close(self) -> None:
         self.tracker.close()
@@ -313,13 +330,95 @@ class SequenceRecognizer:
 
 
 @dataclass
+class SentenceRecognition:
+    """The glosses of a stretch of continuous signing (a whole video, or a window of a stream), CTC-decoded
+    greedily, and the ``sentence`` they make in words (the model's gloss-to-words mapping); ``label`` (the
+    sentence) is None when no hand was found in it."""
+
+    glosses: list[str]
+    sentence: str
+    last_frame: int
+    frames: int
+    hand_found: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str | None:
+        return self.sentence if self.hand_found else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "glosses": " ".join(self.glosses), "sentence": self.sentence,
+                "frames": self.frames, "window_end": self.last_frame,
+                **{f"{stage}_ms": round(ms, 3) for stage, ms in self.timings_ms.items()}}
+
+
+class SentenceRecognizer(SequenceRecognizer):
+    """Continuous signing to glosses with a ``ContinuousSignRecognizer`` trained on tracked landmarks (sentences
+    stitched from isolated signs): MediaPipe tracks every frame as ``SequenceRecognizer`` does, each frame becomes
+    the model's features (``hands.sequence.sentence_features``), and the CTC output is decoded greedily.
+
+    With ``window`` 0 (the default for a video file) ``push`` never decides: ``classify_window`` decodes everything
+    pushed since the last ``reset`` (the whole video); with a window (a camera) every ``stride`` frames the last
+    ``window`` frames are decoded. Other arguments as ``SequenceRecognizer``'s (``smoothing`` is not used).
+    """
+
+    whole_streams = True
+
+    def _check_model(self, path: Path) -> None:
+        if not self.contract.reads_sentences:
+            raise InputError(f"{path}: not a continuous sign recognizer (it reads "
+                             f"{', '.join(self.contract.input_names)})")
+        if not self.contract.tracks_sentences:
+            source = self.contract.preprocessing.get("sentence", {}).get("source", "features signbridge cannot track")
+            raise InputError(f"{path}: this model reads {source}, which MediaPipe tracking of a video does not give; "
+                             "train it on sentences of tracked landmarks (SentenceDataModule on a folder of signs) "
+                             "to recognise videos")
+        self.words: dict[str, str] = dict(self.contract.preprocessing.get("gloss_words") or {})
+
+    @staticmethod
+    def _default_window(sequence: dict[str, Any]) -> int:
+        return 0
+
+    def _model_inputs(self, points: np.ndarray, present: np.ndarray) -> dict[str, Any]:
+        import torch
+
+        from .hands.sequence import sentence_features
+
+        return {"features": torch.from_numpy(sentence_features(points, present))[None],
+                "mask": torch.ones((1, len(points)), dtype=torch.bool)}
+
+    def _classify_arrays(self, points: np.ndarray, present: np.ndarray, landmarks_ms: float, frame_start: float,
+                         smooth: bool) -> SentenceRecognition:
+        import torch
+
+        from .ctc import greedy_paths
+
+        before = time.perf_counter()
+        glosses: list[str] = []
+        if present.any():
+            probabilities = self.model.probabilities(self._model_inputs(points, present))
+            glosses = [self.classes[i - 1] for i in greedy_paths(torch.from_numpy(probabilities))[0]]
+        done = time.perf_counter()
+        return SentenceRecognition(glosses, " ".join(self.words.get(g, g) for g in glosses), self._count - 1,
+                                   len(points), bool(present.any()),
+                                   {"landmarks": landmarks_ms, "model": (done - before) * 1e3,
+                                    "latency": (done - frame_start) * 1e3})
+
+    def _clip_frames(self, count: int) -> np.ndarray:
+        return np.arange(count)  # a sentence is read at the video's own frame rate, as its signs were
+
+
+StreamRecognition = WindowRecognition | SentenceRecognition  # what a stream recognizer decides
+
+
+@dataclass
 class VideoRecognition:
     """``SequenceRecognizer.classify_video``: the sign of the whole clip, each sliding window's result, the tracked
     ``points (frames, P, 3)`` and ``present (frames, parts)`` in the model's layout, the frame rate, and a few
     frames (index -> RGB) to show."""
 
-    clip: WindowRecognition
-    windows: list[WindowRecognition]
+    clip: StreamRecognition
+    windows: list[StreamRecognition]
     points: np.ndarray
     present: np.ndarray
     fps: float
@@ -359,7 +458,7 @@ def recognize_stream(recognizer: SequenceRecognizer, source: str, output=None, m
                          f"{'an image' if kind == 'image' else 'a folder'}")
     results: list[dict[str, Any]] = []
 
-    def emit(frame_name: str, recognition: WindowRecognition | None) -> None:
+    def emit(frame_name: str, recognition: StreamRecognition | None) -> None:
         if recognition is not None:
             results.append({"frame": frame_name, **recognition.to_dict()})
             if output is not None:
@@ -463,7 +562,9 @@ def recognize(source: str, model: str | None = None, models_dir: str = "runs", h
               mirrored: bool = False) -> list[dict[str, Any]]:
     """Recognise signs with a trained model: MediaPipe hand landmarks, then the model, for every frame of an image,
     a folder of images, a video file or a camera (an index such as 0). One JSON line per frame (label,
-    probability, hands found, milliseconds per stage) on stdout or in ``output``.
+    probability, hands found, milliseconds per stage) on stdout or in ``output``; a sequence model gives one per
+    sliding window, a continuous (sentence) model the glosses and sentence of a whole video (or of each window of
+    a camera).
 
     Args:
         source: image file, folder, video file or camera index.
@@ -477,7 +578,9 @@ def recognize(source: str, model: str | None = None, models_dir: str = "runs", h
         max_frames: stop after this many frames.
         threads: CPU threads of the model (default: all).
         show: draw the landmarks and the label in a window (needs a display; Esc or q stops).
-        window: a sequence model: frames per sliding window (default: the training sequences' typical length).
+        window: a sequence model: frames per sliding window (default: the training sequences' typical length); a
+            continuous (sentence) model: 0 decodes a whole video at once (the default for a video file; a camera's
+            default is the training sentences' median length).
         stride: a sequence model: frames between two windows.
         pose_model: a sequence model that reads the pose: MediaPipe's pose landmarker ``.task``.
         face_model: a sequence model that reads the face: MediaPipe's face landmarker ``.task``.
@@ -499,7 +602,14 @@ def recognize(source: str, model: str | None = None, models_dir: str = "runs", h
         print("signbridge: no display: --show ignored", file=sys.stderr)
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(output, "w")) if output else sys.stdout
-        if read_contract(model).reads_sequences:
+        contract = read_contract(model)
+        if contract.reads_sentences:  # continuous signing: a video decoded whole, a camera in windows
+            if window is None and kind == "camera":
+                window = int(contract.preprocessing.get("sequence", {}).get("sentence_frames") or 90)
+            sentences = stack.enter_context(SentenceRecognizer(model, hand_model, pose_model, face_model, window,
+                                                               stride, 1, mirrored, threads))
+            return recognize_stream(sentences, source, stream, max_frames)
+        if contract.reads_sequences:
             sequence = stack.enter_context(SequenceRecognizer(model, hand_model, pose_model, face_model, window,
                                                               stride, smooth, mirrored, threads))
             return recognize_stream(sequence, source, stream, max_frames)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset
 
 from ..ctc import Vocabulary
 from ..errors import InputError
+from ..hands.sequence import FRAME_FEATURES, sentence_features
 from .base import SplitDataModule
 
 BOSTON104_FRAME_COLUMNS = ("video", "frame", "left-x", "left-y", "right-x", "right-y", "nose-x", "nose-y")
@@ -249,6 +251,7 @@ class SentenceDataModule(SplitDataModule):
                                    val_fraction=h.val_fraction, test_fraction=h.test_fraction,
                                    split_seed=h.split_seed, num_workers=0, pin_memory=False)
         signs.setup("fit")
+        self._signs = signs  # its layout and tracker settings go into the model's contract
         train_size = len(signs.datasets["train"])
         splits: dict[str, list[Sentence]] = {}
         for offset, split in enumerate(("train", "val", "test")):
@@ -257,8 +260,7 @@ class SentenceDataModule(SplitDataModule):
                 splits[split] = []
                 continue
             items = [dataset[i] for i in range(len(dataset))]
-            frames = [np.concatenate([np.asarray(item["points"]).reshape(len(item["points"]), -1),
-                                      np.asarray(item["present"], dtype=np.float32)], axis=1) for item in items]
+            frames = [sentence_features(item["points"], item["present"]) for item in items]
             count = h.sentences if split == "train" else max(1, round(h.sentences * len(items) / train_size))
             splits[split] = stitch_sentences(frames, [int(item["label"]) for item in items], signs.classes, count,
                                              h.min_signs, h.max_signs, h.gap_frames, seed=h.split_seed + offset)
@@ -279,6 +281,19 @@ class SentenceDataModule(SplitDataModule):
     @property
     def feature_size(self) -> int:
         return int(self._splits["train"][0].features.shape[1])
+
+    def inference_preprocessing(self) -> dict[str, dict[str, Any]]:
+        """Sentences stitched from tracked landmarks: the isolated signs' layout (``SequenceDataModule``) with
+        ``frame_features`` (how a frame's features are made, so that ``signbridge recognize`` can track a video into
+        them) and ``sentence_frames`` (the training sentences' median length); RWTH-BOSTON-104's pixel tracks: where
+        they come from (no video can be read into them here)."""
+        if self.is_boston104(self.root):
+            return {"sentence": {"source": "rwth_boston104 hands_condensed.csv (pixel tracks of hands and nose)"}}
+        self._splits  # noqa: B018  (stitching sets up the isolated signs)
+        processing = {name: dict(values) for name, values in self._signs.inference_preprocessing().items()}
+        lengths = [len(s.features) for s in self._splits["train"]]
+        processing["sequence"].update(frame_features=FRAME_FEATURES, sentence_frames=int(np.median(lengths)))
+        return processing
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":

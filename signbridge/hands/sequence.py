@@ -26,6 +26,8 @@ from ..files import atomic_write
 
 PART_SIZES = {"pose": 11, "left_hand": 21, "right_hand": 21, "face": 468}
 PART_ORDER = ("pose", "left_hand", "right_hand", "face")
+# a continuous recognizer's frame built from tracked landmarks (``sentence_features``), as its contract names it
+FRAME_FEATURES = "points+present"
 POSE_POINTS = ("nose", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
                "left_hip", "right_hip", "left_knee", "right_knee")
 # those points among MediaPipe Pose's 33
@@ -64,6 +66,13 @@ VECTOR_LAYOUTS = {layout.length: layout for layout in (
 def known_layouts() -> str:
     """The vector layouts signbridge recognises, for messages."""
     return "; ".join(layout.describe() for layout in VECTOR_LAYOUTS.values())
+
+
+def sentence_features(points: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The per-frame features of a sentence of tracked landmarks (``FRAME_FEATURES``): each frame's points
+    ``(T, P, 3)`` flattened, then its parts' presence ``(T, K)`` as 0/1: ``(T, 3P + K)`` float32."""
+    points, present = np.asarray(points, dtype=np.float32), np.asarray(present, dtype=np.float32)
+    return np.concatenate([points.reshape(len(points), -1), present], axis=1)
 
 
 def part_slices(parts: Sequence[str]) -> dict[str, slice]:

@@ -52,16 +52,20 @@ def decode_photo(name: str, data: bytes) -> np.ndarray:
 
 
 class SharedRecognizer:
-    """A ``Recognizer`` (photos) or ``SequenceRecognizer`` (videos, for a sequence model) shared by the app's
+    """A ``Recognizer`` (photos), ``SequenceRecognizer`` (videos, for a sequence model) or ``SentenceRecognizer``
+    (videos of continuous signing, for a continuous recognizer) shared by the app's
     sessions: MediaPipe's detector is not safe to call from two threads at once, so calls take turns."""
 
     def __init__(self, model: Path):
         from ..inference import read_contract
-        from ..recognize import Recognizer, SequenceRecognizer
+        from ..recognize import Recognizer, SentenceRecognizer, SequenceRecognizer
 
-        self.reads_videos = read_contract(model).reads_sequences
-        self.recognizer: Recognizer | SequenceRecognizer = (SequenceRecognizer(model) if self.reads_videos
-                                                            else Recognizer(model))
+        contract = read_contract(model)
+        self.reads_sentences = contract.reads_sentences
+        self.reads_videos = contract.reads_sequences or self.reads_sentences
+        self.recognizer: Recognizer | SequenceRecognizer = (
+            SentenceRecognizer(model) if self.reads_sentences else SequenceRecognizer(model) if self.reads_videos
+            else Recognizer(model))
         self.lock = threading.Lock()
 
     def predict(self, frame: np.ndarray):

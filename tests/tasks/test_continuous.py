@@ -4,6 +4,7 @@ RWTH-BOSTON-104 sentences, and learning to transcribe sentences stitched from sy
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -124,3 +125,71 @@ def test_bad_settings_are_one_line_errors():
         ContinuousSignRecognizer(beam_width=0)
     with pytest.raises(InputError, match="ctc_weight"):
         ContinuousSignRecognizer(ctc_weight=0)
+
+
+@pytest.fixture(scope="module")
+def stitched_run(tmp_path_factory, wlasl_subset):
+    """A 2-epoch fit on sentences stitched from 4 real wlasl40 signs (tracked landmarks): its best checkpoint and its
+    ONNX export."""
+    from signbridge.export import export_checkpoint
+
+    tmp_path = tmp_path_factory.mktemp("stitched")
+    cli = main(["fit", "--config", CONFIG, "--data.init_args.root", str(wlasl_subset), "--data.init_args.sentences",
+                "24", "--data.init_args.test_fraction", "0.2", "--data.init_args.val_fraction", "0.2",
+                "--data.init_args.landmarks_file", str(tmp_path / "sequences.npz"), "--trainer.max_epochs", "2",
+                "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                *TINY])
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    return best, export_checkpoint(best, tmp_path / "sentences.onnx", format="onnx").path
+
+
+def test_a_model_of_stitched_landmark_sentences_reads_a_real_video(stitched_run, tmp_path, hand_model):
+    # subprocesses: MediaPipe must not start in a process that has trained (see HandDetector)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+
+    best, onnx = stitched_run
+    contract = json.loads((best.parent / "model.json").read_text())["inference"]
+    sequence = contract["preprocessing"]["sequence"]
+    assert sequence["parts"] == ["pose", "left_hand", "right_hand"] and sequence["frame_features"] == "points+present"
+    assert 60 <= sequence["sentence_frames"] <= 150  # 2 to 5 signs of 30 frames
+    assert contract["inputs"][0]["shape"] == ["batch", "frames", 53 * 3 + 3]
+    video = sorted(shared_dir("data", "sign_sequences", "videos", "abdomen").glob("*.mp4"))[2]
+    capture, frames = cv2.VideoCapture(str(video)), 0
+    while capture.read()[0]:  # the frames that decode (the container's count can be one more)
+        frames += 1
+    capture.release()
+    env = {**os.environ, "SIGNBRIDGE_HAND_LANDMARKER": str(hand_model), "PYTHONPATH": str(REPO)}
+
+    def recognize(model: Path, *extra: str) -> list[dict]:
+        done = subprocess.run([sys.executable, "-m", "signbridge", "recognize", str(video), "--model", str(model),
+                               *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+    whole = recognize(best)  # a video file: its glosses decoded at once
+    assert len(whole) == 1 and whole[0]["frames"] == frames and whole[0]["window_end"] == frames - 1
+    vocabulary = set(contract["classes"])
+    assert set(whole[0]["glosses"].split()) <= vocabulary and whole[0]["label"] == whole[0]["sentence"]
+    assert whole[0]["landmarks_ms"] > 0 and whole[0]["model_ms"] > 0
+    def untimed(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in row.items() if not k.endswith("_ms")} for row in rows]
+
+    assert untimed(recognize(onnx)) == untimed(whole)  # the export reads the video into the same glosses
+    windows = recognize(best, "--window", "12", "--stride", "6", "--max_frames", "36")  # as a camera is read
+    assert [row["window_end"] for row in windows] == [11, 17, 23, 29, 35]
+    assert all(row["frames"] == 12 and set(row["glosses"].split()) <= vocabulary for row in windows)
+
+
+def test_a_model_of_pixel_tracks_refuses_a_video_in_one_line(boston104_run, capsys):
+    from tests.conftest import console
+
+    _, best, _ = boston104_run
+    video = sorted(shared_dir("data", "sign_sequences", "videos", "abdomen").glob("*.mp4"))[0]
+    done = console(capsys, "recognize", video, "--model", best)
+    assert done.returncode == 2 and "rwth_boston104" in done.stderr and "MediaPipe tracking" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

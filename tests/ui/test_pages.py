@@ -257,3 +257,30 @@ def test_predict_over_class_names_typed_for_a_text_aligned_model(app_settings, t
     app.text_input[0].set_value("mother, qwertyuiop")
     app.run()
     assert any("qwertyuiop" in error.value for error in app.error), [e.value for e in app.error]
+
+
+def test_predict_reads_the_glosses_of_a_video_with_a_continuous_model(app_settings, tmp_path, wlasl_subset,
+                                                                      hand_model):
+    """A CTC model trained on sentences stitched from 4 real signs; the page writes the glosses and the sentence of an
+    uploaded real video, those SentenceRecognizer reads."""
+    from signbridge.cli import main
+    from signbridge.recognize import SentenceRecognizer
+    from tests.conftest import shared_dir
+
+    models_dir = app_settings(tmp_path / "runs")
+    cli = main(["fit", "--config", str(REPO / "configs" / "sign_sentences.yaml"), "--data.init_args.root",
+                str(wlasl_subset), "--data.init_args.landmarks_file", str(tmp_path / "cache.npz"),
+                "--data.init_args.sentences", "16", "--trainer.max_epochs", "1", "--model.init_args.net.dim", "32",
+                "--model.init_args.net.depth", "1", "--model.init_args.net.num_heads", "2",
+                "--trainer.logger.init_args.save_dir", str(models_dir), "--trainer.enable_progress_bar", "false"])
+    video = sorted(shared_dir("data", "sign_sequences", "videos", "abdomen").glob("*.mp4"))[2]
+    app = page("predict")
+    assert "ContinuousSignRecognizer" in app.caption[0].value
+    app.file_uploader[0].set_value([(video.name, video.read_bytes(), "video/mp4")])
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    with SentenceRecognizer(Path(cli.trainer.checkpoint_callback.best_model_path), hand_model) as recognizer:
+        expected = recognizer.classify_video(video).clip
+    assert [s.value for s in app.success] == [f"{video.name}: **{expected.sentence or '(no sign)'}**"]
+    assert f"glosses: `{' '.join(expected.glosses) or '-'}`" in [m.value for m in app.markdown]
+    assert len(app.get("vega_lite_chart")) == 1  # the wrists' paths over the frames

@@ -51,7 +51,7 @@ def show_top5(where, top5: list[tuple[str, float]]) -> None:
         "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")})
 
 
-if model.reads_videos:  # a sequence model: the sign of a whole video, and its sliding windows
+if model.reads_videos:  # a sequence model: the sign of a whole video, and its sliding windows (or its glosses)
     classes = None
     if model.scores_any_names:  # a text-aligned model names any sign whose name has an embedding
         typed = st.text_input("Classes", placeholder="e.g. mother, father, go, walk (empty: the trained classes)",
@@ -71,9 +71,13 @@ if model.reads_videos:  # a sequence model: the sign of a whole video, and its s
         if clip.label is None:
             st.warning(f"{video.name}: no hand found in any frame, so the sign cannot be read.")
             continue
-        st.success(f"{video.name}: sign **{clip.label}** · {clip.probability:.1%}")
         scores, motion = st.columns([1, 1])
-        show_top5(scores, clip.top5)
+        if model.reads_sentences:  # continuous signing: the glosses of the whole video, and its sentence
+            st.success(f"{video.name}: **{clip.sentence or '(no sign)'}**")
+            scores.markdown(f"glosses: `{' '.join(clip.glosses) or '-'}`")
+        else:
+            st.success(f"{video.name}: sign **{clip.label}** · {clip.probability:.1%}")
+            show_top5(scores, clip.top5)
         found = result.present.any(1)
         scores.caption(f"{len(result.points)} frames at {result.fps:.0f} fps · landmarks found in {found.mean():.0%} "
                        f"· {clip.timings_ms.get('landmarks', 0.0):.0f} ms per frame")
@@ -92,7 +96,7 @@ if model.reads_videos:  # a sequence model: the sign of a whole video, and its s
         for column, (index, frame) in zip(strip, sorted(result.frames.items())):
             column.image(draw_points(frame, result.points[index], result.present[index], parts),
                          caption=f"frame {index}")
-        if result.windows:
+        if result.windows and not model.reads_sentences:
             st.dataframe(pd.DataFrame([{"last frame": w.last_frame, "sign": w.label, "probability": w.probability}
                                        for w in result.windows]), hide_index=True)
     st.stop()
