@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from ..hands.layout import NUM_COORDS, PALM_POINTS, WRIST, flip_landmarks
+from ..hands.layout import NUM_COORDS, PALM_SLICE, WRIST, flip_landmarks
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,20 @@ def random_stretch_jitter(
     stretch = 1 + (torch.rand((*batch, 1, 1, NUM_COORDS), generator=generator) * 2 - 1) * max_stretch
     points = landmarks.float() * stretch.to(landmarks.device)
     if jitter:
-        palm = landmarks[..., PALM_POINTS, :].float().norm(dim=-1).mean(-1)  # (..., 2)
+        palm = landmarks[..., PALM_SLICE, :].float().norm(dim=-1).mean(-1)  # (..., 2)
         noise = torch.randn(points.shape, generator=generator).to(points.device)
         points = points + noise * jitter * palm[..., None, None]
         points = points - points[..., WRIST : WRIST + 1, :]
     return points * present.to(points.dtype)[..., None, None]
+
+
+@functools.lru_cache(maxsize=16)
+def mirror_indices(parts: tuple[str, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The point and part orders of the mirror image, made on ``device`` once (a copy per batch waits for the GPU)."""
+    from ..hands.sequence import mirror_parts, mirror_permutation
+
+    return (torch.as_tensor(mirror_permutation(parts), device=device),
+            torch.as_tensor(mirror_parts(parts), device=device))
 
 
 @dataclass(frozen=True)
@@ -176,30 +186,28 @@ class SequenceAugment:
 
     def __call__(self, batch: dict, parts: tuple[str, ...]) -> dict:
         """The batch (``points (B, T, P, 3)``, ``present (B, T, K)``, ``mask (B, T)``) augmented; other keys kept."""
-        from ..hands.sequence import mirror_parts, mirror_permutation, part_of_point
+        from ..models.sequence import point_presence
 
         points, present, mask = batch["points"].float(), batch["present"].bool(), batch["mask"].bool()
         batch_size, device = points.shape[0], points.device
-        point_part = torch.as_tensor(part_of_point(parts), device=device)
-        found = (points != 0).any(-1) & present[..., point_part]  # (B, T, P)
+        found = (points != 0).any(-1) & point_presence(present, parts)  # (B, T, P)
 
         def chosen(probability: float) -> torch.Tensor:
             return torch.rand(batch_size, device=device) < probability
 
         if self.mirror:
             flip = chosen(self.mirror)
-            order = torch.as_tensor(mirror_permutation(parts), device=device)
-            mirrored = points[:, :, order] * points.new_tensor([-1.0, 1.0, 1.0])
-            mirrored[..., 0] += found[:, :, order].to(points.dtype)  # 1 - x where a point was found
+            order, part_order = mirror_indices(parts, device)
+            mirrored = points[:, :, order]
+            mirrored[..., 0] = found[:, :, order].to(points.dtype) - mirrored[..., 0]  # 1 - x where a point was found
             points = torch.where(flip[:, None, None, None], mirrored, points)
-            part_order = torch.as_tensor(mirror_parts(parts), device=device)
             present = torch.where(flip[:, None, None], present[:, :, part_order], present)
             found = torch.where(flip[:, None, None], found[:, :, order], found)
         if self.affine and (self.scale or self.shift or self.rotation_degrees or self.shear):
             points = self._affine(points, found, chosen(self.affine))
         if self.resample and (self.speed or self.crop):
             points, present, mask = self._resample(points, present, mask, chosen(self.resample))
-            found = (points != 0).any(-1) & present[..., point_part]
+            found = (points != 0).any(-1) & point_presence(present, parts)
         if self.time_mask and self.time_mask_fraction:
             present = self._time_mask(present, mask, chosen(self.time_mask))
         if self.part_dropout:
@@ -207,7 +215,7 @@ class SequenceAugment:
         if self.point_dropout:
             kept = torch.rand((batch_size, 1, points.shape[2]), device=device) >= self.point_dropout
             points = points * kept[..., None]
-        point_present = present[..., point_part] & mask[..., None]
+        point_present = point_presence(present, parts) & mask[..., None]
         points = points * point_present[..., None]
         return {**batch, "points": points, "present": present, "mask": mask}
 

@@ -23,6 +23,9 @@ FINGER_CHAINS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 1
 INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP = 5, 9, 13, 17
 # the four finger knuckles: their distance to the wrist is the palm size
 PALM_POINTS = (INDEX_MCP, MIDDLE_MCP, RING_MCP, PINKY_MCP)
+# the same points as a slice, for tensors on a GPU: an index list is copied there at every use, which waits for it
+PALM_SLICE = slice(INDEX_MCP, PINKY_MCP + 1, MIDDLE_MCP - INDEX_MCP)
+assert tuple(range(NUM_POINTS))[PALM_SLICE] == PALM_POINTS
 GEOMETRY_PER_HAND = 34  # 5 tip-wrist + 10 tip-tip distances, 15 joint angles, 3 palm normal, 1 openness
 GEOMETRY_FEATURES = NUM_HANDS * GEOMETRY_PER_HAND
 

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..hands.layout import MIDDLE_MCP, NUM_COORDS, NUM_HANDS, NUM_POINTS, PALM_POINTS, WRIST
+from ..hands.layout import MIDDLE_MCP, NUM_COORDS, NUM_HANDS, NUM_POINTS, PALM_SLICE, WRIST
 
 LandmarkEncoderKind = Literal["mlp", "attention"]
 HAND_FEATURES = NUM_HANDS * NUM_POINTS * NUM_COORDS  # 126
@@ -47,7 +47,7 @@ def normalize_hands(
     if aspect is not None:
         aspect = aspect.to(points.dtype)
         points = points * torch.stack([aspect, torch.ones_like(aspect), aspect], dim=-1)[..., None, None, :]
-    palm = points[..., PALM_POINTS, :].norm(dim=-1).mean(-1)  # (..., 2)
+    palm = points[..., PALM_SLICE, :].norm(dim=-1).mean(-1)  # (..., 2)
     points = points / palm.clamp_min(eps)[..., None, None]
     if rotate:
         up = points[..., MIDDLE_MCP, :2]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hands.sequence import PART_SIZES, part_of_point, part_slices
+from ..hands.sequence import PART_SIZES, part_slices
 from .landmarks import normalize_hands
 from .text import TextAlignedHead, TextMapping
 
@@ -67,8 +67,14 @@ def valid_points(points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor
                  ) -> torch.Tensor:
     """``(B, T, P)``: a point counts when its frame is real (``mask``), its part was found and it is not all zeros
     (MediaPipe's "not found", and what point dropout leaves)."""
-    per_point = present.bool()[..., torch.as_tensor(part_of_point(parts), device=present.device)]
-    return per_point & mask.bool()[..., None] & (points != 0).any(-1)
+    return point_presence(present.bool(), parts) & mask.bool()[..., None] & (points != 0).any(-1)
+
+
+def point_presence(present: torch.Tensor, parts: tuple[str, ...]) -> torch.Tensor:
+    """``(..., K)`` presence of the parts -> ``(..., P)`` of their points. Each part's flag expanded, not gathered
+    with an index made per call: copying an index to the GPU waits for the GPU's queue to drain."""
+    return torch.cat([present[..., k : k + 1].expand(*present.shape[:-1], PART_SIZES[name])
+                      for k, name in enumerate(parts)], dim=-1)
 
 
 def normalize_sequence(points: torch.Tensor, valid: torch.Tensor, parts: tuple[str, ...], eps: float = 1e-6

@@ -173,3 +173,12 @@ def test_landmark_descriptor_against_hand_computed_values():
     assert torch.allclose(spread[21:, 0], torch.full((21,), np.sqrt(1.25), dtype=torch.float32))
     assert torch.allclose(movement[21:], torch.tensor([2.0, 0.0, 0.0]).expand(21, 3))  # (3 + 4) / 2 - (1 + 2) / 2
     assert not descriptor.view(3, 42, 3)[:, :21].any()  # the hand never found: zeros
+
+
+def test_point_presence_is_each_points_part_flag():
+    from signbridge.hands.sequence import part_of_point
+    from signbridge.models.sequence import point_presence
+
+    parts = ("pose", "left_hand", "right_hand", "face")
+    present = torch.rand(3, 7, len(parts)) < 0.5
+    assert torch.equal(point_presence(present, parts), present[..., torch.as_tensor(part_of_point(parts))])
