@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import InputError
@@ -86,6 +87,23 @@ class SplitDataModule(L.LightningDataModule):
     def test_only(self) -> bool:
         """``test_fraction: 1``: every sample is tested (nothing to train on)."""
         return self.hparams.test_fraction >= 1 and not self.hparams.get("num_folds")
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """A dict batch's tensors moved to ``device``, its lists of names and paths left as they are: Lightning's
+        default walks every element of every list, which for a batch of paths cost more than a landmark model's
+        training step."""
+        if not isinstance(batch, dict):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        blocking = device.type in ("cpu", "mps")  # as Lightning's move_data_to_device
+        moved: dict[str, Any] = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                moved[key] = value.to(device, non_blocking=not blocking)
+            elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+                moved[key] = value
+            else:
+                moved[key] = super().transfer_batch_to_device(value, device, dataloader_idx)
+        return moved
 
     def _loader(self, split: str, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
         """The loader of one split; a training loader (``shuffle``) drops its last incomplete batch, and draws with

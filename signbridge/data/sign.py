@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ..hands.cache import LandmarkCache, cache_problem, default_cache_path, extract_landmarks
 from ..hands.detect import DetectorSettings
@@ -70,6 +70,21 @@ class SignImageDataset(Dataset):
         if image is not None:
             item["image"] = image
         return item
+
+    def __getitems__(self, indices: list[int]) -> list[dict] | dict:
+        """A whole batch of landmarks by tensor indexing (``collate_batched`` passes it through); per sample where
+        there are images to decode or a per-sample augmentation."""
+        if self.image_size is not None or self.augment is not None:
+            return [self[i] for i in indices]
+        index = torch.as_tensor(indices)
+        return {"landmarks": self.landmarks[index], "present": self.present[index], "aspect": self.aspect[index],
+                "label": torch.as_tensor([self.labels[i] for i in indices]),
+                "path": [self.paths[i] for i in indices]}
+
+
+def collate_batched(items: list[dict] | dict) -> dict:
+    """A batch made whole by ``SignImageDataset.__getitems__`` as it is; a list of samples collated as usual."""
+    return items if isinstance(items, dict) else default_collate(items)
 
 
 class SignDataModule(ClassificationDataModule):
@@ -207,6 +222,7 @@ class LandmarkDataModule(SignDataModule):
 
     load_images = False
     in_memory = True
+    collate_fn = staticmethod(collate_batched)  # the batches are indexed whole from the tensors
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # one vectorised pass per training batch instead of per-sample Python (HandAugment.landmarks_batch)

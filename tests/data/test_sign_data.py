@@ -180,3 +180,29 @@ def test_augmentation_is_one_argument_from_python_a_config_or_a_checkpoint(tmp_p
     one_field = fit_config([*recipe, "--data.init_args.augment.landmark_jitter", "0.05"])
     assert one_field["data"]["init_args"]["augment"] == {**asdict(HandAugment()), "landmark_jitter": 0.05}
     assert fit_config([*recipe, "--data.init_args.augment", "null"])["data"]["init_args"]["augment"] is None
+
+
+def test_landmark_batches_are_indexed_whole_and_moved_without_walking_their_paths(tmp_path):
+    """The landmark loader's batches (one tensor index per batch) equal the per-sample collation, and the
+    datamodule's device transfer moves their tensors and keeps their paths."""
+    import numpy as np
+    import torch
+    from torch.utils.data import default_collate
+
+    from signbridge.data.sign import SignImageDataset, collate_batched
+
+    count = 10
+    dataset = SignImageDataset(tmp_path, [f"{i}.jpg" for i in range(count)], list(range(count)),
+                               np.random.default_rng(0).random((count, 2, 21, 3)), np.ones((count, 2), bool),
+                               np.full((count, 2), 64), image_size=None)
+    indices = [3, 1, 7]
+    whole = collate_batched(dataset.__getitems__(indices))
+    expected = default_collate([dataset[i] for i in indices])
+    assert whole.keys() == expected.keys() and whole["path"] == expected["path"] == ["3.jpg", "1.jpg", "7.jpg"]
+    for key in ("landmarks", "present", "aspect", "label"):
+        assert torch.equal(whole[key], expected[key]) and whole[key].dtype == expected[key].dtype
+    from signbridge.data import LandmarkDataModule
+
+    moved = LandmarkDataModule(str(tmp_path)).transfer_batch_to_device(
+        {**whole, "nested": {"x": torch.ones(2)}}, torch.device("cpu"), 0)
+    assert moved["path"] is whole["path"] and torch.equal(moved["nested"]["x"], torch.ones(2))
