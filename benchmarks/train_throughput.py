@@ -41,11 +41,47 @@ def make_batches(count: int, batch_size: int, image_size: int, num_classes: int,
     return [{k: v.to(device) for k, v in b.items()} for b in batches]
 
 
-def plain_loop(model: torch.nn.Module, batches: list[dict], warmup: int) -> float:
+class StepProfile:
+    """``torch.profiler`` over the ``count`` steps before the timed window (``--profile-steps``): the GPU time and
+    the host time per step, and the kernels by GPU time, written to ``folder/<name>.txt``."""
+
+    def __init__(self, folder: str | None, name: str, count: int):
+        self.folder, self.name, self.count, self.profiler = folder, name, count, None
+
+    def step(self, index: int, warmup: int) -> None:
+        """Called before each step ``index``: starts ``count`` steps before the warm-up ends, stops at its end."""
+        if not self.folder or not self.count:
+            return
+        if index == warmup - self.count:
+            torch.cuda.synchronize()
+            self.started = time.perf_counter()
+            activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+        elif index == warmup and self.profiler is not None:
+            torch.cuda.synchronize()
+            wall = (time.perf_counter() - self.started) / self.count
+            self.profiler.__exit__(None, None, None)
+            events = self.profiler.key_averages()
+            # kernels only: a user annotation (Optimizer.step) reports the device time of the kernels inside it
+            kernels = [e for e in events if not getattr(e, "is_user_annotation", False)]
+            gpu = sum(e.self_device_time_total for e in kernels) / 1e3 / self.count
+            table = events.table(sort_by="self_device_time_total", row_limit=30)
+            os.makedirs(self.folder, exist_ok=True)
+            with open(os.path.join(self.folder, f"{self.name}.txt"), "w") as f:
+                f.write(f"{self.name}: wall {wall * 1e3:.1f} ms per step (profiled), GPU busy {gpu:.1f} ms per step\n")
+                f.write(table)
+            print(f"{self.name}: wall {wall * 1e3:.1f} ms/step profiled, GPU kernels {gpu:.1f} ms/step")
+            self.profiler = None
+
+
+def plain_loop(model: torch.nn.Module, batches: list[dict], warmup: int, profile: StepProfile | None = None) -> float:
     """The hand-written loop a researcher would write; returns images per second after the warm-up."""
     model.cuda().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
     for step, batch in enumerate(batches):
+        if profile is not None:
+            profile.step(step, warmup)
         if step == warmup:
             torch.cuda.synchronize()
             start = time.perf_counter()
@@ -64,10 +100,12 @@ def plain_loop(model: torch.nn.Module, batches: list[dict], warmup: int) -> floa
 class StepTimer(L.Callback):
     """Wall time from the start of batch ``warmup`` to the end of the last training batch (rank 0)."""
 
-    def __init__(self, warmup: int, last: int, sync_debug: bool = False):
-        self.warmup, self.last, self.seconds, self.sync_debug = warmup, last, None, sync_debug
+    def __init__(self, warmup: int, last: int, sync_debug: bool = False, profile: StepProfile | None = None):
+        self.warmup, self.last, self.seconds, self.sync_debug, self.profile = warmup, last, None, sync_debug, profile
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.profile is not None:
+            self.profile.step(batch_idx, self.warmup)
         if batch_idx == self.warmup:
             torch.cuda.synchronize()
             self.start = time.perf_counter()
@@ -93,9 +131,10 @@ class BatchList(torch.utils.data.Dataset):
 
 
 def lightning_loop(
-    task: HybridSignClassifier, batches: list[dict], warmup: int, devices: int, sync_debug: bool = False
+    task: HybridSignClassifier, batches: list[dict], warmup: int, devices: int, sync_debug: bool = False,
+    profile: StepProfile | None = None,
 ) -> float:
-    timer = StepTimer(warmup, len(batches) - 1, sync_debug)
+    timer = StepTimer(warmup, len(batches) - 1, sync_debug, profile)
     trainer = L.Trainer(
         accelerator="gpu", devices=devices, strategy="ddp" if devices > 1 else "auto", precision="bf16-mixed",
         max_epochs=1, gradient_clip_val=1.0, logger=False, enable_checkpointing=False, enable_model_summary=False,
@@ -106,7 +145,8 @@ def lightning_loop(
     trainer.fit(task, loader, torch.utils.data.DataLoader(BatchList(batches[:1]), batch_size=None))
     if trainer.global_rank != 0:
         return float("nan")
-    return trainer.world_size * (len(batches) - 1 - warmup) * len(batches[0]["label"]) / timer.seconds
+    # the window holds batches warmup .. len - 1, both included (as the plain loop's)
+    return trainer.world_size * (len(batches) - warmup) * len(batches[0]["label"]) / timer.seconds
 
 
 def main() -> None:
@@ -121,6 +161,9 @@ def main() -> None:
     parser.add_argument("--output", help="append the results as JSON lines to this file")
     parser.add_argument("--sync-debug", action="store_true",
                         help="only report where the Lightning loop synchronises with the GPU in the timed steps")
+    parser.add_argument("--profile-steps", type=int, default=0,
+                        help="profile this many steps before each loop's timed window (torch.profiler)")
+    parser.add_argument("--profile-dir", default="profiles", help="where the profiles' tables go")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -143,10 +186,14 @@ def main() -> None:
                "compile": compiled, "devices": args.devices}
         if args.devices == 1:
             model = task(compiled).model
-            row["plain_img_s"] = plain_loop(torch.compile(model) if compiled else model, batches, args.warmup)
+            row["plain_img_s"] = plain_loop(torch.compile(model) if compiled else model, batches, args.warmup,
+                                            StepProfile(args.profile_dir, f"plain_compile{compiled}",
+                                                        args.profile_steps))
             del model
             torch.cuda.empty_cache()
-        row["lightning_img_s"] = lightning_loop(task(compiled), batches, args.warmup, args.devices)
+        row["lightning_img_s"] = lightning_loop(task(compiled), batches, args.warmup, args.devices,
+                                                profile=StepProfile(args.profile_dir, f"lightning_compile{compiled}",
+                                                                    args.profile_steps))
         if "plain_img_s" in row:
             row["ratio"] = row["lightning_img_s"] / row["plain_img_s"]
         rows.append(row)

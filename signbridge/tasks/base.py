@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import operator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -29,7 +30,9 @@ class Task(L.LightningModule):
     """Base of the signbridge tasks. Subclasses save ``channels_last`` and ``compile`` among their hyperparameters
     and may set:
 
-    - ``compiled_modules``: the attributes that ``compile: true`` compiles (default: the plain model, ``model``);
+    - ``compiled_modules``: the attributes that ``compile: true`` compiles (default: the plain model, ``model``): a
+      module (its ``forward``), or a dotted path to the method the training step calls instead of ``forward``
+      (``model.forward_branches``), which compiling the module would leave eager;
     - ``monitor`` / ``monitor_mode``: the metric that judges a run; the plateau schedule follows it, and so do
       the configs' checkpoints and early stopping;
     - ``built_from_checkpoint``: False for a task that is not rebuilt from one checkpoint's hyperparameters (an
@@ -137,7 +140,12 @@ class Task(L.LightningModule):
         # Lightning calls this once per process after moving the module to its device; compile only once
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
             for name in self.compiled_modules:
-                getattr(self, name).compile()
+                target = operator.attrgetter(name)(self)
+                if isinstance(target, nn.Module):
+                    target.compile()  # its __call__, so forward
+                else:  # a method: module.compile() only compiles __call__, and this is called directly
+                    owner, _, method = name.rpartition(".")
+                    setattr(operator.attrgetter(owner)(self) if owner else self, method, torch.compile(target))
             self._compiled = True
 
     def plateau_schedule(self, optimizer: torch.optim.Optimizer, factor: float, patience: int,

@@ -84,6 +84,9 @@ class HybridSignClassifier(ClassificationTask):
         **kwargs: see ``ClassificationTask`` (lr, weight_decay, label_smoothing, class_weights, ...).
     """
 
+    # the training step calls forward_branches (every classifier's logits), not forward
+    compiled_modules = ("model.forward_branches",)
+
     model: HybridSignNet
 
     def __init__(

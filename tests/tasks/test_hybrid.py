@@ -190,3 +190,18 @@ def test_python_dash_m_and_console_script_help(capsys):
     with pytest.raises(SystemExit) as exited:
         console_main(["landmarks", "--help"])
     assert exited.value.code == 0 and "signbridge landmarks" in capsys.readouterr().out
+
+
+def test_compile_reaches_the_method_the_training_step_calls():
+    """``compile: true`` compiles ``forward_branches``, which the training step calls instead of ``forward``
+    (``module.compile()`` would leave it eager); the weights keep their names."""
+    from signbridge.models import HybridSignNetConfig
+
+    task = HybridSignClassifier(4, HybridSignNetConfig(backbone="test_efficientnet", pretrained=False), compile=True)
+    names = set(task.state_dict())
+    eager = task.model.forward_branches
+    task.configure_model()
+    compiled = task.model.forward_branches
+    assert getattr(compiled, "_torchdynamo_orig_callable", None) == eager
+    task.configure_model()  # once per process: a second call leaves it as it is
+    assert task.model.forward_branches is compiled and set(task.state_dict()) == names
