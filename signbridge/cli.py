@@ -49,8 +49,15 @@ def user_error_message(error: BaseException) -> str | None:
         if isinstance(current, InputError | FileNotFoundError | NotADirectoryError | IsADirectoryError
                       | PermissionError) or (isinstance(current, OSError) and current.filename is not None):
             return _unwrap_worker_message(current)
+        if _is_lightning_refusal(current):  # a trainer setting Lightning refuses (max_epochs -5, no GPU, ...)
+            return f"trainer: {' '.join(str(current).split())}"
         current = current.__cause__ or current.__context__
     return None
+
+
+def _is_lightning_refusal(error: BaseException) -> bool:
+    # by name: the commands that never load Lightning must not import it to find out
+    return type(error).__name__ == "MisconfigurationException" and type(error).__module__.startswith("lightning")
 
 
 def _short_parser_message(message: str) -> str:

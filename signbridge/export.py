@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .files import atomic_write, check_writable
+from .files import atomic_write, check_writable, is_signbridge_export
 from .inference import METADATA_KEY, ExportedModel, InferenceModule
 
 Format = Literal["onnx", "torchscript"]
@@ -74,7 +74,7 @@ def export_checkpoint(
     suffix = ".onnx" if format == "onnx" else ".pt"
     output = Path(output) if output else checkpoint.with_name(
         f"{checkpoint.stem}{'.int8' if quantize else ''}{suffix}")
-    check_writable(output, "export file")
+    check_writable(output, "export file", inputs=[checkpoint], own=is_signbridge_export)
     output.parent.mkdir(parents=True, exist_ok=True)
     metadata = export_metadata(task, checkpoint, quantize)
     if format == "onnx":

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -46,14 +46,28 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+def check_writable(path: str | os.PathLike, what: str = "output", *, inputs: Sequence[str | os.PathLike] = (),
+                   data_roots: Sequence[str | os.PathLike] = (), own: Callable[[Path], bool] | None = None) -> None:
     """An ``InputError`` now, before any work, when ``path`` (a file or folder to be created or replaced) cannot be
-    written: a parent is a file, or the nearest existing folder is not writable."""
+    written: a parent is a file, or the nearest existing folder is not writable; or when writing it could destroy a
+    user's file: it is one of the command's ``inputs``, it lies inside a dataset folder being read (``data_roots``),
+    or it exists and ``own`` does not recognise it as this kind of output (a file signbridge wrote)."""
     from .errors import InputError
 
     path = Path(path).absolute()
     if path.is_dir() and what != "folder":
         raise InputError(f"{path}: cannot write the {what} there: it is a folder")
+    resolved = path.resolve()
+    for source in inputs:
+        if Path(source).resolve() == resolved:
+            raise InputError(f"{path}: cannot write the {what} over the command's own input")
+    for root in data_roots:
+        if resolved.is_relative_to(Path(root).resolve()):
+            raise InputError(f"{path}: cannot write the {what} inside the dataset being read ({root}): choose a "
+                             "path outside it")
+    if own is not None and path.is_file() and not own(path):
+        raise InputError(f"{path}: an existing file that is not a signbridge {what}: not replaced (remove it or "
+                         "choose another path)")
     folder = path if what == "folder" and path.is_dir() else path.parent
     while not folder.exists():
         folder = folder.parent
@@ -124,3 +138,41 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise InputError(f"{path}: not a Lightning checkpoint (no state_dict)")
     return checkpoint
+
+
+def is_signbridge_npz(path: Path) -> bool:
+    """A landmark or sequence cache of signbridge, whole or cut short: a zip archive whose first member is its
+    ``paths`` array (a truncated cache is moved aside and rebuilt; anything else is not ours to replace)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    # a zip's first local header: the signature, 26 bytes of sizes and dates, then the member's name
+    return head.startswith(b"PK\x03\x04") and head[30:39] == b"paths.npy"
+
+
+def is_signbridge_export(path: Path) -> bool:
+    """A file of ``signbridge export`` (ONNX or TorchScript with its signbridge metadata)."""
+    from .inference import read_exported_metadata
+
+    try:
+        read_exported_metadata(path)
+    except Exception:  # noqa: BLE001  (anything unreadable is not ours)
+        return False
+    return True
+
+
+def is_text_output(header: str) -> Callable[[Path], bool]:
+    """A text file of ours: empty, or its first line starts with ``header`` (a CSV's first column, a JSON line's
+    first key)."""
+
+    def recognise(path: Path) -> bool:
+        try:
+            with open(path, encoding="utf-8") as f:
+                first = f.readline()
+        except (OSError, UnicodeDecodeError):
+            return False
+        return not first.strip() or first.startswith(header)
+
+    return recognise

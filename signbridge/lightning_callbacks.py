@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelChe
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .errors import InputError
-from .files import check_writable, write_json_atomic
+from .files import check_writable, is_text_output, write_json_atomic
 from .metadata import FORMAT, METADATA_FILE, _checkpoint_facts, _scalars, library_versions, read_metadata
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,10 @@ class PredictionWriter(BasePredictionWriter):
         path = Path(self.output) if self.output else default
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
-        check_writable(path, "predictions file")
+        data = getattr(trainer, "datamodule", None)
+        settings = getattr(data, "hparams", None) or {}
+        roots = [r for r in (getattr(data, "root", None), settings.get("predict_root")) if r]  # never inside the data
+        check_writable(path, "predictions file", data_roots=roots, own=is_text_output("path"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
         self._path, self._header_written = path, False

@@ -100,6 +100,10 @@ def check_checkpoint(ckpt_path: str | None, configured: str | None) -> None:
     if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
         return
     checkpoint = read_checkpoint(ckpt_path)
+    missing = [key for key in ("pytorch-lightning_version", "state_dict") if key not in checkpoint]
+    if missing:
+        raise InputError(f"{ckpt_path}: not a Lightning checkpoint (no {' or '.join(missing)}); give a .ckpt of "
+                         "signbridge fit")
     saved = checkpoint.get("hyper_parameters", {}).get("_class_path")
     if saved and configured and saved.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:
         raise InputError(f"{ckpt_path} is a {saved} checkpoint but the config builds a {configured}: use the config "

@@ -600,6 +600,11 @@ def recognize(source: str, model: str | None = None, models_dir: str = "runs", h
     display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if show and not display:
         print("signbridge: no display: --show ignored", file=sys.stderr)
+    if output:
+        from .files import check_writable, is_text_output
+
+        check_writable(output, "recognitions file", inputs=[model, *([source] if kind != "camera" else [])],
+                       data_roots=[source] if kind == "folder" else [], own=is_text_output('{"frame"'))
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(output, "w")) if output else sys.stdout
         contract = read_contract(model)

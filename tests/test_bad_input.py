@@ -298,4 +298,117 @@ def test_settings_the_library_checks_are_one_message(tmp_path, capsys):
     assert code == 2 and "fold must be in 0..2" in message
     code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"), "--data.init_args.val_fraction",
                                  "1.5"], capsys)
-    assert code == 2 and "split fractions must be non-negative" in message
+    assert code == 2 and message.endswith("val_fraction must be in [0, 1), got 1.5")
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--data.init_args.batch_size", "0", "batch_size must be at least 1, got 0"),
+    ("--data.init_args.num_workers", "-1", "num_workers must be at least 0, got -1"),
+    ("--trainer.max_epochs", "-5", "trainer: `max_epochs` must be a non-negative integer or -1. You passed in -5."),
+    ("--model.init_args.lr", "0", "lr must be above 0, got 0"),
+    ("--model.init_args.label_smoothing", "1.0", "label_smoothing must be in [0, 1), got 1.0"),
+    ("--model.init_args.num_classes", "1", "num_classes must be at least 2 (a classifier tells classes apart), got 1"),
+    ("--data.init_args.num_folds", "7", "num_folds=7 is more than the 6 samples of the smallest class (class 0)"),
+])
+def test_a_value_out_of_range_is_one_line_before_any_work(tmp_path, capsys, option, value, expected):
+    root = image_folder(tmp_path / "data")
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"), option, value], capsys)
+    assert code == 2 and expected in message, message
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_model_and_detector_settings_out_of_range_are_one_line(tmp_path, capsys):
+    from signbridge.hands.detect import DetectorSettings
+    from signbridge.models import LandmarkNetConfig, SequenceNetConfig
+
+    with pytest.raises(InputError, match=r"net dropout must be in \[0, 1\), got 2.0"):
+        LandmarkNetConfig(dropout=2.0)
+    with pytest.raises(InputError, match="net kernel_size must be at least 1, got 0"):
+        SequenceNetConfig(kernel_size=0)
+    with pytest.raises(InputError, match=r"min_hand_detection_confidence must be in \[0, 1\], got 2"):
+        DetectorSettings(min_hand_detection_confidence=2)
+    with pytest.raises(InputError, match="max_image_side must be at least 192, got 0"):
+        DetectorSettings(max_image_side=0)
+    root = image_folder(tmp_path / "data")
+    code, message = run_console(["landmarks", str(root), "--output", str(tmp_path / "c.npz"), "--workers", "-1"],
+                                capsys)
+    assert code == 2 and message.endswith("extraction workers must be 0 (this process) or more, got -1"), message
+    one_class = image_folder(tmp_path / "one", classes=("a",))
+    code, message = run_console(["fit", *atk_args(one_class, tmp_path / "runs")], capsys)
+    assert code == 2 and message.endswith("1 class folder (a); a classifier needs at least 2"), message
+
+
+def test_a_gpu_config_without_a_gpu_is_one_line(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: configs/trainer/gpu.yaml is valid here")
+    root = image_folder(tmp_path / "data")
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"), "--config",
+                                 str(REPO / "configs" / "trainer" / "gpu.yaml")], capsys)
+    assert code == 2 and message == "signbridge: error: trainer: No supported gpu backend found!", message
+
+
+def test_a_checkpoint_without_lightnings_keys_is_one_line(tmp_path, capsys):
+    root = image_folder(tmp_path / "data")
+    weights = tmp_path / "weights.ckpt"
+    torch.save({"state_dict": {}}, weights)
+    code, message = run_console(["test", *atk_args(root, tmp_path / "runs"), "--ckpt_path", str(weights)], capsys)
+    assert code == 2 and message.endswith(f"{weights}: not a Lightning checkpoint (no pytorch-lightning_version); "
+                                          "give a .ckpt of signbridge fit"), message
+
+
+def test_a_hand_model_zip_without_tflite_models_is_refused(tmp_path):
+    import zipfile
+
+    from signbridge.hands.model_file import HandModelUnavailable, check_hand_model_file
+
+    fake = tmp_path / "hand_landmarker.task"
+    with zipfile.ZipFile(fake, "w") as bundle:
+        bundle.writestr("hand_detector.tflite", b"not a model")
+        bundle.writestr("hand_landmarks_detector.tflite", b"nor this one")
+    with pytest.raises(HandModelUnavailable, match="is not a TensorFlow Lite model"):
+        check_hand_model_file(fake)
+
+
+def test_no_command_writes_over_a_file_that_is_not_its_own(tmp_path, capsys, hand_model):
+    """The outputs of landmarks, sequences extract, export, recognize and predict refuse the dataset being read,
+    the command's own inputs and any existing file that is not their kind of output; the files are left as they
+    were."""
+    from tests.conftest import write_sequences
+
+    root, signs = image_folder(tmp_path / "data"), write_sequences(tmp_path / "signs")
+    photo = root / "a" / "0.png"
+    photo_bytes, model_bytes = photo.read_bytes(), Path(hand_model).read_bytes()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    cases = [
+        (["landmarks", root, "--output", photo], "inside the dataset being read"),
+        (["landmarks", root, "--output", hand_model, "--model_path", hand_model], "over the command's own input"),
+        (["landmarks", root, "--output", notes], "an existing file that is not a signbridge landmark cache"),
+        (["sequences", "extract", signs, "--output", notes], "not a signbridge sequence cache"),
+        (["sequences", "extract", signs, "--output", signs / "cache.npz"], "inside the dataset being read"),
+    ]
+    for args, expected in cases:
+        code, message = run_console([str(arg) for arg in args], capsys)
+        assert code == 2 and expected in message, (args, message)
+    assert photo.read_bytes() == photo_bytes and Path(hand_model).read_bytes() == model_bytes
+    assert notes.read_text() == "my notes\n"
+
+
+def test_export_recognize_and_predict_keep_a_users_files(trained, tmp_path, capsys):
+    root, checkpoint = trained
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    code, message = run_console(["export", str(checkpoint), "--output", str(notes)], capsys)
+    assert code == 2 and "an existing file that is not a signbridge export file" in message, message
+    code, message = run_console(["export", str(checkpoint), "--output", str(checkpoint)], capsys)
+    assert code == 2 and "over the command's own input" in message, message
+    photo = next(root.rglob("*.png"))
+    code, message = run_console(["recognize", str(root), "--model", str(checkpoint), "--output", str(photo)], capsys)
+    assert code == 2 and "inside the dataset being read" in message, message
+    code, message = run_console(["recognize", str(photo), "--model", str(checkpoint), "--output", str(notes)], capsys)
+    assert code == 2 and "an existing file that is not a signbridge recognitions file" in message, message
+    code, message = run_console(["predict", *atk_args(root, tmp_path / "runs"), "--ckpt_path", str(checkpoint),
+                                 "--trainer.callbacks+=signbridge.lightning_callbacks.PredictionWriter",
+                                 f"--trainer.callbacks.output={notes}"], capsys)
+    assert code == 2 and "an existing file that is not a signbridge predictions file" in message, message
+    assert notes.read_text() == "my notes\n"

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..hparams import save_plain_hyperparameters
 from .splits import stratified_split
 
@@ -63,6 +63,13 @@ class SplitDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
     ):
         super().__init__()
+        check_range("batch_size", batch_size, 1)
+        check_range("num_workers", num_workers, 0)
+        check_range("val_fraction", val_fraction, 0, 1, high_open=True)
+        check_range("test_fraction", test_fraction, 0, 1)
+        if test_fraction < 1 and val_fraction + test_fraction >= 1:
+            raise InputError(f"val_fraction + test_fraction must leave samples to train on, got {val_fraction} + "
+                             f"{test_fraction}")
         # collects the arguments of every __init__ on the way here, the subclass's included
         save_plain_hyperparameters(self)
         self.root = Path(root)

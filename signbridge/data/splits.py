@@ -52,6 +52,11 @@ def kfold_split(
         raise InputError(f"fold must be in 0..{num_folds - 1} and num_folds at least 2, got fold={fold}, "
                          f"num_folds={num_folds}")
     label_array = np.asarray(labels)
+    counts = np.bincount(label_array) if len(label_array) else np.zeros(0, int)
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 0
+    if smallest < num_folds:  # a fold would test none of that class
+        raise InputError(f"num_folds={num_folds} is more than the {smallest} samples of the smallest class (class "
+                         f"{int(np.flatnonzero(counts == smallest)[0])}): every fold must test each class")
     test = stratified_split(label_array, [1 / num_folds] * num_folds, seed)[fold]
     rest = np.setdiff1d(np.arange(len(label_array)), test)
     train, val = stratified_split(label_array[rest], (1 - val_fraction, val_fraction), seed + 1)

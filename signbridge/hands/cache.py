@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_write, cache_dir, check_writable, sha256_of
+from ..files import atomic_write, cache_dir, check_writable, is_signbridge_npz, sha256_of
 from ..imageio import list_image_folder
 from ..signals import die_with_parent, sigterm_as_interrupt
 from .detect import DetectorSettings, HandDetection
@@ -308,7 +308,8 @@ def extract_landmarks(
     start = time.perf_counter()
     root = Path(root)
     output = Path(output) if output is not None else default_cache_path(root)
-    check_writable(output, "landmark cache")
+    check_writable(output, "landmark cache", inputs=[model_path] if model_path else [], data_roots=[root],
+                   own=is_signbridge_npz)
     settings = settings or DetectorSettings()
     model_path = resolve_hand_landmarker(model_path)
     if paths is None:
@@ -388,6 +389,8 @@ def worker_results(work: Callable[[Any], Any], jobs: list, initializer: Callable
     bar; SIGTERM stops them like Ctrl-C, and the workers stop when the block ends, however it ends."""
     from tqdm.auto import tqdm
 
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise InputError(f"extraction workers must be 0 (this process) or more, got {workers}")
     workers = (os.cpu_count() or 1) if workers is None else workers
     bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress or not jobs)
     executor = None

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from ..errors import check_range
 from ..imageio import read_image_rgb
 from .layout import NUM_COORDS, NUM_HANDS, NUM_POINTS, SLOT_LABELS
 from .model_file import resolve_hand_landmarker
@@ -22,6 +23,12 @@ class DetectorSettings:
     min_hand_presence_confidence: float = 0.5
     # larger images are downscaled first (normalised coordinates do not change; the palm detector runs at 192 px)
     max_image_side: int = 1280
+
+    def __post_init__(self):
+        check_range("num_hands", self.num_hands, 1, 2)
+        for name in ("min_hand_detection_confidence", "min_hand_presence_confidence"):
+            check_range(name, getattr(self, name), 0, 1)
+        check_range("max_image_side", self.max_image_side, 192)  # MediaPipe's palm detector reads 192 px
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -79,11 +79,16 @@ def _bundle_problem(state: tuple[str, int, int]) -> str | None:
         with zipfile.ZipFile(path) as bundle:
             missing = [name for name in MODEL_MEMBERS if name not in bundle.namelist()]
             broken = bundle.testzip()  # reads every member and checks its CRC: a truncated copy fails here
+            # a TensorFlow Lite flatbuffer says so at bytes 4..8; MediaPipe aborts the process on anything else
+            not_models = [name for name in MODEL_MEMBERS if name not in missing and not broken
+                          and bundle.open(name).read(8)[4:8] != b"TFL3"]
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as error:
         return "it is empty" if size == 0 else f"it is not a .task archive ({error})"
     if missing:
         return f"it lacks {', '.join(missing)}"
-    return f"{broken} in it is corrupt" if broken else None
+    if broken:
+        return f"{broken} in it is corrupt"
+    return f"{', '.join(not_models)} in it is not a TensorFlow Lite model" if not_models else None
 
 
 def download_hand_landmarker(destination: Path, url: str = MODEL_URL, sha256: str = MODEL_SHA256) -> Path:

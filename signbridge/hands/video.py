@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import check_writable, sha256_of
+from ..files import check_writable, is_signbridge_npz, sha256_of
 from ..imageio import natural_key, skipped_name
 from .cache import default_cache_path, failure_reason, previous_cache, stale_reason, worker_results
 from .detect import DetectorSettings, HandDetection
@@ -436,7 +436,8 @@ def extract_sequences(
     if selected is not None:
         default = default.with_name(f"{default.stem}.shard-{selected[0]}-of-{selected[1]}.npz")
     output = Path(output) if output is not None else default
-    check_writable(output, "sequence cache")
+    check_writable(output, "sequence cache", inputs=[m for m in (hand_model, pose_model, face_model) if m],
+                   data_roots=[root], own=is_signbridge_npz)
     tracker = tracker_settings(hand_model, settings, pose_model, face_model, mirrored) if source == "video" else {}
     requested = list(ordered_parts(parts)) if parts is not None else None
     if source == "npy":
@@ -567,7 +568,7 @@ def merge_sequence_caches(shards: list[str], output: str) -> str:
     meta = {**first.meta, "shard": None, "complete": True, "skipped": skipped, "merged_from": len(caches),
             "shard_paths": sum(cache.meta.get("shard_paths", len(cache)) for _, cache in caches),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    check_writable(output, "sequence cache")
+    check_writable(output, "sequence cache", inputs=shards, own=is_signbridge_npz)
     SequenceCache.from_rows(ordered, first.parts, meta).save(output)
     return f"merged {len(caches)} shards: {len(ordered)} sequences ({len(skipped)} skipped) -> {output}"
 

@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..hands.features import hand_geometry
 from ..hands.layout import GEOMETRY_FEATURES
 from .landmarks import LandmarkEncoder, LandmarkEncoderKind, masked_mean
@@ -85,6 +85,9 @@ class LandmarkNetConfig:
     """Add the 68 geometric hand features (distances, joint angles, palm normal, openness)."""
     dropout: float = 0.3
     """Dropout before the classifier."""
+
+    def __post_init__(self):
+        check_range("net dropout", self.dropout, 0, 1, high_open=True)
 
 
 class LandmarkNet(nn.Module):
@@ -223,6 +226,12 @@ class HybridSignNetConfig:
         # from a checkpoint's hyperparameters the branch arrives as a dict
         if isinstance(self.landmarks, dict):
             object.__setattr__(self, "landmarks", LandmarkNetConfig(**self.landmarks))
+        for name in ("embed_dim", "num_heads"):
+            check_range(f"net {name}", getattr(self, name), 1)
+        if self.embed_dim % self.num_heads:
+            raise InputError(f"net embed_dim ({self.embed_dim}) must be a multiple of num_heads ({self.num_heads})")
+        check_range("net drop_path_rate", self.drop_path_rate, 0, 1, high_open=True)
+        check_range("net modality_dropout", self.modality_dropout, 0, 0.5)  # one of the two is always kept
 
 
 class HybridSignNet(nn.Module):

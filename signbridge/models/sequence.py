@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import check_range
 from ..hands.sequence import PART_SIZES, part_slices
 from .landmarks import normalize_hands
 from .text import TextAlignedHead, TextMapping
@@ -61,6 +62,13 @@ class SequenceNetConfig:
     head_dropout: float = 0.2
     hidden_layers: int = 2
     resampled_frames: int = 8
+
+    def __post_init__(self):
+        for name in ("dim", "depth", "conv_blocks", "kernel_size", "num_heads", "expand", "resampled_frames"):
+            check_range(f"net {name}", getattr(self, name), 1)
+        check_range("net hidden_layers", self.hidden_layers, 0)
+        for name in ("dropout", "head_dropout"):
+            check_range(f"net {name}", getattr(self, name), 0, 1, high_open=True)
 
 
 def valid_points(points: torch.Tensor, present: torch.Tensor, mask: torch.Tensor, parts: tuple[str, ...]

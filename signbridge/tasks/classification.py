@@ -15,7 +15,7 @@ from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..files import atomic_write
 from ..hparams import save_plain_hyperparameters
 from ..inference import Prediction
@@ -119,6 +119,18 @@ class ClassificationTask(Task):
         figure_interval_s: float = 60.0,
     ):
         super().__init__()
+        if num_classes is not None and num_classes < 2:
+            raise InputError(f"num_classes must be at least 2 (a classifier tells classes apart), got {num_classes}")
+        if not lr > 0:
+            raise InputError(f"lr must be above 0, got {lr}")
+        check_range("weight_decay", weight_decay, 0)
+        check_range("label_smoothing", label_smoothing, 0, 1, high_open=True)
+        check_range("focal_gamma", focal_gamma, 0)
+        check_range("lr_factor", lr_factor, 0, 1, high_open=True)
+        for name, value in (("lr_patience", lr_patience), ("warmup_epochs", warmup_epochs),
+                            ("figure_interval_s", figure_interval_s)):
+            check_range(name, value, 0)
+        check_range("figure_every_n_epochs", figure_every_n_epochs, 1)
         save_plain_hyperparameters(self)
         self.class_names: list[str] | None = None
         # filled in setup(); not saved, since "balanced" weights depend on the data the task is trained on
@@ -171,6 +183,9 @@ class ClassificationTask(Task):
         classes = getattr(datamodule, "classes", None)
         if classes is not None:
             check_class_count(self.hparams.num_classes, classes)
+            if len(classes) < 2 and not getattr(datamodule, "test_only", False):
+                raise InputError(f"{getattr(datamodule, 'root', 'the data')}: {len(classes)} class folder "
+                                 f"({', '.join(map(str, classes)) or 'none'}); a classifier needs at least 2")
         settings = self.data_settings(datamodule)
         check_data_settings(self.hparams, settings)
         return settings
