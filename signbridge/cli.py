@@ -15,6 +15,7 @@ and the one error path every command shares.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import signal
@@ -40,19 +41,24 @@ def user_error_message(error: BaseException) -> str | None:
     """
     seen = set()
     current: BaseException | None = error
+    full_disk = None
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, argparse.ArgumentError):
             return _short_parser_message(str(current))
         if isinstance(current, OSError) and current.filename is not None and current.strerror:
             return f"{current.filename}: {current.strerror}"  # missing, unwritable, disk full
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT) and full_disk is None:
+            # a write that does not say where (a log, the save attempted on the way out): a cause may say
+            full_disk = (f"{current.strerror or 'no space left on device'}: free some space and run the same command "
+                         "again")
         if isinstance(current, InputError | FileNotFoundError | NotADirectoryError | IsADirectoryError
                       | PermissionError) or (isinstance(current, OSError) and current.filename is not None):
             return _unwrap_worker_message(current)
         if _is_lightning_refusal(current):  # a trainer setting Lightning refuses (max_epochs -5, no GPU, ...)
             return f"trainer: {' '.join(str(current).split())}"
         current = current.__cause__ or current.__context__
-    return None
+    return full_disk
 
 
 def _is_lightning_refusal(error: BaseException) -> bool:

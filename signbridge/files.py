@@ -41,9 +41,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        unnamed = _unnamed_os_error(error)
+        if unnamed is not None:  # a full disk, say, under a writer's own error (torch.save's): name the file
+            raise OSError(unnamed.errno, unnamed.strerror, str(path)) from error
         raise
+
+
+def _unnamed_os_error(error: BaseException) -> OSError | None:
+    """The OSError without a file name in ``error``'s chain (``error`` included), if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.filename is None and current.strerror:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def check_writable(path: str | os.PathLike, what: str = "output", *, inputs: Sequence[str | os.PathLike] = (),

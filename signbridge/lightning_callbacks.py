@@ -14,13 +14,26 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .errors import InputError
-from .files import check_writable, is_text_output, write_json_atomic
+from .files import atomic_write, check_writable, is_text_output, write_json_atomic
 from .metadata import FORMAT, METADATA_FILE, _checkpoint_facts, _scalars, library_versions, read_metadata
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, written atomically (``files.atomic_write``): a full disk or a kill while a
+    checkpoint is written leaves the previous file (or none), never half a checkpoint under its real name, which a
+    resumed run would then fail to load. Remote paths (``s3://...``) are written as Lightning writes them."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_write(path) as f:
+            torch.save(checkpoint, f)
 
 
 class SaveOnInterrupt(Callback):

@@ -24,7 +24,7 @@ from . import tasks as _tasks  # noqa: F401
 from .errors import InputError
 from .files import check_writable, read_checkpoint
 from .hparams import import_object
-from .lightning_callbacks import ModelMetadata, PredictionWriter, SaveOnInterrupt
+from .lightning_callbacks import AtomicCheckpointIO, ModelMetadata, PredictionWriter, SaveOnInterrupt
 from .metadata import active_checkpoint
 from .tasks.base import task_class_of
 
@@ -184,7 +184,7 @@ def build_cli(args: list[str] | dict, callbacks: list[L.Callback] | None = None,
     return cli_class(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args,
-        trainer_defaults={"callbacks": [SaveOnInterrupt(), *(callbacks or [])]},
+        trainer_defaults={"callbacks": [SaveOnInterrupt(), *(callbacks or [])], "plugins": [AtomicCheckpointIO()]},
         parser_kwargs={"prog": "signbridge",
                        "description": "signbridge: train, test and predict with LightningCLI. Other commands: "
                        + ", ".join(f"'signbridge {name} --help'" for name in _other_commands()),

@@ -412,3 +412,41 @@ def test_export_recognize_and_predict_keep_a_users_files(trained, tmp_path, caps
                                  f"--trainer.callbacks.output={notes}"], capsys)
     assert code == 2 and "an existing file that is not a signbridge predictions file" in message, message
     assert notes.read_text() == "my notes\n"
+
+
+def test_a_full_disk_is_one_line_naming_the_file_when_it_is_known():
+    import errno
+
+    assert user_error_message(OSError(errno.ENOSPC, "No space left on device", "/runs/last.ckpt")) == \
+        "/runs/last.ckpt: No space left on device"
+    # Lightning's checkpoint writes do not say where
+    assert user_error_message(RuntimeError("saving failed").with_traceback(None)) is None
+    wrapped = RuntimeError("saving failed")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert user_error_message(wrapped) == ("No space left on device: free some space and run the same command "
+                                           "again")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 128 KiB filesystem (tmpfs), for a full disk during the work; skipped where mounting is not permitted."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"a full disk needs a small filesystem, and mounting one is not permitted here: "
+                    f"{mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_disk_that_fills_during_fit_is_one_line_and_leaves_no_half_checkpoint(tmp_path, capsys, small_disk):
+    root = image_folder(tmp_path / "data", size=32)
+    code, message = run_console(["fit", *atk_args(root, small_disk / "runs"), "--trainer.max_epochs", "3",
+                                 "--data.init_args.image_size", "32"], capsys)
+    assert code == 2 and message.endswith("No space left on device"), message
+    written = [path for path in small_disk.rglob("*") if path.is_file()]
+    assert not [path for path in written if ".ckpt" in path.name and path.suffix != ".ckpt"], written  # no temp
+    for checkpoint in (path for path in written if path.suffix == ".ckpt"):  # whole, or not there
+        assert torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
