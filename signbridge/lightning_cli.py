@@ -61,6 +61,13 @@ class SignbridgeCLI(LightningCLI):
         # first, so that a bad file is one clear message, not an unpickler traceback or another model class
         check_checkpoint(settings.get("ckpt_path"), (settings.get("model") or {}).get("class_path"))
 
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        # checkpoints written atomically unless the config names its own plugins (set here, not as a default of the
+        # parser, which would have to write an instance into every saved config.yaml)
+        if not (self._get(self.config_init, "trainer", default={}) or {}).get("plugins"):
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
+
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
         if not subcommand:
@@ -184,7 +191,7 @@ def build_cli(args: list[str] | dict, callbacks: list[L.Callback] | None = None,
     return cli_class(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args,
-        trainer_defaults={"callbacks": [SaveOnInterrupt(), *(callbacks or [])], "plugins": [AtomicCheckpointIO()]},
+        trainer_defaults={"callbacks": [SaveOnInterrupt(), *(callbacks or [])]},
         parser_kwargs={"prog": "signbridge",
                        "description": "signbridge: train, test and predict with LightningCLI. Other commands: "
                        + ", ".join(f"'signbridge {name} --help'" for name in _other_commands()),

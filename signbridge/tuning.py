@@ -14,7 +14,7 @@ import lightning as L
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from .errors import InputError
+from .errors import InputError, check_range
 from .files import check_writable, write_json_atomic
 from .metadata import METADATA_FILE, read_metadata
 
@@ -100,7 +100,12 @@ def load_search_space(path: str | Path) -> SearchSpace:
             low, high = spec["low"], spec["high"]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
                 raise InputError(f"{where}: needs numbers low < high, got low={low!r} high={high!r}")
-            params[name] = SearchParam(name, low=low, high=high, step=spec.get("step"), log=bool(spec.get("log")))
+            step, log = spec.get("step"), bool(spec.get("log"))
+            if log and low <= 0:
+                raise InputError(f"{where}: a log range needs low > 0, got low={low!r}")
+            if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
+                raise InputError(f"{where}: step must be a number above 0, got {step!r}")
+            params[name] = SearchParam(name, low=low, high=high, step=step, log=log)
         else:
             raise InputError(f"{where}: give 'choices: [...]' or 'low' and 'high'")
     direction = raw.get("direction", "maximize")
@@ -110,14 +115,33 @@ def load_search_space(path: str | Path) -> SearchSpace:
 
 
 def check_params_exist(space: SearchSpace, config: dict) -> None:
-    """An ``InputError`` for a search parameter that the resolved config does not have."""
-    for name in space.params:
+    """An ``InputError`` for a search parameter that the resolved config does not have, or whose values are of
+    another kind than the config's value (a string for a number, a range for a switch): found before the first
+    trial, not when one fails."""
+    for name, param in space.params.items():
         node = config
         for part in name.split("."):
             if not isinstance(node, dict) or part not in node:
                 model = (config.get("model") or {}).get("class_path", "?")
                 raise InputError(f"search parameter '{name}' is not an argument of the config (model: {model})")
             node = node[part]
+        _check_kind(name, param, node)
+
+
+def _check_kind(name: str, param: SearchParam, current: Any) -> None:
+    if current is None or isinstance(current, dict | list):  # nothing to compare with (a default of None)
+        return
+    number = isinstance(current, int | float) and not isinstance(current, bool)
+    values = param.choices if param.choices is not None else [param.low, param.high]
+    for value in values:
+        if isinstance(current, bool) and not isinstance(value, bool):
+            raise InputError(f"search parameter '{name}': the config's value is a switch ({current}), got {value!r}")
+        if number and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InputError(f"search parameter '{name}': the config's value is a number ({current}), got {value!r}")
+        if isinstance(current, int) and not isinstance(current, bool) and param.choices is None \
+                and not _all_int(param.low, param.high, param.step or 1):
+            raise InputError(f"search parameter '{name}': the config's value is an integer ({current}), got the "
+                             f"range {param.low!r}..{param.high!r}")
 
 
 # how often a trial whose process was killed or stopped is run again (continuing from its last.ckpt)
@@ -150,6 +174,27 @@ class MonitorCheck(Callback):
                          f"(it logs: {logged})")
 
 
+def check_storage_url(url: str) -> None:
+    """An ``InputError`` now for a study storage that cannot work: a URL that does not parse, a database whose
+    Python driver is not installed, a SQLite file in a folder that does not exist."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception as error:  # noqa: BLE001  (sqlalchemy's ArgumentError, NoSuchModuleError, ...)
+        raise InputError(f"{url}: not a database URL signbridge can use ({str(error).splitlines()[0]})") from error
+    try:
+        getattr(dialect, "import_dbapi", None) and dialect.import_dbapi()
+    except ImportError as error:
+        raise InputError(f"{url}: the Python driver of this database is not installed ({error}); install it, or "
+                         "name an installed one in the URL (postgresql+psycopg2://...)") from error
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            raise InputError(f"{url}: the SQLite database's folder {folder} does not exist")
+
+
 def _storage(url: str, heartbeat: int, run_dir: Path):
     import fcntl
 
@@ -174,9 +219,13 @@ def _storage(url: str, heartbeat: int, run_dir: Path):
         for attempt in range(5):
             try:
                 return connect()
-            except Exception:  # sqlalchemy/alembic errors of a concurrent schema creation
+            except (ImportError, ValueError) as error:  # no driver for the URL's database; a URL that does not parse
+                raise InputError(f"{url}: cannot use this study storage ({type(error).__name__}: "
+                                 f"{str(error).splitlines()[0]})") from error
+            except Exception as error:  # sqlalchemy/alembic errors of a concurrent schema creation, or no database
                 if attempt == 4:
-                    raise
+                    raise InputError(f"{url}: cannot open the study storage ({type(error).__name__}: "
+                                     f"{str(error).splitlines()[0]})") from error
                 time.sleep(1 + attempt)
 
 
@@ -221,6 +270,7 @@ def tune(
     from optuna.trial import TrialState
 
     space = load_search_space(search_space)
+    check_range("heartbeat", heartbeat, 1)
     run_dir = Path(run_dir)
     check_writable(run_dir, "folder")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -231,6 +281,7 @@ def tune(
         trials = trials or len(list(itertools.product(*grid.values())))
     trials = trials or 10
     storage_url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    check_storage_url(storage_url)
     study = optuna.create_study(
         storage=_storage(storage_url, heartbeat, run_dir), study_name=study_name or run_dir.name,
         sampler=_sampler(sampler, seed, grid), pruner=_pruner(pruner or ("none" if sampler == "grid" else

@@ -49,6 +49,8 @@ def write(tmp_path, text: str) -> Path:
     ("params:\n  model.init_args.units: 7", "give 'choices"),
     ("goal: up\nparams:\n  model.init_args.units: {choices: [1]}", "unknown keys ['goal']"),
     ("direction: up\nparams:\n  model.init_args.units: {choices: [1]}", "direction must be"),
+    ("params:\n  model.init_args.lr: {low: 0, high: 0.1, log: true}", "a log range needs low > 0"),
+    ("params:\n  model.init_args.units: {low: 1, high: 9, step: 0}", "step must be a number above 0"),
 ])
 def test_bad_search_spaces_are_clear_errors(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -67,6 +69,31 @@ def test_seed_space_and_unknown_argument(tmp_path):
     wrong = load_search_space(write(tmp_path, "params:\n  model.init_args.filterz: {choices: [1, 2]}"))
     with pytest.raises(InputError, match="'model.init_args.filterz' is not an argument"):
         check_params_exist(wrong, config)
+    for text, message in (
+            ("params:\n  model.init_args.units: {choices: [64, many]}", "the config's value is a number (128), got "
+                                                                         "'many'"),
+            ("params:\n  model.init_args.units: {low: 32.5, high: 64}", "an integer (128), got the range 32.5..64"),
+            ("params:\n  model.init_args.compile: {choices: [1, 0]}", "a switch (False), got 1")):
+        with pytest.raises(InputError, match=r".*") as info:
+            check_params_exist(load_search_space(write(tmp_path, text)), config)
+        assert message in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("storage, message", [
+    ("postgresql+nosuchdriver://u@localhost/db", "not a database URL signbridge can use"),
+    ("sqlite:////no/such/folder/study.db", "the SQLite database's folder /no/such/folder does not exist"),
+    ("a study", "not a database URL signbridge can use"),
+])
+def test_an_unusable_study_storage_is_one_line_before_any_trial(tmp_path, capsys, storage, message):
+    from tests.conftest import console
+
+    done = console(capsys, "tune", "--config", ATK, "--data.init_args.root", tmp_path, "--search_space", SPACE,
+                   "--run_dir", tmp_path / "study", "--storage", storage)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, \
+        done.stderr
+    done = console(capsys, "tune", "--config", ATK, "--data.init_args.root", tmp_path, "--search_space", SPACE,
+                   "--run_dir", tmp_path / "study", "--heartbeat", "0")
+    assert done.returncode == 2 and "heartbeat must be at least 1, got 0" in done.stderr, done.stderr
 
 
 def test_tune_prunes_keeps_the_best_checkpoint_and_labels_it(tmp_path, digits_folder):
