@@ -14,6 +14,10 @@ After the last kill the command runs to the end, and the result is checked again
 gives (the same landmarks; ``model.json`` with every epoch in its history; the study with all its trials).
 
     python benchmarks/fault_injection.py --data ../shared/data/sign_digits/Dataset --kills 20
+
+``fit_extraction`` kills ``fit`` of the landmark recipe with SIGKILL while it builds the landmark cache (its detector
+workers running); every case also times how long after the kill the command's output pipe stays open (at most
+``END_LIMIT_S``: no worker may outlive the command and keep its caller waiting).
 """
 
 from __future__ import annotations
@@ -86,19 +90,42 @@ def survivors(pids: set[int], wait: float = 20.0) -> list[int]:
     return left
 
 
+# the longest a killed command may take to end: its output closed (every process that holds it gone)
+END_LIMIT_S = 30.0
+LAST_END_S: list[float] = []  # seconds from each kill to the end of the command's output, in order
+
+
 def run_and_kill(command: list[str], log: Path, delay: float, signal_name: str) -> tuple[int | None, str, int]:
     """Start ``command``, send the signal after ``delay`` s (unless it ended), return (exit code, its output,
-    orphaned processes). A negative exit code is the signal that ended it before it could handle it (start-up)."""
-    with open(log, "w") as err:
-        process = subprocess.Popen(command, cwd=REPO, stdout=err, stderr=subprocess.STDOUT)  # bars: both
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.05)
-        children = descendants(process.pid)
-        if process.poll() is None:
-            process.send_signal(SIGNALS[signal_name])
-        process.wait()
-    return process.returncode, log.read_text(errors="replace"), len(survivors(children))
+    orphaned processes). A negative exit code is the signal that ended it before it could handle it (start-up).
+    The output is a pipe, as a caller that waits for it has (``subprocess.run(capture_output=True)``): the seconds
+    from the kill until no process holds it any more go to ``LAST_END_S`` (a worker that outlives the command keeps
+    such a caller waiting)."""
+    import threading
+
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # bars: both
+    closed = threading.Event()
+
+    def copy() -> None:
+        with open(log, "wb") as out:
+            for chunk in iter(lambda: process.stdout.read1(65536), b""):  # type: ignore[union-attr]
+                out.write(chunk)
+        closed.set()
+
+    threading.Thread(target=copy, daemon=True).start()
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    children = descendants(process.pid)
+    killed_at = time.monotonic()
+    if process.poll() is None:
+        process.send_signal(SIGNALS[signal_name])
+    process.wait()
+    closed.wait(END_LIMIT_S)
+    LAST_END_S.append(time.monotonic() - killed_at if closed.is_set() else float("inf"))
+    orphans = len(survivors(children))
+    closed.wait(5)
+    return process.returncode, log.read_text(errors="replace"), orphans
 
 
 def corrupt_files(folder: Path) -> list[str]:
@@ -209,6 +236,38 @@ def inject_landmarks(data: Path, work: Path, kills: int, rng: random.Random) -> 
     return result
 
 
+def inject_fit_extraction(data: Path, work: Path, kills: int, rng: random.Random) -> dict:
+    """``signbridge fit`` of the landmark recipe killed with SIGKILL while it extracts the landmark cache (its
+    detector workers running), then run again until the cache is complete and the fit ends."""
+    from signbridge.hands.cache import LandmarkCache
+
+    cache = work / "fit_landmarks.npz"
+    command = signbridge("fit", "--config", "configs/sign_landmarks.yaml", "--data.init_args.root", str(data),
+                         "--data.init_args.landmarks_file", str(cache), "--data.init_args.extraction_workers", "2",
+                         "--trainer.max_epochs", "1", "--trainer.logger.init_args.save_dir", str(work / "runs"))
+    result = {"kills": 0, "SIGKILL": 0, "SIGTERM": 0, "corrupt": [], "lost": [], "orphans": 0, "exit_codes": []}
+    while result["kills"] < kills:
+        code, stderr, orphans = run_and_kill(command, work / "fit_extraction.log", rng.uniform(2, 12), "SIGKILL")
+        if code == 0:  # the cache and the fit were done before the kill: start over
+            cache.unlink(missing_ok=True)
+            shutil.rmtree(work / "runs", ignore_errors=True)
+            continue
+        result["kills"] += 1
+        result["SIGKILL"] += 1
+        result["orphans"] += orphans
+        result["exit_codes"].append(code)
+        try:
+            LandmarkCache.load(cache) if cache.exists() else None
+        except Exception as error:
+            result["corrupt"].append(f"{cache}: {error}")
+        result["corrupt"] += [str(p) for p in work.glob("*.tmp")]
+    code = subprocess.run(command, cwd=REPO, capture_output=True, timeout=900).returncode
+    resumed = LandmarkCache.load(cache)
+    result["final"] = f"exit {code}; cache of {len(resumed)} images, complete={resumed.meta['complete']}"
+    result["ok"] = code == 0 and resumed.meta["complete"] and not result["corrupt"] and not result["orphans"]
+    return result
+
+
 def inject_tune(data: Path, work: Path, kills: int, rng: random.Random, trials: int) -> dict:
     import optuna
 
@@ -262,7 +321,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="a folder-per-class image dataset")
     parser.add_argument("--work", type=Path, default=Path("fault_injection_runs"), help="scratch folder (emptied)")
     parser.add_argument("--kills", type=int, default=20, help="kills per command")
-    parser.add_argument("--commands", nargs="+", default=["landmarks", "fit", "tune"])
+    parser.add_argument("--commands", nargs="+", default=["landmarks", "fit_extraction", "fit", "tune"])
     parser.add_argument("--max-epochs", type=int, default=20)
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
@@ -275,22 +334,29 @@ def main() -> None:
         work = args.work / name
         work.mkdir(parents=True)
         started = time.perf_counter()
-        if name == "fit":
+        LAST_END_S.clear()
+        if name == "fit_extraction":
+            results[name] = inject_fit_extraction(args.data.resolve(), work.resolve(), args.kills, rng)
+        elif name == "fit":
             results[name] = inject_fit(args.data.resolve(), work.resolve(), args.kills, rng, args.max_epochs)
         elif name == "landmarks":
             results[name] = inject_landmarks(args.data.resolve(), work.resolve(), args.kills, rng)
         else:
             results[name] = inject_tune(args.data.resolve(), work.resolve(), args.kills, rng, args.trials)
         results[name]["seconds"] = round(time.perf_counter() - started)
+        ends = list(LAST_END_S)
+        results[name]["end_s"] = (round(max(ends), 2), round(float(np.median(ends)), 2)) if ends else None
+        results[name]["ok"] = results[name]["ok"] and bool(ends) and max(ends) <= END_LIMIT_S
         print(name, json.dumps(results[name]), flush=True)
     print("\n| command | kills (SIGKILL / SIGTERM) | corrupt files | lost per kill (max, mean) | orphaned processes "
-          "| exit codes | after the last kill | seconds | passed |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| kill to end of output, s (max, median) | exit codes | after the last kill | seconds | passed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         lost = f"{max(r['lost'])}, {np.mean(r['lost']):.2f} ({len(r['lost'])} measured)" if r["lost"] else "-"
         codes = ", ".join(f"{c}×{r['exit_codes'].count(c)}" for c in sorted(set(r["exit_codes"])))
         print(f"| {name} | {r['kills']} ({r['SIGKILL']} / {r['SIGTERM']}) | {len(r['corrupt'])} | {lost} "
-              f"| {r['orphans']} | {codes} | {r['final']} | {r['seconds']} | {'yes' if r['ok'] else 'NO'} |")
+              f"| {r['orphans']} | {r['end_s']} | {codes} | {r['final']} | {r['seconds']} | "
+              f"{'yes' if r['ok'] else 'NO'} |")
     for name, r in results.items():
         for problem in r["corrupt"]:
             print(f"{name}: {problem}")

@@ -73,6 +73,14 @@ def _short_parser_message(message: str) -> str:
     if found:
         key = message.splitlines()[0].rstrip(":")
         return f"{key} ({found.group(1)}): {' '.join(found.group(2).split())}"
+    # a value that fits none of a union's types: the key, the types it takes and the value given, on one line
+    subtypes = re.search(r"Subtypes: \[(.*?)\]", message)
+    given = re.search(r"Given value: (.*)", message)
+    if subtypes and given and message.startswith("Parser key"):
+        names = [name.rsplit(".", 1)[-1] for name in re.findall(r"<class '([^']+)'>", subtypes.group(1))]
+        kinds = [("None" if name == "NoneType" else f"a {name} (a class name or import path)"
+                  if name[:1].isupper() else name) for name in names]
+        return f"{message.splitlines()[0].rstrip(':')}: expected {' or '.join(kinds)}, got {given.group(1).strip()!r}"
     return message
 
 

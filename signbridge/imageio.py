@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -10,6 +11,8 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -95,15 +98,28 @@ def skipped_name(name: str) -> bool:
 
 
 def _images_below(root: Path, folder: Path) -> list[str]:
-    """Image files below ``folder`` (recursively), relative to ``root`` with ``/``, sorted; broken links left out."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    """Image files below ``folder`` (recursively, through linked folders), relative to ``root`` with ``/``, sorted.
+    Links to nothing and links that loop back to a folder already listed are left out, with a warning naming them."""
+    found, problems, seen = [], [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back to a folder above (or listed already): not walked twice, or forever
+            problems.append(f"{Path(dirpath).relative_to(root).as_posix()} (a link loop)")
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = [d for d in dirnames if not skipped_name(d)]
         for filename in filenames:
             path = Path(dirpath, filename)
-            if filename.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-                continue  # is_file() is False for a dangling symlink
+            if filename.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if not path.is_file():  # False for a dangling symlink
+                problems.append(f"{path.relative_to(root).as_posix()} (a link to nothing)")
+                continue
             found.append(path.relative_to(root).as_posix())
+    if problems:
+        log.warning("%s: skipped %d entries: %s%s", folder, len(problems), ", ".join(problems[:5]),
+                    f" and {len(problems) - 5} more" if len(problems) > 5 else "")
     return sorted(found)
 
 

@@ -450,3 +450,27 @@ def test_a_disk_that_fills_during_fit_is_one_line_and_leaves_no_half_checkpoint(
     assert not [path for path in written if ".ckpt" in path.name and path.suffix != ".ckpt"], written  # no temp
     for checkpoint in (path for path in written if path.suffix == ".ckpt"):  # whole, or not there
         assert torch.load(checkpoint, weights_only=True, map_location="cpu")["state_dict"]
+
+
+def test_an_unknown_class_or_a_value_of_the_wrong_type_is_one_line_naming_the_key(tmp_path, capsys):
+    root = image_folder(tmp_path / "data")
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"), "--model", "NoSuchTask"], capsys)
+    assert code == 2 and message == ('signbridge: error: Parser key "model": expected a LightningModule (a class name '
+                                     "or import path) or None, got 'NoSuchTask'"), message
+    code, message = run_console(["fit", *atk_args(root, tmp_path / "runs"), "--trainer.max_epochs", "abc"], capsys)
+    assert code == 2 and message == ('signbridge: error: Parser key "trainer.max_epochs": expected int or None, got '
+                                     "'abc'"), message
+
+
+def test_dangling_links_and_link_loops_are_skipped_by_name(tmp_path, caplog):
+    import logging
+
+    root = image_folder(tmp_path / "data")
+    (root / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "b" / "loop").symlink_to(root / "b")  # b/loop/loop/... forever, if followed blindly
+    (root / "c" / "more").symlink_to(root / "a", target_is_directory=True)  # a linked folder is read
+    with caplog.at_level(logging.WARNING, logger="signbridge.imageio"):
+        classes, paths, _ = list_image_folder(root)
+    assert len(paths) == 18 + 6 and "c/more/0.png" in paths and "a/gone.png" not in paths
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "a/gone.png (a link to nothing)" in warned and "b/loop (a link loop)" in warned

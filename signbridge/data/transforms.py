@@ -10,6 +10,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from ..errors import check_range
 from ..hands.layout import NUM_COORDS, PALM_SLICE, WRIST, flip_landmarks
 
 
@@ -39,6 +40,13 @@ class HandAugment:
     """Per-axis landmark scale drawn from ``[1 - stretch, 1 + stretch]``."""
     landmark_jitter: float = 0.0
     """Standard deviation of per-point landmark noise, in palm sizes."""
+
+    def __post_init__(self):
+        check_range("augment flip_prob", self.flip_prob, 0, 1)
+        check_range("augment max_rotation_degrees", self.max_rotation_degrees, 0, 180)
+        for name in ("zoom", "contrast", "brightness", "landmark_stretch"):  # factors drawn from 1 +- this
+            check_range(f"augment {name}", getattr(self, name), 0, 1, high_open=True)
+        check_range("augment landmark_jitter", self.landmark_jitter, 0)
 
     def __call__(
         self, image: torch.Tensor | None, landmarks: torch.Tensor, present: torch.Tensor
@@ -183,6 +191,15 @@ class SequenceAugment:
     """Probability of each part (a hand, the pose) being dropped in each frame, as MediaPipe sometimes misses it."""
     point_dropout: float = 0.05
     """Probability of each point being zeros in a whole sequence (the models treat zeros as not found)."""
+
+    def __post_init__(self):
+        for name in ("mirror", "affine", "resample", "time_mask", "part_dropout", "point_dropout"):
+            check_range(f"augment {name}", getattr(self, name), 0, 1)
+        for name in ("scale", "speed", "crop", "time_mask_fraction"):  # shares and factors drawn from 1 +- this
+            check_range(f"augment {name}", getattr(self, name), 0, 1, high_open=True)
+        check_range("augment shift", self.shift, 0, 1)
+        check_range("augment shear", self.shear, 0, 1)
+        check_range("augment rotation_degrees", self.rotation_degrees, 0, 180)
 
     def __call__(self, batch: dict, parts: tuple[str, ...]) -> dict:
         """The batch (``points (B, T, P, 3)``, ``present (B, T, K)``, ``mask (B, T)``) augmented; other keys kept."""

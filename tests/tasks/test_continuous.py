@@ -165,22 +165,31 @@ def test_a_model_of_stitched_landmark_sentences_reads_a_real_video(stitched_run,
     capture.release()
     env = {**os.environ, "SIGNBRIDGE_HAND_LANDMARKER": str(hand_model), "PYTHONPATH": str(REPO)}
 
-    def recognize(model: Path, *extra: str) -> list[dict]:
-        done = subprocess.run([sys.executable, "-m", "signbridge", "recognize", str(video), "--model", str(model),
-                               *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-
-    whole = recognize(best)  # a video file: its glosses decoded at once
+    runs = {"whole": [str(best)], "onnx": [str(onnx)],  # a video file: its glosses decoded at once
+            "windows": [str(best), "--window", "12", "--stride", "6", "--max_frames", "36"]}  # as a camera is read
+    # the three commands in one interpreter (each costs seconds of imports), the lines of each after its name
+    script = ("import sys\nfrom signbridge.cli import main\n" + "".join(
+        f"print('== {name}', flush=True)\nmain(['recognize', {str(video)!r}, '--model', *{args!r}])\n"
+        for name, args in runs.items()))
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows: dict[str, list[dict]] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("== "):
+            rows[line[3:]] = []
+        elif line.startswith("{"):
+            rows[list(rows)[-1]].append(json.loads(line))
+    whole, windows = rows["whole"], rows["windows"]
     assert len(whole) == 1 and whole[0]["frames"] == frames and whole[0]["window_end"] == frames - 1
     vocabulary = set(contract["classes"])
     assert set(whole[0]["glosses"].split()) <= vocabulary and whole[0]["label"] == whole[0]["sentence"]
     assert whole[0]["landmarks_ms"] > 0 and whole[0]["model_ms"] > 0
-    def untimed(rows: list[dict]) -> list[dict]:
-        return [{k: v for k, v in row.items() if not k.endswith("_ms")} for row in rows]
 
-    assert untimed(recognize(onnx)) == untimed(whole)  # the export reads the video into the same glosses
-    windows = recognize(best, "--window", "12", "--stride", "6", "--max_frames", "36")  # as a camera is read
+    def untimed(found: list[dict]) -> list[dict]:
+        return [{k: v for k, v in row.items() if not k.endswith("_ms")} for row in found]
+
+    assert untimed(rows["onnx"]) == untimed(whole)  # the export reads the video into the same glosses
     assert [row["window_end"] for row in windows] == [11, 17, 23, 29, 35]
     assert all(row["frames"] == 12 and set(row["glosses"].split()) <= vocabulary for row in windows)
 
