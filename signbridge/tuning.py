@@ -148,6 +148,23 @@ def _check_kind(name: str, param: SearchParam, current: Any) -> None:
 MAX_RETRIES = 3
 
 
+def check_monitor(config: dict[str, Any], monitor: str, search_space: str | Path, run_dir: Path) -> None:
+    """An ``InputError`` before the first trial when the search's ``monitor`` is not among what the config's task
+    logs in one validation batch of an untrained model (a metric of training, ``train_*``, is left to
+    ``MonitorCheck``, after the first epoch)."""
+    from .lightning_cli import run, with_overrides
+
+    if monitor.startswith("train_"):
+        return
+    check = run("validate", with_overrides(config, {
+        "trainer.limit_val_batches": 1, "trainer.logger": False, "trainer.enable_progress_bar": False,
+        "trainer.enable_model_summary": False, "trainer.default_root_dir": str(run_dir / ".monitor_check")}))
+    logged = sorted(name for name in check.trainer.callback_metrics if name.startswith("val"))
+    if monitor not in logged:
+        raise InputError(f"{search_space}: monitor '{monitor}' is not a metric this task logs (it logs: "
+                         f"{', '.join(logged) or 'nothing'})")
+
+
 class MonitorCheck(Callback):
     """Stops a trial with a clear error after its first epoch when the search's ``monitor`` is never logged.
 
@@ -290,6 +307,8 @@ def tune(
     )
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     missing = trials - len(study.get_trials(deepcopy=False, states=finished))
+    if missing > 0 and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        check_monitor(config, space.monitor, search_space, run_dir)  # before a trial is spent on finding out
     if missing > 0:
         study.optimize(_objective(study, config, space, search_space, run_dir, max_epochs), n_trials=missing,
                        timeout=timeout, callbacks=[MaxTrialsCallback(trials, states=finished)])

@@ -27,9 +27,23 @@ data the test makes, unless the case is about a library function.
 | unreadable photos given to ``predict`` | a row each in the predictions file, with the reason in ``skipped`` |
 | an output (cache, run folder, predictions file) that cannot be written | refused before the work, naming it |
 | wrong ``class_weights`` length, fold out of range, fractions over 1 | one line naming the setting |
+| ``batch_size 0``, ``num_workers -1``, ``lr 0``, ``label_smoothing 1``, ``num_classes 1``, more folds than the
+  smallest class | one line naming the setting, before any work |
+| ``max_epochs -5``, ``configs/trainer/gpu.yaml`` without a GPU | Lightning's refusal as one line (``trainer: ...``) |
+| network dropout 2.0, kernel 0, detector confidence 2, ``max_image_side 0``, extraction workers -1 |
+  one line naming it |
+| one class folder | refused, naming the folder |
+| a checkpoint without Lightning's keys | one line naming the file |
+| a hand model zip whose members are not TensorFlow Lite models | refused, naming the file |
+| an output inside the dataset, over the command's input, over a file that is not its kind | refused; the file is kept |
+| a disk that fills during ``fit`` (a real 128 KiB tmpfs) | one line naming the checkpoint; no half checkpoint |
+| an unknown model class, a value of the wrong type | one line naming the key, the types it takes and the value |
+| links to nothing, link loops | skipped with a warning naming them; linked folders read |
 
 Elsewhere: broken hand models (``tests/hands/test_detect.py``), truncated and foreign landmark caches
-(``tests/hands/test_cache.py``).
+(``tests/hands/test_cache.py``), ``signbridge tune``'s storage URL, heartbeat and search space
+(``tests/test_tuning.py``), early stopping inside the progressive schedule (``tests/tasks/test_progressive.py``),
+kills during extraction (``benchmarks/fault_injection.py``).
 """
 
 import csv
@@ -474,3 +488,16 @@ def test_dangling_links_and_link_loops_are_skipped_by_name(tmp_path, caplog):
     assert len(paths) == 18 + 6 and "c/more/0.png" in paths and "a/gone.png" not in paths
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "a/gone.png (a link to nothing)" in warned and "b/loop (a link loop)" in warned
+
+
+def test_a_full_disk_in_an_atomic_write_names_the_file_and_leaves_nothing(small_disk):
+    from signbridge.files import atomic_write
+
+    target = small_disk / "cache.npz"
+    target.write_bytes(b"the previous cache")
+    with pytest.raises(OSError) as info:
+        with atomic_write(target) as f:
+            np.savez(f, landmarks=np.zeros((64, 1024), np.float32))  # 256 KiB into 128 KiB
+    assert info.value.filename == str(target) and info.value.strerror == "No space left on device"
+    assert user_error_message(info.value) == f"{target}: No space left on device"
+    assert target.read_bytes() == b"the previous cache" and [p.name for p in small_disk.iterdir()] == ["cache.npz"]

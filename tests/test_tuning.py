@@ -82,6 +82,7 @@ def test_seed_space_and_unknown_argument(tmp_path):
 @pytest.mark.parametrize("storage, message", [
     ("postgresql+nosuchdriver://u@localhost/db", "not a database URL signbridge can use"),
     ("sqlite:////no/such/folder/study.db", "the SQLite database's folder /no/such/folder does not exist"),
+    ("mysql+mysqldb://u@localhost/db", "the Python driver of this database is not installed"),
     ("a study", "not a database URL signbridge can use"),
 ])
 def test_an_unusable_study_storage_is_one_line_before_any_trial(tmp_path, capsys, storage, message):
@@ -137,11 +138,20 @@ def test_grid_mode_runs_every_combination(tmp_path, digits_folder):
     assert best["hyperparameters"]["loss"] == study.best_trial.params["model.init_args.loss"]
 
 
-def test_a_monitor_never_logged_stops_after_the_first_epoch(tmp_path, digits_folder):
+def test_a_monitor_never_logged_is_found_before_the_first_trial(tmp_path, digits_folder):
     space = write(tmp_path, "monitor: val_acuracy\nparams:\n  model.init_args.lr: {choices: [0.01]}\n")
     with pytest.raises(InputError, match="monitor 'val_acuracy' is not a metric this task logs") as info:
         tune(atk_config(digits_folder), space, tmp_path / "typo", trials=1, max_epochs=5)
     assert "val_acc" in str(info.value)  # the message lists what can be monitored
+    study = optuna.load_study(study_name="typo", storage=f"sqlite:///{tmp_path / 'typo' / 'study.db'}")
+    assert not study.trials  # no trial spent on it
+
+
+def test_a_training_monitor_never_logged_stops_after_the_first_epoch(tmp_path, digits_folder):
+    space = write(tmp_path, "monitor: train_acuracy\nparams:\n  model.init_args.lr: {choices: [0.01]}\n")
+    with pytest.raises(InputError, match="monitor 'train_acuracy' is not a metric this task logs") as info:
+        tune(atk_config(digits_folder), space, tmp_path / "typo", trials=1, max_epochs=5)
+    assert "train_acc" in str(info.value)
     study = optuna.load_study(study_name="typo", storage=f"sqlite:///{tmp_path / 'typo' / 'study.db'}")
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     assert study.trials[0].user_attrs["epochs"] <= 1  # stopped after one epoch, not five
