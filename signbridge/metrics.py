@@ -85,19 +85,23 @@ class ClassifierTally(StreamingClassificationMetrics):
 
 
 class WordAccuracy(Metric):
-    """Share of predicted strings equal to their target (exact match), summed over processes."""
+    """Share of predicted strings equal to their target (exact match; ``case_sensitive=False``: equal once both are
+    lower-cased, as scene-text benchmarks such as IIIT5K are usually scored), summed over processes."""
 
     full_state_update = False
     higher_is_better = True
     correct: torch.Tensor
     total: torch.Tensor
 
-    def __init__(self, **kwargs):
+    def __init__(self, case_sensitive: bool = True, **kwargs):
         super().__init__(**kwargs)
+        self.case_sensitive = case_sensitive
         self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, predictions: list[str], targets: list[str]) -> None:
+        if not self.case_sensitive:
+            predictions, targets = [p.lower() for p in predictions], [t.lower() for t in targets]
         self.correct += sum(p == t for p, t in zip(predictions, targets, strict=True))
         self.total += len(targets)
 
@@ -106,8 +110,10 @@ class WordAccuracy(Metric):
 
 
 def text_metrics(prefix: str) -> MetricCollection:
-    """``{prefix}word_acc`` and ``{prefix}cer`` (character error rate) of decoded strings."""
-    return MetricCollection({"word_acc": WordAccuracy(), "cer": CharErrorRate()}, prefix=prefix)
+    """``{prefix}word_acc`` (exact), ``{prefix}word_acc_nocase`` (case-folded) and ``{prefix}cer`` (character error
+    rate) of decoded strings."""
+    return MetricCollection({"word_acc": WordAccuracy(), "word_acc_nocase": WordAccuracy(case_sensitive=False),
+                             "cer": CharErrorRate()}, prefix=prefix)
 
 
 def macro_f1(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

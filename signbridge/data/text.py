@@ -198,8 +198,10 @@ class TextImageDataModule(SplitDataModule):
     Args:
         root: dataset folder.
         labels_file: TSV of ``path<TAB>text`` (relative to ``root`` or absolute); default: label = file stem.
-        charset: the characters the model knows; default: every character in the labels (sorted). Give it
-            explicitly to train and test on different data with one model.
+        test_labels_file: a TSV of the dataset's own test images (IIIT5K's ``test.tsv``): the test split, with
+            ``labels_file`` split into training and validation only (``test_fraction`` must then be 0).
+        charset: the characters the model knows; default: every character in the labels of both files (sorted).
+            Give it explicitly to train and test on different data with one model.
         height: images are resized to this height keeping their aspect ratio...
         width: ...then padded on the right (or shrunk) to this width.
         grayscale: one channel instead of RGB.
@@ -223,6 +225,7 @@ class TextImageDataModule(SplitDataModule):
         self,
         root: str,
         labels_file: str | None = None,
+        test_labels_file: str | None = None,
         charset: str | None = None,
         height: int = 32,
         width: int = 128,
@@ -240,6 +243,8 @@ class TextImageDataModule(SplitDataModule):
         **kwargs,
     ):
         super().__init__(root, test_fraction=test_fraction, **kwargs)
+        if test_labels_file and test_fraction:
+            raise InputError(f"test_labels_file names the test images: test_fraction must be 0, got {test_fraction}")
         # jsonargparse gives the pairs as tuples already; tuple() also takes lists from Python callers
         self.degradation = Degradation(
             tuple(scales), keep_low_res, _pair(blur_sigma), _pair(noise_std), _pair(jpeg_quality)
@@ -255,11 +260,22 @@ class TextImageDataModule(SplitDataModule):
         return pairs
 
     @cached_property
+    def _test_labels(self) -> list[tuple[str, str]]:
+        """The pairs of ``test_labels_file`` (none without it)."""
+        if not self.hparams.get("test_labels_file"):
+            return []
+        pairs = read_labels(self.root, self.hparams.test_labels_file)
+        for path, text in pairs:
+            if not text:
+                raise InputError(f"{self.root / path}: empty label")
+        return pairs
+
+    @cached_property
     def charset(self) -> Charset:
         if self.hparams.charset is None:
-            return Charset.from_texts([text for _, text in self._labels])
+            return Charset.from_texts([text for _, text in self._labels + self._test_labels])
         charset = Charset(self.hparams.charset)
-        for path, text in self._labels:
+        for path, text in self._labels + self._test_labels:
             unknown = charset.unknown(text)
             if unknown:
                 raise InputError(f"{self.root / path}: label {text!r} has characters outside the character set "
@@ -272,7 +288,7 @@ class TextImageDataModule(SplitDataModule):
 
     @property
     def max_text_length(self) -> int:
-        return max(len(text) for _, text in self._labels)
+        return max(len(text) for _, text in self._labels + self._test_labels)
 
     def inference_preprocessing(self) -> dict[str, dict[str, Any]]:
         return {"text_image": {"height": self.hparams.height, "channels": self.channels}}
@@ -281,7 +297,8 @@ class TextImageDataModule(SplitDataModule):
         h = self.hparams
         file = self.root / path
         if not file.is_file():
-            raise FileNotFoundError(f"{file}: listed in {h.labels_file} but not found")
+            raise FileNotFoundError(f"{file}: listed in a labels file ({h.labels_file}, {h.get('test_labels_file')}) "
+                                    "but not found")
         rgb = read_image_rgb(file)
         image = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if h.grayscale else rgb
         return fit_to_height(image, h.height, h.width, h.pad_value)
@@ -291,19 +308,26 @@ class TextImageDataModule(SplitDataModule):
             return
         h = self.hparams
         charset = self.charset
-        pairs = self._labels
+        pairs, test_pairs = self._labels, self._test_labels
         try:
             images = [self._load(path) for path, _ in pairs]
+            test_images = [self._load(path) for path, _ in test_pairs]
         except ImageReadError as error:
             # a text dataset is a list of labelled files: a file that cannot be read is an error, not a skip
-            raise InputError(f"{error} (fix or remove it{' from ' + h.labels_file if h.labels_file else ''})") from None
-        for name, indices in self.split_indices([0] * len(pairs)).items():  # one "class": a plain seeded split
+            raise InputError(f"{error} (fix or remove it from its labels file)") from None
+        splits = {name: ([images[i] for i in indices], [pairs[i] for i in indices])
+                  for name, indices in self.split_indices([0] * len(pairs)).items()}  # one "class": a seeded split
+        if test_pairs:
+            splits["test"] = (test_images, test_pairs)
+        for name, (split_images, split_pairs) in splits.items():
+            if name == "test" and not split_pairs:
+                continue
             self.datasets[name] = TextImageDataset(
-                [images[i] for i in indices], [pairs[i][1] for i in indices], [pairs[i][0] for i in indices],
+                split_images, [text for _, text in split_pairs], [path for path, _ in split_pairs],
                 charset, self.degradation, h.degradation_seed, augment=h.augment and name == "train",
                 pad_value=h.pad_value,
             )
-        if not h.test_fraction:
+        if "test" not in self.datasets:
             self.datasets["test"] = self.datasets["val"]
         self.datasets["predict"] = self.datasets["test"]
         log.info("text images in %s: %s, charset %r", self.root,

@@ -88,3 +88,39 @@ def test_the_recognizer_exports_with_its_charset_and_a_free_width(recognizer_che
     assert int8.size_bytes < (tmp_path / "text.onnx").stat().st_size  # the LSTM and linear weights in 8 bits
     with pytest.raises(InputError, match="a text recognizer"):
         Recognizer(tmp_path / "text.onnx")
+
+
+def test_real_scene_text_with_its_own_test_split_scored_with_and_without_case(tmp_path):
+    """IIIT5K's real word crops: training and validation from a train labels file, the test split from the
+    dataset's test file, a charset of both files' labels (upper and lower case), and the word accuracy reported
+    case-sensitive and case-folded."""
+    from signbridge.metrics import WordAccuracy
+    from tests.conftest import shared_dir
+
+    exact, folded = WordAccuracy(), WordAccuracy(case_sensitive=False)
+    for metric in (exact, folded):
+        metric.update(["HOUSE", "cat", "Dog"], ["house", "Cat", "Dog"])
+    assert float(exact.compute()) == pytest.approx(1 / 3) and float(folded.compute()) == 1.0
+
+    root = shared_dir("data", "scene_text_iiit5k")
+    for name, count in (("train", 48), ("test", 16)):  # the first lines of each file, with their real paths
+        lines = (root / f"{name}.tsv").read_text(encoding="utf-8").splitlines()[:count]
+        (tmp_path / f"{name}.tsv").write_text("\n".join(f"{root / path}\t{text}" for path, text in
+                                                       (line.split("\t") for line in lines)) + "\n")
+    data = TextImageDataModule(str(root), labels_file=str(tmp_path / "train.tsv"),
+                               test_labels_file=str(tmp_path / "test.tsv"), val_fraction=0.25, num_workers=0,
+                               batch_size=8)
+    data.setup("fit")
+    assert {name: len(data.datasets[name]) for name in ("train", "val", "test")} == {"train": 36, "val": 12,
+                                                                                     "test": 16}
+    assert data.datasets["test"].paths[0].endswith(lines[0].split("\t")[0].rsplit("/", 1)[-1])
+    chars = data.charset.chars
+    assert any(c.isupper() for c in chars) and any(c.islower() for c in chars)
+    with pytest.raises(InputError, match="test_fraction must be 0"):
+        TextImageDataModule(str(root), test_labels_file=str(tmp_path / "test.tsv"), test_fraction=0.1)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    task = TextRecognizer(chars, channels=(8, 8, 16, 16), hidden_size=16)
+    trainer.fit(task, datamodule=data)
+    metrics = trainer.test(task, datamodule=data, verbose=False)[0]
+    assert metrics["test_word_acc_nocase"] >= metrics["test_word_acc"] >= 0
