@@ -323,6 +323,8 @@ def test_settings_the_library_checks_are_one_message(tmp_path, capsys):
     ("--model.init_args.label_smoothing", "1.0", "label_smoothing must be in [0, 1), got 1.0"),
     ("--model.init_args.num_classes", "1", "num_classes must be at least 2 (a classifier tells classes apart), got 1"),
     ("--data.init_args.num_folds", "7", "num_folds=7 is more than the 6 samples of the smallest class (class 0)"),
+    ("--model.init_args.dropout", "2.0", "dropout must be in [0, 1), got 2.0"),
+    ("--model.init_args.units", "0", "units must be at least 1, got 0"),
 ])
 def test_a_value_out_of_range_is_one_line_before_any_work(tmp_path, capsys, option, value, expected):
     root = image_folder(tmp_path / "data")

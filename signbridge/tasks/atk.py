@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import check_range
 from ..inference import InputSpec, image_input
 from ..models.atk import ATKCNN
 from .classification import ClassificationTask
@@ -33,6 +34,11 @@ class ATKClassifier(ClassificationTask):
         image_size: int | None = None,
         **kwargs,
     ):
+        for name, value in (("filters1", filters1), ("filters2", filters2), ("units", units)):
+            check_range(name, value, 1)
+        check_range("dropout", dropout, 0, 1, high_open=True)
+        if image_size is not None:
+            check_range("image_size", image_size, 8)
         super().__init__(num_classes=num_classes, **kwargs)
 
     data_setting_names = ("num_classes", "image_size")

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 
 from ..charset import Charset
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..inference import CTC_DECODING, CTC_OUTPUTS, InferenceContract, InputSpec, text_image_input
 from ..losses import ctc_loss
 from ..metrics import text_metrics
@@ -82,6 +82,12 @@ class TextRecognizer(Task):
         compile: bool = False,
     ):
         super().__init__()
+        for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers), *(
+                (f"channels[{i}]", c) for i, c in enumerate(channels))):
+            check_range(name, value, 1)
+        check_range("dropout", dropout, 0, 1, high_open=True)
+        if not lr > 0:
+            raise InputError(f"lr must be above 0, got {lr}")
         self.save_hyperparameters()
         self.charset = Charset(charset)
         self.model = self.use_channels_last(build_crnn(self.hparams))

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import check_range
 from ..inference import InputSpec, sequence_inputs
 from ..models.sequence import SequenceNet, SequenceNetConfig
 from .classification import ClassificationTask
@@ -33,6 +34,9 @@ class SequenceClassifier(ClassificationTask):
     def __init__(self, num_classes: int | None = None, parts: list[str] | None = None,
                  net: SequenceNetConfig = SequenceNetConfig(), late_dropout: float | None = None,
                  late_dropout_start: float = 0.5, **kwargs):
+        if late_dropout is not None:
+            check_range("late_dropout", late_dropout, 0, 1, high_open=True)
+        check_range("late_dropout_start", late_dropout_start, 0, 1)
         super().__init__(num_classes=num_classes, **kwargs)
 
     def data_settings(self, datamodule) -> dict[str, Any]:
