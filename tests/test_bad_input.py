@@ -38,7 +38,8 @@ data the test makes, unless the case is about a library function.
 | an output inside the dataset, over the command's input, over a file that is not its kind | refused; the file is kept |
 | a disk that fills during ``fit`` (a real 128 KiB tmpfs) | one line naming the checkpoint; no half checkpoint |
 | an unknown model class, a value of the wrong type | one line naming the key, the types it takes and the value |
-| links to nothing, link loops | skipped with a warning naming them; linked folders read |
+| links to nothing (images, sign sequences), link loops | skipped with a warning naming them; linked
+  folders read |
 
 Elsewhere: broken hand models (``tests/hands/test_detect.py``), truncated and foreign landmark caches
 (``tests/hands/test_cache.py``), ``signbridge tune``'s storage URL, heartbeat and search space
@@ -490,6 +491,23 @@ def test_dangling_links_and_link_loops_are_skipped_by_name(tmp_path, caplog):
     assert len(paths) == 18 + 6 and "c/more/0.png" in paths and "a/gone.png" not in paths
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "a/gone.png (a link to nothing)" in warned and "b/loop (a link loop)" in warned
+
+
+def test_a_link_to_nothing_among_sign_sequences_is_named(tmp_path, caplog):
+    import logging
+
+    from signbridge.hands.video import list_sequence_folder
+    from tests.conftest import write_sequences
+
+    root = write_sequences(tmp_path / "signs")
+    first = sorted(p.name for p in root.iterdir())[0]
+    (root / first / "gone").symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    (root / first / "clip.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    with caplog.at_level(logging.WARNING, logger="signbridge.hands.video"):
+        _, paths, _, source = list_sequence_folder(root)
+    assert source == "npy" and len(paths) == 3 * 6 and not any(p.endswith(("gone", "clip.mp4")) for p in paths)
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert f"{first}/gone" in warned and f"{first}/clip.mp4" in warned and "2 links to nothing" in warned
 
 
 def test_a_full_disk_in_an_atomic_write_names_the_file_and_leaves_nothing(small_disk):

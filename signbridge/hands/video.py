@@ -55,11 +55,14 @@ def list_sequence_folder(root: str | os.PathLike) -> tuple[list[str], list[str],
     if not classes:
         raise InputError(f"{root}: no class folders found (expected ROOT/<class>/<sequence>/<frame>.npy or "
                          "ROOT/<class>/<video>)")
-    paths, labels, sources, empty = [], [], set(), []
+    paths, labels, sources, empty, dangling = [], [], set(), [], []
     for label, name in enumerate(classes):
         found = []
         for entry in sorted((root / name).iterdir(), key=lambda path: natural_key(path.name)):
             if skipped_name(entry.name):
+                continue
+            if entry.is_symlink() and not entry.exists():  # a link to nothing: said, not silently dropped
+                dangling.append(entry.relative_to(root).as_posix())
                 continue
             if entry.is_dir() and any(child.suffix == ".npy" for child in entry.iterdir()):
                 found.append(entry.relative_to(root).as_posix())
@@ -71,6 +74,9 @@ def list_sequence_folder(root: str | os.PathLike) -> tuple[list[str], list[str],
         labels += [label] * len(found)
         if not found:
             empty.append(name)
+    if dangling:
+        log.warning("%s: skipped %d links to nothing: %s%s", root, len(dangling), ", ".join(dangling[:5]),
+                    f" and {len(dangling) - 5} more" if len(dangling) > 5 else "")
     if len(sources) > 1:
         raise InputError(f"{root}: the classes hold both .npy sequence folders and videos; keep one form per dataset")
     if empty:
