@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from .errors import InputError
+from .errors import InputError, error_chain
 
 if TYPE_CHECKING:
     from .lightning_cli import SignbridgeCLI
@@ -39,11 +39,8 @@ def user_error_message(error: BaseException) -> str | None:
     own errors. An error raised in a DataLoader worker arrives wrapped in the worker's traceback; the message is the
     text after the original error's name.
     """
-    seen = set()
-    current: BaseException | None = error
     full_disk = None
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in error_chain(error):
         if isinstance(current, argparse.ArgumentError):
             return _short_parser_message(str(current))
         if isinstance(current, OSError) and current.filename is not None and current.strerror:
@@ -57,7 +54,6 @@ def user_error_message(error: BaseException) -> str | None:
             return _unwrap_worker_message(current)
         if _is_lightning_refusal(current):  # a trainer setting Lightning refuses (max_epochs -5, no GPU, ...)
             return f"trainer: {' '.join(str(current).split())}"
-        current = current.__cause__ or current.__context__
     return full_disk
 
 

@@ -24,6 +24,11 @@ def greedy_paths(logits: torch.Tensor, lengths: torch.Tensor | None = None) -> l
     return [row[mask].tolist() for row, mask in zip(best.cpu(), keep.cpu())]
 
 
+def gloss_sentence(glosses: Sequence[str], words: dict[str, str]) -> str:
+    """Decoded glosses as a sentence in words: each gloss by its ``words`` (a gloss-to-words mapping), or as it is."""
+    return " ".join(words.get(gloss, gloss) for gloss in glosses)
+
+
 def _log_add(a: float, b: float) -> float:
     if a == -math.inf:
         return b

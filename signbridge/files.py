@@ -51,14 +51,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 def _unnamed_os_error(error: BaseException) -> OSError | None:
     """The OSError without a file name in ``error``'s chain (``error`` included), if there is one."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.filename is None and current.strerror:
-            return current
-        current = current.__cause__ or current.__context__
-    return None
+    from .errors import error_chain
+
+    return next((e for e in error_chain(error) if isinstance(e, OSError) and e.filename is None and e.strerror),
+                None)
 
 
 def check_writable(path: str | os.PathLike, what: str = "output", *, inputs: Sequence[str | os.PathLike] = (),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -118,9 +119,14 @@ def _images_below(root: Path, folder: Path) -> list[str]:
                 continue
             found.append(path.relative_to(root).as_posix())
     if problems:
-        log.warning("%s: skipped %d entries: %s%s", folder, len(problems), ", ".join(problems[:5]),
-                    f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+        log.warning("%s: skipped %d entries: %s", folder, len(problems), first_few(problems))
     return sorted(found)
+
+
+def first_few(names: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` names, comma-separated, and how many more there are: for a warning that lists skips."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def list_images(root: str | os.PathLike) -> list[str]:

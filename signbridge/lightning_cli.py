@@ -107,9 +107,8 @@ def check_checkpoint(ckpt_path: str | None, configured: str | None) -> None:
     if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
         return
     checkpoint = read_checkpoint(ckpt_path)
-    missing = [key for key in ("pytorch-lightning_version", "state_dict") if key not in checkpoint]
-    if missing:
-        raise InputError(f"{ckpt_path}: not a Lightning checkpoint (no {' or '.join(missing)}); give a .ckpt of "
+    if "pytorch-lightning_version" not in checkpoint:  # (read_checkpoint refused one without a state_dict)
+        raise InputError(f"{ckpt_path}: not a Lightning checkpoint (no pytorch-lightning_version); give a .ckpt of "
                          "signbridge fit")
     saved = checkpoint.get("hyper_parameters", {}).get("_class_path")
     if saved and configured and saved.rsplit(".", 1)[-1] != configured.rsplit(".", 1)[-1]:

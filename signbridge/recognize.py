@@ -391,16 +391,17 @@ class SentenceRecognizer(SequenceRecognizer):
                          smooth: bool) -> SentenceRecognition:
         import torch
 
-        from .ctc import greedy_paths
+        from .ctc import gloss_sentence, greedy_paths
 
         before = time.perf_counter()
         glosses: list[str] = []
-        if present.any():
+        hand_found = bool(present.any())
+        if hand_found:
             probabilities = self.model.probabilities(self._model_inputs(points, present))
             glosses = [self.classes[i - 1] for i in greedy_paths(torch.from_numpy(probabilities))[0]]
         done = time.perf_counter()
-        return SentenceRecognition(glosses, " ".join(self.words.get(g, g) for g in glosses), self._count - 1,
-                                   len(points), bool(present.any()),
+        return SentenceRecognition(glosses, gloss_sentence(glosses, self.words), self._count - 1, len(points),
+                                   hand_found,
                                    {"landmarks": landmarks_ms, "model": (done - before) * 1e3,
                                     "latency": (done - frame_start) * 1e3})
 

@@ -6,6 +6,7 @@ import itertools
 import shutil
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -138,10 +139,10 @@ def _check_kind(name: str, param: SearchParam, current: Any) -> None:
             raise InputError(f"search parameter '{name}': the config's value is a switch ({current}), got {value!r}")
         if number and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise InputError(f"search parameter '{name}': the config's value is a number ({current}), got {value!r}")
-        if isinstance(current, int) and not isinstance(current, bool) and param.choices is None \
-                and not _all_int(param.low, param.high, param.step or 1):
-            raise InputError(f"search parameter '{name}': the config's value is an integer ({current}), got the "
-                             f"range {param.low!r}..{param.high!r}")
+    if number and isinstance(current, int) and param.choices is None and not _all_int(param.low, param.high,
+                                                                                     param.step or 1):
+        raise InputError(f"search parameter '{name}': the config's value is an integer ({current}), got the range "
+                         f"{param.low!r}..{param.high!r}")
 
 
 # how often a trial whose process was killed or stopped is run again (continuing from its last.ckpt)
@@ -159,10 +160,14 @@ def check_monitor(config: dict[str, Any], monitor: str, search_space: str | Path
     check = run("validate", with_overrides(config, {
         "trainer.limit_val_batches": 1, "trainer.logger": False, "trainer.enable_progress_bar": False,
         "trainer.enable_model_summary": False, "trainer.default_root_dir": str(run_dir / ".monitor_check")}))
-    logged = sorted(name for name in check.trainer.callback_metrics if name.startswith("val"))
-    if monitor not in logged:
-        raise InputError(f"{search_space}: monitor '{monitor}' is not a metric this task logs (it logs: "
-                         f"{', '.join(logged) or 'nothing'})")
+    if monitor not in check.trainer.callback_metrics:
+        raise monitor_not_logged(search_space, monitor, check.trainer.callback_metrics)
+
+
+def monitor_not_logged(search_space: str | Path, monitor: str, logged: Iterable[str]) -> InputError:
+    """The error for a search ``monitor`` that is not among the ``logged`` metric names."""
+    return InputError(f"{search_space}: monitor '{monitor}' is not a metric this task logs (it logs: "
+                      f"{', '.join(sorted(logged)) or 'nothing'})")
 
 
 class MonitorCheck(Callback):
@@ -184,11 +189,8 @@ class MonitorCheck(Callback):
         if self.checked or not self.validated:
             return
         self.checked = True
-        if self.monitor in trainer.callback_metrics:
-            return
-        logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
-        raise InputError(f"{self.search_space}: monitor '{self.monitor}' is not a metric this task logs "
-                         f"(it logs: {logged})")
+        if self.monitor not in trainer.callback_metrics:
+            raise monitor_not_logged(self.search_space, self.monitor, trainer.callback_metrics)
 
 
 def check_storage_url(url: str) -> None:
@@ -236,9 +238,6 @@ def _storage(url: str, heartbeat: int, run_dir: Path):
         for attempt in range(5):
             try:
                 return connect()
-            except (ImportError, ValueError) as error:  # no driver for the URL's database; a URL that does not parse
-                raise InputError(f"{url}: cannot use this study storage ({type(error).__name__}: "
-                                 f"{str(error).splitlines()[0]})") from error
             except Exception as error:  # sqlalchemy/alembic errors of a concurrent schema creation, or no database
                 if attempt == 4:
                     raise InputError(f"{url}: cannot open the study storage ({type(error).__name__}: "

@@ -250,25 +250,23 @@ class TextImageDataModule(SplitDataModule):
             tuple(scales), keep_low_res, _pair(blur_sigma), _pair(noise_std), _pair(jpeg_quality)
         ) if degrade else None
 
-    @cached_property
-    def _labels(self) -> list[tuple[str, str]]:
-        # read on first use, not in __init__: building the datamodule does no file I/O
-        pairs = read_labels(self.root, self.hparams.labels_file)
+    def _read_pairs(self, labels_file: str | None) -> list[tuple[str, str]]:
+        pairs = read_labels(self.root, labels_file)
         for path, text in pairs:
             if not text:
                 raise InputError(f"{self.root / path}: empty label")
         return pairs
 
     @cached_property
+    def _labels(self) -> list[tuple[str, str]]:
+        # read on first use, not in __init__: building the datamodule does no file I/O
+        return self._read_pairs(self.hparams.labels_file)
+
+    @cached_property
     def _test_labels(self) -> list[tuple[str, str]]:
         """The pairs of ``test_labels_file`` (none without it)."""
-        if not self.hparams.get("test_labels_file"):
-            return []
-        pairs = read_labels(self.root, self.hparams.test_labels_file)
-        for path, text in pairs:
-            if not text:
-                raise InputError(f"{self.root / path}: empty label")
-        return pairs
+        test_file = self.hparams.get("test_labels_file")
+        return self._read_pairs(test_file) if test_file else []
 
     @cached_property
     def charset(self) -> Charset:

@@ -136,11 +136,14 @@ def random_stretch_jitter(
         jitter: standard deviation of the per-point noise, in palm sizes.
     """
     batch = landmarks.shape[:-3]
-    stretch = 1 + (torch.rand((*batch, 1, 1, NUM_COORDS), generator=generator) * 2 - 1) * max_stretch
+    # drawn where the generator is (reproducible), else on the landmarks' device: a batch on a GPU
+    # (``landmarks_batch``) would otherwise wait for a host-to-device copy of the random numbers
+    device = generator.device if generator is not None else landmarks.device
+    stretch = 1 + (torch.rand((*batch, 1, 1, NUM_COORDS), generator=generator, device=device) * 2 - 1) * max_stretch
     points = landmarks.float() * stretch.to(landmarks.device)
     if jitter:
         palm = landmarks[..., PALM_SLICE, :].float().norm(dim=-1).mean(-1)  # (..., 2)
-        noise = torch.randn(points.shape, generator=generator).to(points.device)
+        noise = torch.randn(points.shape, generator=generator, device=device).to(points.device)
         points = points + noise * jitter * palm[..., None, None]
         points = points - points[..., WRIST : WRIST + 1, :]
     return points * present.to(points.dtype)[..., None, None]

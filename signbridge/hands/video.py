@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import check_writable, is_signbridge_npz, sha256_of
-from ..imageio import natural_key, skipped_name
+from ..imageio import first_few, natural_key, skipped_name
 from .cache import default_cache_path, failure_reason, previous_cache, stale_reason, worker_results
 from .detect import DetectorSettings, HandDetection
 from .model_file import resolve_hand_landmarker
@@ -75,8 +75,7 @@ def list_sequence_folder(root: str | os.PathLike) -> tuple[list[str], list[str],
         if not found:
             empty.append(name)
     if dangling:
-        log.warning("%s: skipped %d links to nothing: %s%s", root, len(dangling), ", ".join(dangling[:5]),
-                    f" and {len(dangling) - 5} more" if len(dangling) > 5 else "")
+        log.warning("%s: skipped %d links to nothing: %s", root, len(dangling), first_few(dangling))
     if len(sources) > 1:
         raise InputError(f"{root}: the classes hold both .npy sequence folders and videos; keep one form per dataset")
     if empty:

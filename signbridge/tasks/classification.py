@@ -121,8 +121,7 @@ class ClassificationTask(Task):
         super().__init__()
         if num_classes is not None and num_classes < 2:
             raise InputError(f"num_classes must be at least 2 (a classifier tells classes apart), got {num_classes}")
-        if not lr > 0:
-            raise InputError(f"lr must be above 0, got {lr}")
+        check_range("lr", lr, 0, low_open=True)
         check_range("weight_decay", weight_decay, 0)
         check_range("label_smoothing", label_smoothing, 0, 1, high_open=True)
         check_range("focal_gamma", focal_gamma, 0)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torchmetrics.text import WordErrorRate
 
-from ..ctc import Vocabulary, beam_search, greedy_paths
+from ..ctc import Vocabulary, beam_search, gloss_sentence, greedy_paths
 from ..errors import InputError
 from ..hparams import save_plain_hyperparameters
 from ..inference import CTC_OUTPUTS, InferenceContract, InputSpec
@@ -182,7 +182,7 @@ class ContinuousSignRecognizer(Task):
 
     def sentence(self, glosses: list[str]) -> str:
         """Decoded glosses in words (``gloss_words``)."""
-        return " ".join(self.words.get(gloss, gloss) for gloss in glosses)
+        return gloss_sentence(glosses, self.words)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -86,8 +86,7 @@ class TextRecognizer(Task):
                 (f"channels[{i}]", c) for i, c in enumerate(channels))):
             check_range(name, value, 1)
         check_range("dropout", dropout, 0, 1, high_open=True)
-        if not lr > 0:
-            raise InputError(f"lr must be above 0, got {lr}")
+        check_range("lr", lr, 0, low_open=True)
         self.save_hyperparameters()
         self.charset = Charset(charset)
         self.model = self.use_channels_last(build_crnn(self.hparams))
