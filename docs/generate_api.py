@@ -22,8 +22,9 @@ GROUPS = {
                                  "SequenceClassifier", "TextAlignedSequenceClassifier", "ContinuousSignRecognizer",
                                  "ATKClassifier", "EnsembleClassifier", "TextRecognizer", "RestorationGAN"],
     "Data modules": ["SignDataModule", "LandmarkDataModule", "SequenceDataModule", "SentenceDataModule",
-                     "ImageFolderDataModule", "TextImageDataModule"],
+                     "ImageFolderDataModule", "TextImageDataModule", "SyntheticTextDataModule"],
     "Configuration": ["HybridSignNetConfig", "LandmarkNetConfig", "SequenceNetConfig", "TextSideConfig", "HandAugment",
+                      "SyntheticWords",
                       "SequenceAugment", "DetectorSettings"],
     "Hands": ["HandDetector", "BodyTracker", "extract_sequences", "hand_geometry"],
 }

@@ -52,6 +52,7 @@ _API = {
     "SentenceDataModule": "signbridge.data",
     "ImageFolderDataModule": "signbridge.data",
     "TextImageDataModule": "signbridge.data",
+    "SyntheticTextDataModule": "signbridge.data",
     # configuration
     "HybridSignNetConfig": "signbridge.models",
     "LandmarkNetConfig": "signbridge.models",
@@ -59,6 +60,7 @@ _API = {
     "TextSideConfig": "signbridge.models",
     "HandAugment": "signbridge.data.transforms",
     "SequenceAugment": "signbridge.data.transforms",
+    "SyntheticWords": "signbridge.data",
     "DetectorSettings": "signbridge.hands.detect",
     # hands
     "HandDetector": "signbridge.hands.detect",
@@ -77,6 +79,8 @@ if TYPE_CHECKING:  # what a type checker and an editor see
         SentenceDataModule,
         SequenceDataModule,
         SignDataModule,
+        SyntheticTextDataModule,
+        SyntheticWords,
         TextImageDataModule,
     )
     from .data.transforms import HandAugment, SequenceAugment

@@ -112,8 +112,10 @@ class WordAccuracy(Metric):
 def text_metrics(prefix: str) -> MetricCollection:
     """``{prefix}word_acc`` (exact), ``{prefix}word_acc_nocase`` (case-folded) and ``{prefix}cer`` (character error
     rate) of decoded strings."""
+    # no compute groups: the two word accuracies have the same states, and torchmetrics would merge them (and report
+    # the first's value for both) whenever they happened to agree on the first batch
     return MetricCollection({"word_acc": WordAccuracy(), "word_acc_nocase": WordAccuracy(case_sensitive=False),
-                             "cer": CharErrorRate()}, prefix=prefix)
+                             "cer": CharErrorRate()}, prefix=prefix, compute_groups=False)
 
 
 def macro_f1(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

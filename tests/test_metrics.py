@@ -37,3 +37,16 @@ def test_tallies_of_two_sample_sets_add_up_to_the_scores_of_their_union():
     summed = scores_from_counts(a["confusion"] + b["confusion"], a["top_k_correct"] + b["top_k_correct"])
     for name, value in union.compute().items():
         torch.testing.assert_close(summed[name], value)
+
+
+def test_case_sensitive_and_case_folded_word_accuracy_stay_apart_when_the_first_batch_agrees():
+    """torchmetrics merges metrics whose states are equal after the first update (compute groups); the two word
+    accuracies have the same states, so a first batch without case errors made them one metric."""
+    from signbridge.metrics import text_metrics
+
+    metrics = text_metrics("test_")
+    metrics.update(["abc", "x"], ["abc", "y"])  # both: 1 of 2
+    metrics.update(["ABC"], ["abc"])  # exact: wrong; folded: right
+    scores = metrics.compute()
+    assert float(scores["test_word_acc"]) == pytest.approx(1 / 3)
+    assert float(scores["test_word_acc_nocase"]) == pytest.approx(2 / 3)

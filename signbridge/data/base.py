@@ -23,7 +23,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class SplitDataModule(L.LightningDataModule):
+class SplitLoaders:
+    """The four loaders of a datamodule whose ``_loader(split, shuffle=...)`` builds one split's loader."""
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+
+class SplitDataModule(SplitLoaders, L.LightningDataModule):
     """A dataset under ``root`` split into ``train``/``val``/``test``/``predict`` datasets (``self.datasets``).
 
     The split and loader arguments are declared here once; subclasses take their own arguments and pass the rest on
@@ -131,14 +150,3 @@ class SplitDataModule(L.LightningDataModule):
             collate_fn=self.collate_fn, drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from ..charset import Charset
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..imageio import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image_rgb
 from .base import SplitDataModule
 
@@ -107,6 +107,31 @@ class Degradation:
         if scale > 1 and not self.keep_low_res:
             out = cv2.resize(out, (width, height), interpolation=cv2.INTER_CUBIC)
         return out
+
+
+@dataclass(frozen=True)
+class SyntheticWords:
+    """Synthetic word images (``synthetic_text``): how many, and from what. A setting of ``TextImageDataModule`` and
+    ``SyntheticTextDataModule``; in YAML ``synthetic: {count: 20000}``."""
+
+    count: int = 20000
+    """Words rendered per training epoch (new words every epoch; validation words are fixed)."""
+    fonts: list[str] | None = None
+    """Font files or folders; default: the installed fonts and matplotlib's (``find_fonts``)."""
+    lexicon: str | None = None
+    """A text file of words (one per line, or the text column of a ``path<TAB>text`` file); default: random strings
+    of the charset."""
+    min_length: int = 1
+    """Shortest random string."""
+    max_length: int = 12
+    """Longest random string (lexicon words longer than the model reads are skipped)."""
+    seed: int = 0
+    """Seed of the fixed validation words (training words follow the run's seed)."""
+
+    def __post_init__(self):
+        check_range("synthetic.count", self.count, 0)
+        check_range("synthetic.min_length", self.min_length, 1)
+        check_range("synthetic.max_length", self.max_length, self.min_length)
 
 
 def random_affine(image: np.ndarray, rng: np.random.Generator, pad_value: int = 255) -> np.ndarray:
@@ -202,6 +227,8 @@ class TextImageDataModule(SplitDataModule):
             ``labels_file`` split into training and validation only (``test_fraction`` must then be 0).
         charset: the characters the model knows; default: every character in the labels of both files (sorted).
             Give it explicitly to train and test on different data with one model.
+        skip_unknown: skip the images whose labels have characters outside ``charset`` (a warning counts them)
+            instead of stopping: the protocol of scene-text benchmarks, read in a fixed alphanumeric set.
         height: images are resized to this height keeping their aspect ratio...
         width: ...then padded on the right (or shrunk) to this width.
         grayscale: one channel instead of RGB.
@@ -215,6 +242,8 @@ class TextImageDataModule(SplitDataModule):
         degradation_seed: seed of the per-sample degradations.
         augment: small random shifts, scales and rotations of training images (new each epoch). For recognizer
             training; with ``degrade`` the pairs then differ between epochs.
+        synthetic: add this many rendered words (``SyntheticWords``, new every epoch) to each training epoch;
+            validation and test stay real.
         test_fraction: share for testing; 0 tests on the validation split.
         **kwargs: the split and loader arguments of ``SplitDataModule``.
     """
@@ -227,6 +256,7 @@ class TextImageDataModule(SplitDataModule):
         labels_file: str | None = None,
         test_labels_file: str | None = None,
         charset: str | None = None,
+        skip_unknown: bool = False,
         height: int = 32,
         width: int = 128,
         grayscale: bool = True,
@@ -239,10 +269,13 @@ class TextImageDataModule(SplitDataModule):
         jpeg_quality: tuple[int, int] = (30, 80),
         degradation_seed: int = 0,
         augment: bool = False,
+        synthetic: SyntheticWords | None = None,
         test_fraction: float = 0.0,
         **kwargs,
     ):
         super().__init__(root, test_fraction=test_fraction, **kwargs)
+        # a dict when rebuilt from a checkpoint's hyperparameters
+        self.synthetic = SyntheticWords(**synthetic) if isinstance(synthetic, dict) else synthetic
         if test_labels_file and test_fraction:
             raise InputError(f"test_labels_file names the test images: test_fraction must be 0, got {test_fraction}")
         # jsonargparse gives the pairs as tuples already; tuple() also takes lists from Python callers
@@ -255,6 +288,15 @@ class TextImageDataModule(SplitDataModule):
         for path, text in pairs:
             if not text:
                 raise InputError(f"{self.root / path}: empty label")
+        if self.hparams.get("skip_unknown") and self.hparams.charset is not None:
+            known = [(path, text) for path, text in pairs if not Charset(self.hparams.charset).unknown(text)]
+            if len(known) < len(pairs):
+                log.warning("%s: %d of %d labels have characters outside the character set and are skipped",
+                            labels_file or self.root, len(pairs) - len(known), len(pairs))
+            if not known:
+                raise InputError(f"{labels_file or self.root}: no label uses only the characters "
+                                 f"{self.hparams.charset!r}")
+            pairs = known
         return pairs
 
     @cached_property
@@ -286,7 +328,8 @@ class TextImageDataModule(SplitDataModule):
 
     @property
     def max_text_length(self) -> int:
-        return max(len(text) for _, text in self._labels + self._test_labels)
+        longest = max(len(text) for _, text in self._labels + self._test_labels)
+        return max(longest, self.synthetic.max_length) if self.synthetic and self.synthetic.count else longest
 
     def inference_preprocessing(self) -> dict[str, dict[str, Any]]:
         return {"text_image": {"height": self.hparams.height, "channels": self.channels}}
@@ -325,6 +368,13 @@ class TextImageDataModule(SplitDataModule):
                 charset, self.degradation, h.degradation_seed, augment=h.augment and name == "train",
                 pad_value=h.pad_value,
             )
+        if self.synthetic and self.synthetic.count:
+            from .synthetic_text import synthetic_dataset  # it imports this module
+
+            words = synthetic_dataset(self.synthetic, charset, count=self.synthetic.count,
+                                      fixed=False, height=h.height, width=h.width, grayscale=h.grayscale,
+                                      pad_value=h.pad_value, degradation=self.degradation)
+            self.datasets["train"] = ConcatDataset([self.datasets["train"], words])
         if "test" not in self.datasets:
             self.datasets["test"] = self.datasets["val"]
         self.datasets["predict"] = self.datasets["test"]

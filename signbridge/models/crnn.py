@@ -35,6 +35,11 @@ class CRNN(nn.Module):
     Feature layers, by name: ``block1`` ... ``block4`` (after each conv block; ``block4`` is the last, the
     default "sweet spot" of a recognition feature loss) and ``rnn`` (the LSTM output, ``(B, T, 2*hidden)``).
 
+    With ``shortcut_head`` a second classifier, a 1-D convolution over the columns of ``block4``, gives per-column
+    logits of its own (``forward_with_shortcut``). Trained with an auxiliary CTC loss it hands the conv blocks a
+    short gradient path to the characters, which gets CTC off its all-blank plateau from any seed (the "CTC
+    shortcut" of Retsinas et al., 2022). Inference (``forward``) does not use it.
+
     Args:
         num_classes: output classes including the blank.
         in_channels: image channels.
@@ -43,6 +48,7 @@ class CRNN(nn.Module):
         hidden_size: LSTM size per direction.
         num_layers: LSTM layers.
         dropout: dropout before the LSTM and between its layers.
+        shortcut_head: add the auxiliary column classifier.
     """
 
     conv_layers = ("block1", "block2", "block3", "block4")
@@ -50,7 +56,7 @@ class CRNN(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 1, height: int = 32,
                  channels: Sequence[int] = (64, 128, 256, 256), hidden_size: int = 256, num_layers: int = 2,
-                 dropout: float = 0.25):
+                 dropout: float = 0.25, shortcut_head: bool = False):
         super().__init__()
         if height % 16:
             raise InputError(f"CRNN height must be a multiple of 16, got {height}")
@@ -66,6 +72,7 @@ class CRNN(nn.Module):
         self.rnn = nn.LSTM(hidden_size, hidden_size, num_layers=num_layers, bidirectional=True, batch_first=True,
                            dropout=dropout if num_layers > 1 else 0.0)
         self.classifier = nn.Linear(2 * hidden_size, num_classes)
+        self.shortcut = nn.Conv1d(channels[-1] * (height // 16), num_classes, 3, padding=1) if shortcut_head else None
 
     def timesteps(self, width: int) -> int:
         """CTC timesteps of an image ``width`` pixels wide."""
@@ -102,6 +109,15 @@ class CRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-timestep logits ``(B, T, num_classes)``."""
         return self.forward_head(self.forward_features(x, "rnn"), "rnn")
+
+    def forward_with_shortcut(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, shortcut logits)``, both ``(B, T, num_classes)``; needs ``shortcut_head``."""
+        if self.shortcut is None:
+            raise InputError("this CRNN has no shortcut head (shortcut_head=False)")
+        features = self.forward_features(x, "block4")
+        b, c, h, w = features.shape
+        shortcut = self.shortcut(features.reshape(b, c * h, w)).transpose(1, 2)
+        return self.forward_head(features, "block4"), shortcut
 
     def _sequence(self, conv_features: torch.Tensor) -> torch.Tensor:
         b, c, h, w = conv_features.shape

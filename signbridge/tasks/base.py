@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import math
 import operator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -155,6 +156,23 @@ class Task(L.LightningModule):
             optimizer, mode=self.monitor_mode, factor=factor, patience=patience, min_lr=min_lr,
         )
         return {"scheduler": scheduler, "monitor": self.monitor}
+
+    def warmup_cosine_schedule(self, optimizer: torch.optim.Optimizer, warmup_epochs: float,
+                               min_lr: float) -> LRSchedulerConfigType:
+        """Linear warm-up over ``warmup_epochs``, then cosine decay to ``min_lr`` at the end of
+        ``trainer.max_epochs``, stepped every batch (a Lightning scheduler config)."""
+        total = max(2, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = min(total - 1, round(total * warmup_epochs / epochs))
+        floor = min_lr / optimizer.defaults["lr"]
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
 
 
 def legacy_preprocessing(data: dict[str, Any]) -> dict[str, dict[str, Any]]:

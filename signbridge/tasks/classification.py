@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -488,23 +487,11 @@ class ClassificationTask(Task):
         )
         h = self.hparams
         if h.lr_schedule == "cosine":
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._cosine(optimizer), "interval": "step"}}
+            return {"optimizer": optimizer,
+                    "lr_scheduler": self.warmup_cosine_schedule(optimizer, h.warmup_epochs, h.min_lr)}
         return {"optimizer": optimizer,
                 "lr_scheduler": self.plateau_schedule(optimizer, h.lr_factor, h.lr_patience, h.min_lr)}
 
-    def _cosine(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = min(total - 1, round(total * self.hparams.warmup_epochs / epochs))
-        floor = self.hparams.min_lr / self.hparams.lr
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _listed(names: list[str], most: int = 12) -> str:

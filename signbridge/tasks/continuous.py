@@ -216,9 +216,5 @@ class ContinuousSignRecognizer(Task):
     def configure_optimizers(self) -> OptimizerLRScheduler:
         h = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
-        total = max(2, int(self.trainer.estimated_stepping_batches))
-        warmup = min(total - 1, max(1, round(total * h.warmup_epochs / max(1, self.trainer.max_epochs or 1))))
-        schedule = torch.optim.lr_scheduler.SequentialLR(optimizer, [
-            torch.optim.lr_scheduler.LinearLR(optimizer, 1 / warmup, 1.0, warmup),
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total - warmup, h.min_lr)], [warmup])
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return {"optimizer": optimizer,
+                "lr_scheduler": self.warmup_cosine_schedule(optimizer, h.warmup_epochs, h.min_lr)}

@@ -51,9 +51,13 @@ class TextRecognizer(Task):
         dropout: CRNN dropout.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        lr_schedule: ``cosine`` (to ``min_lr`` over ``trainer.max_epochs``), ``plateau`` (ReduceLROnPlateau on
-            ``val_loss``) or ``constant``. CTC training first sits on a plateau (blanks only) whose length varies
-            from run to run; a plateau schedule can decay the rate before the model leaves it.
+        shortcut_weight: weight of the auxiliary CTC loss of the CRNN's shortcut head (a column classifier on the
+            last conv block, unused at inference); 0 builds no head. CTC training first sits on a plateau where it
+            emits only blanks, and without the shortcut how long it stays there depends on the seed.
+        warmup_epochs: linear learning-rate warm-up of the ``cosine`` schedule.
+        lr_schedule: ``cosine`` (warm-up, then cosine decay to ``min_lr`` at ``trainer.max_epochs``, stepped per
+            batch), ``plateau`` (ReduceLROnPlateau on ``val_loss``) or ``constant``. A plateau schedule can decay
+            the rate before CTC leaves its blank plateau.
         lr_factor: ReduceLROnPlateau factor.
         lr_patience: ReduceLROnPlateau patience in epochs.
         min_lr: the lowest learning rate of either schedule.
@@ -61,6 +65,8 @@ class TextRecognizer(Task):
         channels_last: run the convolutions in channels-last memory format (faster on GPUs).
         compile: ``torch.compile`` the CRNN.
     """
+
+    compiled_modules = ("model", "model.forward_with_shortcut")  # the training step calls the latter
 
     def __init__(
         self,
@@ -73,6 +79,8 @@ class TextRecognizer(Task):
         dropout: float = 0.25,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
+        shortcut_weight: float = 0.0,
+        warmup_epochs: float = 0.0,
         lr_schedule: Literal["cosine", "plateau", "constant"] = "cosine",
         lr_factor: float = 0.5,
         lr_patience: int = 8,
@@ -87,6 +95,8 @@ class TextRecognizer(Task):
             check_range(name, value, 1)
         check_range("dropout", dropout, 0, 1, high_open=True)
         check_range("lr", lr, 0, low_open=True)
+        check_range("shortcut_weight", shortcut_weight, 0)
+        check_range("warmup_epochs", warmup_epochs, 0)
         self.save_hyperparameters()
         self.charset = Charset(charset)
         self.model = self.use_channels_last(build_crnn(self.hparams))
@@ -127,9 +137,18 @@ class TextRecognizer(Task):
         return ctc_loss(logits, batch["targets"], batch["target_lengths"]), logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.model_step(batch)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["text"]))
-        return loss
+        size = len(batch["text"])
+        if self.model.shortcut is None:
+            loss, _ = self.model_step(batch)
+            trained = loss
+        else:
+            logits, shortcut_logits = self.model.forward_with_shortcut(batch[self.hparams.image_key])
+            loss = ctc_loss(logits, batch["targets"], batch["target_lengths"])
+            shortcut_loss = ctc_loss(shortcut_logits, batch["targets"], batch["target_lengths"])
+            self.log("train_shortcut_loss", shortcut_loss, on_step=False, on_epoch=True, batch_size=size)
+            trained = loss + self.hparams.shortcut_weight * shortcut_loss
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        return trained
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         loss, logits = self.model_step(batch)
@@ -153,19 +172,19 @@ class TextRecognizer(Task):
         if h.lr_schedule == "constant":
             return {"optimizer": optimizer}
         if h.lr_schedule == "cosine":
-            max_epochs = self.trainer.max_epochs if self._trainer is not None else None
-            epochs = max_epochs if max_epochs is not None and max_epochs > 0 else 100
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=h.min_lr)
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+            return {"optimizer": optimizer,
+                    "lr_scheduler": self.warmup_cosine_schedule(optimizer, h.warmup_epochs, h.min_lr)}
         return {"optimizer": optimizer,
                 "lr_scheduler": self.plateau_schedule(optimizer, h.lr_factor, h.lr_patience, h.min_lr)}
 
 
 def build_crnn(hparams) -> CRNN:
-    """The CRNN a ``TextRecognizer`` with these hyperparameters holds."""
-    arguments = inspect.signature(CRNN).parameters
+    """The CRNN a ``TextRecognizer`` with these hyperparameters holds (no shortcut head in checkpoints saved
+    before it existed)."""
+    arguments = set(inspect.signature(CRNN).parameters) - {"num_classes", "shortcut_head"}
     return CRNN(num_classes=Charset(hparams["charset"]).num_classes,
-                **{k: v for k, v in dict(hparams).items() if k in arguments and k != "num_classes"})
+                shortcut_head=hparams.get("shortcut_weight", 0.0) > 0,
+                **{k: v for k, v in dict(hparams).items() if k in arguments})
 
 
 class FrozenRecognizer(nn.Module):
