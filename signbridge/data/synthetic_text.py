@@ -278,13 +278,10 @@ def read_lexicon(path: str) -> list[str]:
     return words
 
 
-def synthetic_dataset(settings: SyntheticWords, charset: Charset, *, count: int, fixed: bool,
-                      **image: Any) -> SyntheticWordDataset:
-    """The ``SyntheticWordDataset`` of ``settings``; ``image``: the dataset's image arguments."""
+def word_generator(settings: SyntheticWords, charset: Charset) -> WordImageGenerator:
+    """The ``WordImageGenerator`` of ``settings`` (fonts found and checked, lexicon read: once per data module)."""
     lexicon = read_lexicon(settings.lexicon) if settings.lexicon else None
-    generator = WordImageGenerator(charset, find_fonts(settings.fonts), settings.min_length, settings.max_length,
-                                   lexicon)
-    return SyntheticWordDataset(generator, count, seed=settings.seed, fixed=fixed, **image)
+    return WordImageGenerator(charset, find_fonts(settings.fonts), settings.min_length, settings.max_length, lexicon)
 
 
 class SyntheticTextDataModule(SplitLoaders, L.LightningDataModule):
@@ -342,9 +339,9 @@ class SyntheticTextDataModule(SplitLoaders, L.LightningDataModule):
             return
         h = self.hparams
         image = {"height": h.height, "width": h.width, "grayscale": h.grayscale, "pad_value": h.pad_value}
-        self.datasets["train"] = synthetic_dataset(self.settings, self.charset, count=self.settings.count,
-                                                   fixed=False, **image)
-        self.datasets["val"] = synthetic_dataset(self.settings, self.charset, count=h.val_count, fixed=True, **image)
+        generator, seed = word_generator(self.settings, self.charset), self.settings.seed
+        self.datasets["train"] = SyntheticWordDataset(generator, self.settings.count, seed=seed, **image)
+        self.datasets["val"] = SyntheticWordDataset(generator, h.val_count, seed=seed, fixed=True, **image)
         self.datasets["test"] = self.datasets["predict"] = self.datasets["val"]
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:

@@ -289,7 +289,8 @@ class TextImageDataModule(SplitDataModule):
             if not text:
                 raise InputError(f"{self.root / path}: empty label")
         if self.hparams.get("skip_unknown") and self.hparams.charset is not None:
-            known = [(path, text) for path, text in pairs if not Charset(self.hparams.charset).unknown(text)]
+            charset = Charset(self.hparams.charset)
+            known = [(path, text) for path, text in pairs if not charset.unknown(text)]
             if len(known) < len(pairs):
                 log.warning("%s: %d of %d labels have characters outside the character set and are skipped",
                             labels_file or self.root, len(pairs) - len(known), len(pairs))
@@ -369,11 +370,11 @@ class TextImageDataModule(SplitDataModule):
                 pad_value=h.pad_value,
             )
         if self.synthetic and self.synthetic.count:
-            from .synthetic_text import synthetic_dataset  # it imports this module
+            from .synthetic_text import SyntheticWordDataset, word_generator  # they import this module
 
-            words = synthetic_dataset(self.synthetic, charset, count=self.synthetic.count,
-                                      fixed=False, height=h.height, width=h.width, grayscale=h.grayscale,
-                                      pad_value=h.pad_value, degradation=self.degradation)
+            words = SyntheticWordDataset(word_generator(self.synthetic, charset), self.synthetic.count,
+                                         h.height, h.width, h.grayscale, h.pad_value, seed=self.synthetic.seed,
+                                         degradation=self.degradation)
             self.datasets["train"] = ConcatDataset([self.datasets["train"], words])
         if "test" not in self.datasets:
             self.datasets["test"] = self.datasets["val"]

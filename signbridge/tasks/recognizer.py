@@ -52,8 +52,8 @@ class TextRecognizer(Task):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         shortcut_weight: weight of the auxiliary CTC loss of the CRNN's shortcut head (a column classifier on the
-            last conv block, unused at inference); 0 builds no head. CTC training first sits on a plateau where it
-            emits only blanks, and without the shortcut how long it stays there depends on the seed.
+            last conv block, unused at inference); 0 builds no head. On the captchas it did not keep seeds from
+            memorising their training words (``docs/text.md``); synthetic words did.
         warmup_epochs: linear learning-rate warm-up of the ``cosine`` schedule.
         lr_schedule: ``cosine`` (warm-up, then cosine decay to ``min_lr`` at ``trainer.max_epochs``, stepped per
             batch), ``plateau`` (ReduceLROnPlateau on ``val_loss``) or ``constant``. A plateau schedule can decay
