@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from ..errors import InputError
@@ -15,6 +16,10 @@ from ..metrics import WordAccuracy, text_metrics
 from ..models.restoration import PatchDiscriminator, RestorationGenerator
 from .base import Task
 from .recognizer import FrozenRecognizer, check_text_data
+
+# the training loss terms logged as epoch means (train_adv_loss and train_d_loss once the critic trains)
+TRAIN_TERMS = ("train_loss", "train_pixel_loss", "train_feat_loss", "train_adv_loss", "train_d_loss",
+               "train_ctc_monitor")
 
 
 class RestorationGAN(Task):
@@ -113,6 +118,9 @@ class RestorationGAN(Task):
                 setattr(self, f"{stage}_{source}image_metrics", images.clone(prefix=f"{stage}_{source}"))
                 setattr(self, f"{stage}_{source}text_metrics", text_metrics(f"{stage}_{source}"))
             setattr(self, f"{stage}_clean_word_acc", WordAccuracy())
+        # each training loss term's mean over the epoch, logged once at its end: a self.log per term and step cost
+        # more than the rest of the step's Python (no NaN check: it would wait for the GPU every step)
+        self.train_means = nn.ModuleDict({name: MeanMetric(nan_strategy="disable") for name in TRAIN_TERMS})
         self._logged_samples: torch.Tensor | None = None
 
     def setup(self, stage: str) -> None:
@@ -160,30 +168,33 @@ class RestorationGAN(Task):
         h = self.hparams
         opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # two optimizers: a list
         degraded, clean = batch["degraded"], batch["clean"]
-        size = len(clean)
         generated = self.generator(degraded)
         warm = self.current_epoch < h.warmup_epochs
         adversarial = self.adversarial_active()
-        logs = {}
+        terms: dict[str, torch.Tensor] = {}
 
+        # No toggle_optimizer: it walks every parameter of the module twice per optimizer and step. The critic's
+        # loss sees the generated images detached, so the generator gets no gradient from it; the generator's loss
+        # sees the critic with its parameters frozen for that forward; the recognizer is frozen for good.
         if adversarial:
-            self.toggle_optimizer(opt_d)
             d_loss = discriminator_loss(self.discriminator(clean), self.discriminator(generated.detach()),
                                         h.adversarial_loss)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             self._clip(opt_d)
             opt_d.step()
-            self.untoggle_optimizer(opt_d)
-            logs["train_d_loss"] = d_loss.detach()
+            terms["train_d_loss"] = d_loss.detach()
 
-        self.toggle_optimizer(opt_g)
         pixel = F.l1_loss(generated.float(), clean.float())
         g_loss = h.pixel_loss_weight * pixel
         if adversarial:
-            adv = generator_adversarial_loss(self.discriminator(generated), h.adversarial_loss)
+            self.discriminator.requires_grad_(False)
+            try:
+                adv = generator_adversarial_loss(self.discriminator(generated), h.adversarial_loss)
+            finally:
+                self.discriminator.requires_grad_(True)
             g_loss = g_loss + h.adversarial_loss_weight * adv
-            logs["train_adv_loss"] = adv.detach()
+            terms["train_adv_loss"] = adv.detach()
         feature_weight = 0.0 if warm else h.rec_feat_loss_weight
         ctc_weight = self.current_ctc_weight()
         # the recognizer sees the generated image with a gradient path only when a term needs one
@@ -198,21 +209,30 @@ class RestorationGAN(Task):
             ctc = ctc_loss(self.recognizer.logits_from_features(generated_features), batch["targets"],
                            batch["target_lengths"])
             g_loss = g_loss + ctc_weight * ctc
-            logs["train_ctc_monitor"] = ctc.detach()
+            terms["train_ctc_monitor"] = ctc.detach()
         else:
-            logs["train_ctc_monitor"] = self.ctc_monitor(generated_features, batch)
+            terms["train_ctc_monitor"] = self.ctc_monitor(generated_features, batch)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         self._clip(opt_g)
         opt_g.step()
-        self.untoggle_optimizer(opt_g)
 
-        logs.update(train_pixel_loss=pixel.detach(), train_feat_loss=feature_loss.detach())
-        self.log("train_loss", g_loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=size,
-                 sync_dist=True)
-        # the loss terms per epoch only: cheaper than per step, and averaged over processes
-        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
-        self.log("train_ctc_weight", ctc_weight, on_step=False, on_epoch=True, batch_size=size)
+        terms.update(train_loss=g_loss.detach(), train_pixel_loss=pixel.detach(), train_feat_loss=feature_loss.detach())
+        weight = torch.full_like(pixel.detach(), len(clean))
+        for name, value in terms.items():
+            self.train_means[name].update(value, weight)
+        # the generator's loss of the steps the logger writes (Lightning's log_every_n_steps), not of every step
+        if (batch_idx + 1) % max(1, getattr(self.trainer, "log_every_n_steps", 50)) == 0:
+            self.log("train_loss_step", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True,
+                     batch_size=len(clean))
+
+    def on_train_epoch_end(self) -> None:
+        for name, mean in self.train_means.items():
+            if mean.update_count:
+                # summed over processes by torchmetrics; train_loss is the generator's loss
+                self.log(name, mean.compute(), on_step=False, on_epoch=True, prog_bar=name == "train_loss")
+                mean.reset()
+        self.log("train_ctc_weight", self.current_ctc_weight(), on_step=False, on_epoch=True)
 
     # -- evaluation ---------------------------------------------------------------------------------------------
 

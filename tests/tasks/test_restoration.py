@@ -67,6 +67,34 @@ def test_training_leaves_the_recognizer_bit_identical(recognizer_checkpoint, cap
     assert {"train_feat_loss", "train_ctc_monitor", "train_d_loss", "train_pixel_loss"} <= set(trainer.callback_metrics)
 
 
+class _StepGradients(L.Callback):
+    """The critic's gradients when each optimizer steps (manual optimization calls on_before_optimizer_step)."""
+
+    def __init__(self):
+        self.critic_grads: list[list[torch.Tensor]] = []
+        self.generator_had_grad: list[bool] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.critic_grads.append([p.grad.clone() for p in pl_module.discriminator.parameters()])
+        self.generator_had_grad.append(any(p.grad is not None for p in pl_module.generator.parameters()))
+
+
+def test_each_loss_reaches_only_its_own_network(recognizer_checkpoint, captcha_subset):
+    """Without toggle_optimizer: the critic's loss gives the generator no gradient, and the generator's adversarial
+    term adds nothing to the critic's gradients (the critic is frozen for that forward, then trainable again)."""
+    gan = tiny_gan(recognizer_checkpoint, warmup_epochs=0, rec_feat_loss_weight=1.0)
+    steps = _StepGradients()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, callbacks=[steps], enable_progress_bar=False)
+    trainer.fit(gan, datamodule=TextImageDataModule(str(captcha_subset), degrade=True, batch_size=8, num_workers=0))
+    (critic_at_critic_step, critic_at_generator_step) = steps.critic_grads
+    assert steps.generator_had_grad == [False, True]
+    assert any(g.abs().sum() > 0 for g in critic_at_critic_step)
+    assert all(torch.equal(a, b) for a, b in zip(critic_at_critic_step, critic_at_generator_step))
+    assert all(p.requires_grad for p in gan.discriminator.parameters())
+    assert trainer.callback_metrics["train_adv_loss"] != 0 and torch.isfinite(trainer.callback_metrics["train_loss"])
+
+
 def test_gan_fit_test_and_resume_through_the_cli(recognizer_checkpoint, captcha_subset, tmp_path):
     # a copy of the recognizer, deleted after the first fit: the GAN's checkpoints must not need it any more
     import shutil
