@@ -220,14 +220,19 @@ class RestorationGAN(Task):
         terms.update(train_loss=g_loss.detach(), train_pixel_loss=pixel.detach(), train_feat_loss=feature_loss.detach())
         weight = torch.full_like(pixel.detach(), len(clean))
         for name, value in terms.items():
-            self.train_means[name].update(value, weight)
+            self.train_mean(name).update(value, weight)
         # the generator's loss of the steps the logger writes (Lightning's log_every_n_steps), not of every step
         if (batch_idx + 1) % max(1, getattr(self.trainer, "log_every_n_steps", 50)) == 0:
             self.log("train_loss_step", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True,
                      batch_size=len(clean))
 
+    def train_mean(self, name: str) -> MeanMetric:
+        """The running mean of one training loss term over the epoch."""
+        return self.train_means[name]  # type: ignore[return-value]  # a ModuleDict item
+
     def on_train_epoch_end(self) -> None:
-        for name, mean in self.train_means.items():
+        for name in TRAIN_TERMS:
+            mean = self.train_mean(name)
             if mean.update_count:
                 # summed over processes by torchmetrics; train_loss is the generator's loss
                 self.log(name, mean.compute(), on_step=False, on_epoch=True, prog_bar=name == "train_loss")
