@@ -63,6 +63,12 @@ class Task(L.LightningModule):
         """The trainer's datamodule, or None outside a trainer or without one."""
         return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
 
+    def logger_writes_this_step(self) -> bool:
+        """Whether Lightning writes this training step's ``on_step`` values to the loggers (``log_every_n_steps``):
+        a per-step value logged on another step is dropped, so it is logged only on these (``self.log`` costs more
+        than a small model's step). Lightning's own test (counted in batches that stepped, across epochs)."""
+        return self._trainer is not None and bool(self.trainer._logger_connector.should_update_logs)
+
     def use_channels_last(self, module: ModuleT) -> ModuleT:
         """``module`` in channels-last memory format when ``channels_last`` is set (faster convolutions on GPUs)."""
         return module.to(memory_format=torch.channels_last) if self.hparams.get("channels_last") else module

@@ -294,8 +294,7 @@ class ClassificationTask(Task):
         labels = batch["label"]
         self.train_metrics.update(logits.detach(), labels)
         self.mean_loss("train").update(loss.detach(), torch.full_like(loss.detach(), len(labels)))
-        # the loss of the steps the logger writes (Lightning's log_every_n_steps), not of every step
-        if (self.global_step + 1) % max(1, getattr(self.trainer, "log_every_n_steps", 50)) == 0:
+        if self.logger_writes_this_step():
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
         return loss
 

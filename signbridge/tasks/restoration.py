@@ -221,8 +221,7 @@ class RestorationGAN(Task):
         weight = torch.full_like(pixel.detach(), len(clean))
         for name, value in terms.items():
             self.train_mean(name).update(value, weight)
-        # the generator's loss of the steps the logger writes (Lightning's log_every_n_steps), not of every step
-        if (batch_idx + 1) % max(1, getattr(self.trainer, "log_every_n_steps", 50)) == 0:
+        if self.logger_writes_this_step():  # the generator's loss
             self.log("train_loss_step", g_loss.detach(), on_step=True, on_epoch=False, prog_bar=True,
                      batch_size=len(clean))
 

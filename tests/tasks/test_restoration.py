@@ -95,6 +95,25 @@ def test_each_loss_reaches_only_its_own_network(recognizer_checkpoint, captcha_s
     assert trainer.callback_metrics["train_adv_loss"] != 0 and torch.isfinite(trainer.callback_metrics["train_loss"])
 
 
+def test_the_step_loss_is_written_at_every_logger_interval_across_epochs(recognizer_checkpoint, captcha_subset,
+                                                                         tmp_path):
+    """train_loss_step is logged on the steps Lightning writes (every 2nd of 6, over two epochs of 3 batches), not
+    on steps counted within an epoch, whose values Lightning would drop."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    gan = tiny_gan(recognizer_checkpoint, warmup_epochs=0)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=3, limit_val_batches=0,
+                        logger=CSVLogger(tmp_path, name="", version=""), log_every_n_steps=2,
+                        enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(gan, datamodule=TextImageDataModule(str(captcha_subset), degrade=True, batch_size=4, num_workers=0))
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(bool(row["train_loss_step"]) for row in rows) == 3
+    assert sum(bool(row["train_loss"]) for row in rows) == 2  # the epoch means
+
+
 def test_gan_fit_test_and_resume_through_the_cli(recognizer_checkpoint, captcha_subset, tmp_path):
     # a copy of the recognizer, deleted after the first fit: the GAN's checkpoints must not need it any more
     import shutil
