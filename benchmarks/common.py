@@ -1,9 +1,10 @@
-"""What the benchmark scripts share: run-folder names, and the mean ± std cells of their tables."""
+"""What the benchmark scripts share: run-folder names, the mean ± std cells of their tables, and a step clock."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 
 def slug(name: str) -> str:
@@ -20,3 +21,34 @@ def mean_std(values: Sequence[float]) -> str:
 def each(values: Sequence[float]) -> str:
     """Every run's value: ``0.12 / 0.23 / ...``."""
     return " / ".join(f"{v:.2f}" for v in values)
+
+
+class StepClock:
+    """Wall-clock stamps at the start of each timed step and one after the last (after ``synchronize``): the
+    throughput of the window, and the median step. A launch-bound step (the GPU waits for the host) on a shared host
+    has stalls of tens of ms that move a window's mean by 20 % between runs; the median step does not see them."""
+
+    def __init__(self, synchronize: Callable[[], None]):
+        self.synchronize, self.stamps = synchronize, []  # type: ignore[var-annotated]
+
+    def start(self) -> None:
+        """The first stamp, after the queued work has finished."""
+        self.synchronize()
+        self.stamps = [time.perf_counter()]
+
+    def step(self) -> None:
+        """A stamp at the start of a later step."""
+        self.stamps.append(time.perf_counter())
+
+    def stop(self) -> None:
+        """The last stamp, once the last step has finished."""
+        self.synchronize()
+        self.stamps.append(time.perf_counter())
+
+    def per_second(self, items_per_step: int) -> float:
+        """Items per second over the whole window."""
+        return (len(self.stamps) - 1) * items_per_step / (self.stamps[-1] - self.stamps[0])
+
+    def median_ms(self) -> float:
+        """The median step in ms."""
+        return 1e3 * statistics.median(b - a for a, b in zip(self.stamps, self.stamps[1:]))

@@ -3,7 +3,9 @@
 Both run the same step on the same batches, already on the GPU: generator forward; one critic update (hinge loss);
 one generator update with L1 + adversarial + recognizer-feature loss through the frozen CRNN, plus the CTC monitor
 without a gradient; bf16 autocast (CTC in float32), Adam, gradient clipping at norm 1 for both networks. The frozen
-recognizer has random weights (the step costs the same). Timing starts after the warm-up steps.
+recognizer has random weights (the step costs the same). Timing starts after the warm-up steps; the loops run
+``--repeats`` times, interleaved, and the table gives the ratio of the median steps (``common.StepClock``) and each
+run's ratio of throughputs.
 
     python benchmarks/gan_throughput.py --batch-size 32 --steps 200
 """
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from common import StepClock
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from signbridge.losses import ctc_loss, discriminator_loss, generator_adversarial_loss
@@ -40,16 +43,18 @@ def make_batches(count: int, batch_size: int, height: int, width: int, device: s
     return [{k: v.to(device) for k, v in b.items()} for b in batches]
 
 
-def plain_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> float:
-    """The hand-written loop a researcher would write; returns images per second after the warm-up."""
+def plain_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> StepClock:
+    """The hand-written loop a researcher would write, timed after the warm-up."""
     task.cuda()
     generator, critic, recognizer = task.generator.train(), task.discriminator.train(), task.recognizer
     opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    clock = StepClock(torch.cuda.synchronize)
     for step, batch in enumerate(batches):
         if step == warmup:
-            torch.cuda.synchronize()
-            start = time.perf_counter()
+            clock.start()
+        elif step > warmup:
+            clock.step()
         clean = batch["clean"]
         with torch.autocast("cuda", dtype=torch.bfloat16):
             generated = generator(batch["degraded"])
@@ -74,26 +79,28 @@ def plain_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> float:
         torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
         opt_g.step()
         del monitor
-    torch.cuda.synchronize()
-    return (len(batches) - warmup) * len(batches[0]["clean"]) / (time.perf_counter() - start)
+    clock.stop()
+    return clock
 
 
 class StepTimer(L.Callback):
+    """A ``StepClock`` over batches ``warmup`` to ``last`` of the fit."""
+
     def __init__(self, warmup: int, last: int):
-        self.warmup, self.last, self.seconds = warmup, last, None
+        self.warmup, self.last, self.clock = warmup, last, StepClock(torch.cuda.synchronize)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == self.warmup:
-            torch.cuda.synchronize()
-            self.start = time.perf_counter()
+            self.clock.start()
+        elif batch_idx > self.warmup:
+            self.clock.step()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx == self.last:
-            torch.cuda.synchronize()
-            self.seconds = time.perf_counter() - self.start
+            self.clock.stop()
 
 
-def lightning_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> float:
+def lightning_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> StepClock:
     timer = StepTimer(warmup, len(batches) - 1)
     trainer = L.Trainer(
         accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1, logger=False, enable_checkpointing=False,
@@ -101,7 +108,7 @@ def lightning_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> fl
         callbacks=[timer, TQDMProgressBar(refresh_rate=20)],
     )
     trainer.fit(task, torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False))
-    return (len(batches) - 1 - warmup) * len(batches[0]["clean"]) / timer.seconds
+    return timer.clock
 
 
 def main() -> None:
@@ -111,6 +118,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--steps", type=int, default=200, help="timed steps")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="plain and Lightning runs, interleaved")
     parser.add_argument("--output", help="append the result as a JSON line to this file")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
@@ -125,12 +133,22 @@ def main() -> None:
             return RestorationGAN(str(checkpoint), warmup_epochs=0)
 
         row = {"device": torch.cuda.get_device_name(), "batch": args.batch_size, "size": f"{args.height}x{args.width}"}
-        row["plain_img_s"] = plain_loop(task(), batches, args.warmup)
-        torch.cuda.empty_cache()
-        row["lightning_img_s"] = lightning_loop(task(), batches, args.warmup)
-    row["ratio"] = row["lightning_img_s"] / row["plain_img_s"]
-    print(f"\n{'batch':>6}{'plain img/s':>13}{'Lightning img/s':>17}{'ratio':>7}")
-    print(f"{row['batch']:>6}{row['plain_img_s']:>13.0f}{row['lightning_img_s']:>17.0f}{row['ratio']:>7.3f}")
+        plain, lightning = [], []
+        for _ in range(args.repeats):  # interleaved: the host's speed drifts between runs
+            plain.append(plain_loop(task(), batches, args.warmup))
+            torch.cuda.empty_cache()
+            lightning.append(lightning_loop(task(), batches, args.warmup))
+            torch.cuda.empty_cache()
+    row["plain_img_s"] = [c.per_second(args.batch_size) for c in plain]
+    row["lightning_img_s"] = [c.per_second(args.batch_size) for c in lightning]
+    row["ratios"] = [lt / p for lt, p in zip(row["lightning_img_s"], row["plain_img_s"])]
+    row["plain_step_ms"] = [c.median_ms() for c in plain]
+    row["lightning_step_ms"] = [c.median_ms() for c in lightning]
+    row["median_step_ratio"] = statistics.median(row["plain_step_ms"]) / statistics.median(row["lightning_step_ms"])
+    print(f"\n{'batch':>6}{'plain ms/step':>15}{'Lightning ms/step':>19}{'ratio':>7}   window ratio (each run)")
+    print(f"{row['batch']:>6}{statistics.median(row['plain_step_ms']):>15.2f}"
+          f"{statistics.median(row['lightning_step_ms']):>19.2f}{row['median_step_ratio']:>7.3f}   "
+          + " / ".join(f"{x:.3f}" for x in row["ratios"]))
     if args.output:
         with open(args.output, "a") as f:
             f.write(json.dumps(row) + "\n")
