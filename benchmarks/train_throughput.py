@@ -8,6 +8,16 @@ steps), as a user's run would.
 
     python benchmarks/train_throughput.py --batch-size 256 --image-size 224 --compile both
     python benchmarks/train_throughput.py --devices 2      # DDP scaling: the Lightning loop on 1 and on 2 GPUs
+
+DDP settings (``--ddp``, one process group per command, so one setting per command; ``--sync-batchnorm`` as
+``configs/trainer/ddp.yaml`` has it):
+
+    for ddp in default static_graph bucket_view bucket_100mb bf16_compress all; do
+        python benchmarks/train_throughput.py --devices 2 --compile no --ddp $ddp --output ddp.jsonl; done
+    python benchmarks/train_throughput.py --devices 2 --compile no --sync-batchnorm --output ddp.jsonl
+
+``--accelerator cpu`` (with a small ``--backbone``, ``--image-size`` and ``--batch-size``) runs the same code on
+CPU processes (gloo), to check a setting before GPU time is spent on it; its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +31,27 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.strategies import DDPStrategy
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from signbridge.models import HybridSignNetConfig
 from signbridge.tasks import HybridSignClassifier
+
+# DistributedDataParallel's settings that bear on speed (Lightning's "ddp" is ``default``: 25 MB gradient buckets,
+# find_unused_parameters off, every bucket all-reduced in fp32)
+DDP_SETTINGS: dict[str, dict] = {
+    "default": {},
+    "static_graph": {"static_graph": True},  # the graph is the same every step: DDP skips re-tracing which are used
+    "bucket_view": {"gradient_as_bucket_view": True},  # gradients live in the buckets: no copy in or out
+    "bucket_100mb": {"bucket_cap_mb": 100},  # fewer, larger all-reduces
+    "bf16_compress": {"ddp_comm_hook": default_hooks.bf16_compress_hook},  # half the bytes on the wire
+}
+DDP_SETTINGS["all"] = {k: v for setting in DDP_SETTINGS.values() for k, v in setting.items()}
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        synchronize()
 
 
 def make_batches(count: int, batch_size: int, image_size: int, num_classes: int, device: str) -> list[dict]:
@@ -53,13 +81,13 @@ class StepProfile:
         if not self.folder or not self.count:
             return
         if index == warmup - self.count:
-            torch.cuda.synchronize()
+            synchronize()
             self.started = time.perf_counter()
             activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
             self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.__enter__()
         elif index == warmup and self.profiler is not None:
-            torch.cuda.synchronize()
+            synchronize()
             wall = (time.perf_counter() - self.started) / self.count
             self.profiler.__exit__(None, None, None)
             events = self.profiler.key_averages()
@@ -83,7 +111,7 @@ def plain_loop(model: torch.nn.Module, batches: list[dict], warmup: int, profile
         if profile is not None:
             profile.step(step, warmup)
         if step == warmup:
-            torch.cuda.synchronize()
+            synchronize()
             start = time.perf_counter()
         image = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -93,7 +121,7 @@ def plain_loop(model: torch.nn.Module, batches: list[dict], warmup: int, profile
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
+    synchronize()
     return (len(batches) - warmup) * len(batches[0]["label"]) / (time.perf_counter() - start)
 
 
@@ -107,15 +135,16 @@ class StepTimer(L.Callback):
         if self.profile is not None:
             self.profile.step(batch_idx, self.warmup)
         if batch_idx == self.warmup:
-            torch.cuda.synchronize()
+            synchronize()
             self.start = time.perf_counter()
             if self.sync_debug:  # warn (with the code location) at every host-device synchronisation
                 torch.cuda.set_sync_debug_mode("warn")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx == self.last:
-            torch.cuda.set_sync_debug_mode("default")
-            torch.cuda.synchronize()
+            if self.sync_debug:
+                torch.cuda.set_sync_debug_mode("default")
+            synchronize()
             self.seconds = time.perf_counter() - self.start
 
 
@@ -132,11 +161,13 @@ class BatchList(torch.utils.data.Dataset):
 
 def lightning_loop(
     task: HybridSignClassifier, batches: list[dict], warmup: int, devices: int, sync_debug: bool = False,
-    profile: StepProfile | None = None,
+    profile: StepProfile | None = None, ddp: str = "default", sync_batchnorm: bool = False, accelerator: str = "gpu",
 ) -> float:
     timer = StepTimer(warmup, len(batches) - 1, sync_debug, profile)
+    strategy = DDPStrategy(**DDP_SETTINGS[ddp]) if devices > 1 else "auto"
     trainer = L.Trainer(
-        accelerator="gpu", devices=devices, strategy="ddp" if devices > 1 else "auto", precision="bf16-mixed",
+        accelerator=accelerator, devices=devices, strategy=strategy, precision="bf16-mixed",
+        sync_batchnorm=sync_batchnorm,
         max_epochs=1, gradient_clip_val=1.0, logger=False, enable_checkpointing=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=1, callbacks=[timer, TQDMProgressBar(refresh_rate=20)],  # as gpu.yaml
         use_distributed_sampler=False,
@@ -158,6 +189,10 @@ def main() -> None:
     parser.add_argument("--backbone", default="tf_efficientnetv2_s")
     parser.add_argument("--compile", choices=["no", "yes", "both"], default="both")
     parser.add_argument("--devices", type=int, default=1, help=">1: only the Lightning DDP figure on that many GPUs")
+    parser.add_argument("--ddp", choices=list(DDP_SETTINGS), default="default", help="DDP's settings (devices > 1)")
+    parser.add_argument("--sync-batchnorm", action="store_true", help="SyncBatchNorm, as configs/trainer/ddp.yaml")
+    parser.add_argument("--accelerator", choices=["gpu", "cpu"], default="gpu",
+                        help="cpu: check the code on CPU processes (the figures mean nothing)")
     parser.add_argument("--output", help="append the results as JSON lines to this file")
     parser.add_argument("--sync-debug", action="store_true",
                         help="only report where the Lightning loop synchronises with the GPU in the timed steps")
@@ -167,7 +202,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     rank = int(os.environ.get("LOCAL_RANK", 0))
-    batches = make_batches(args.warmup + args.steps + 1, args.batch_size, args.image_size, 10, f"cuda:{rank}")
+    device = f"cuda:{rank}" if args.accelerator == "gpu" else "cpu"
+    batches = make_batches(args.warmup + args.steps + 1, args.batch_size, args.image_size, 10, device)
 
     def task(compiled: bool) -> HybridSignClassifier:
         torch.manual_seed(0)
@@ -182,9 +218,10 @@ def main() -> None:
         return
     rows = []
     for compiled in {"no": [False], "yes": [True], "both": [False, True]}[args.compile]:
-        row = {"device": torch.cuda.get_device_name(), "batch": args.batch_size, "image_size": args.image_size,
-               "compile": compiled, "devices": args.devices}
-        if args.devices == 1:
+        row = {"device": torch.cuda.get_device_name() if args.accelerator == "gpu" else "cpu",
+               "batch": args.batch_size, "image_size": args.image_size, "compile": compiled, "devices": args.devices,
+               "ddp": args.ddp if args.devices > 1 else None, "sync_batchnorm": args.sync_batchnorm}
+        if args.devices == 1 and args.accelerator == "gpu":
             model = task(compiled).model
             row["plain_img_s"] = plain_loop(torch.compile(model) if compiled else model, batches, args.warmup,
                                             StepProfile(args.profile_dir, f"plain_compile{compiled}",
@@ -193,16 +230,20 @@ def main() -> None:
             torch.cuda.empty_cache()
         row["lightning_img_s"] = lightning_loop(task(compiled), batches, args.warmup, args.devices,
                                                 profile=StepProfile(args.profile_dir, f"lightning_compile{compiled}",
-                                                                    args.profile_steps))
+                                                                    args.profile_steps),
+                                                ddp=args.ddp, sync_batchnorm=args.sync_batchnorm,
+                                                accelerator=args.accelerator)
         if "plain_img_s" in row:
             row["ratio"] = row["lightning_img_s"] / row["plain_img_s"]
         rows.append(row)
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     if rank != 0:
         return
-    print(f"\n{'compile':>8}{'devices':>8}{'plain img/s':>13}{'Lightning img/s':>17}{'ratio':>7}")
+    print(f"\n{'compile':>8}{'devices':>8}{'ddp':>15}{'plain img/s':>13}{'Lightning img/s':>17}{'ratio':>7}")
     for r in rows:
-        print(f"{str(r['compile']):>8}{r['devices']:>8}{r.get('plain_img_s', float('nan')):>13.0f}"
+        ddp = f"{r['ddp'] or '-'}{' +syncBN' if r['sync_batchnorm'] else ''}"
+        print(f"{str(r['compile']):>8}{r['devices']:>8}{ddp:>15}{r.get('plain_img_s', float('nan')):>13.0f}"
               f"{r['lightning_img_s']:>17.0f}{r.get('ratio', float('nan')):>7.3f}")
     if args.output:
         with open(args.output, "a") as f:
