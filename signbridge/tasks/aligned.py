@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import CatMetric
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..errors import InputError
 from ..inference import InferenceContract
-from ..metrics import zero_shot_scores
+from ..metrics import ClassifierTally, zero_shot_scores
 from ..models.sequence import (
     SequenceNet,
     SequenceNetConfig,
@@ -23,7 +22,7 @@ from ..models.sequence import (
     landmark_descriptor_size,
 )
 from ..models.text import ClassNameEncoder, TextMapping, TextSideConfig, WordVectors, build_text_encoder
-from .classification import check_data_settings, classification_metrics
+from .classification import check_data_settings
 from .sequence import SequenceClassifier
 
 AlignmentLoss = Literal["class_names", "infonce"]
@@ -224,8 +223,7 @@ class TextAlignedSequenceClassifier(SequenceClassifier):
 
     def build_eval_metrics(self, stage: str, n: int) -> None:
         """A stage's metrics over ``n`` names (a test of other classes than the training ones)."""
-        setattr(self, f"{stage}_metrics", classification_metrics(n, f"{stage}_").to(self.device))
-        setattr(self, f"{stage}_confusion", MulticlassConfusionMatrix(n).to(self.device))
+        setattr(self, f"{stage}_tally", ClassifierTally(n).to(self.device))
 
     def use_classes(self, names: list[str]) -> None:
         """Score these class names from now on (``predict``, ``infer``, export); their embeddings come from the

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
-from torchmetrics import CatMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics import CatMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..errors import InputError, check_range
 from ..files import atomic_write
@@ -20,11 +20,12 @@ from ..hparams import save_plain_hyperparameters
 from ..inference import Prediction
 from ..losses import focal_loss
 from ..metrics import (
-    StreamingClassificationMetrics,
+    ClassifierTally,
     fit_logit_biases,
     format_per_class,
     macro_f1,
     per_class_scores,
+    scores_from_counts,
 )
 from .base import Task
 
@@ -43,16 +44,6 @@ def check_data_settings(hparams, data_settings: dict[str, Any]) -> None:
         if name != "num_classes" and hparams.get(name) is not None and hparams[name] != value:
             raise InputError(f"the model has {name}={hparams[name]} but the data gives {value}: leave "
                              f"model.init_args.{name} out to take it from the data")
-
-
-def classification_metrics(num_classes: int, prefix: str | None = None) -> MetricCollection:
-    """The validation and test metrics of ``docs/contracts.md``: accuracy, top-5 accuracy and macro F1."""
-    n = num_classes
-    return MetricCollection({
-        "acc": MulticlassAccuracy(n, average="micro"),
-        "top5": MulticlassAccuracy(n, top_k=min(5, n), average="micro"),
-        "f1_macro": MulticlassF1Score(n, average="macro"),
-    }, prefix=prefix)
 
 
 class ClassificationTask(Task):
@@ -157,23 +148,15 @@ class ClassificationTask(Task):
 
     def build_metrics(self) -> None:
         n = self.hparams.num_classes
-
-        metrics = classification_metrics(n)
-        # updated every training step, so it must not wait for the GPU (see StreamingClassificationMetrics)
-        self.train_metrics = StreamingClassificationMetrics(n)
-        self.val_metrics = metrics.clone(prefix="val_")
-        self.test_metrics = metrics.clone(prefix="test_")
-        self.val_confusion = MulticlassConfusionMatrix(n)
-        self.test_confusion = MulticlassConfusionMatrix(n)
+        # one tally per stage: the confusion matrix, the top-5 hits and the summed loss of the epoch, in one update
+        # that never waits for the GPU (ClassifierTally). Accuracy, top-5 accuracy, macro F1, the mean loss and the
+        # confusion figure all come from it, summed over processes, once per epoch: one self.log per epoch instead
+        # of one per step (Lightning's per-call bookkeeping cost more than a landmark model's whole step)
+        self.train_tally, self.val_tally, self.test_tally = ClassifierTally(n), ClassifierTally(n), ClassifierTally(n)
         if self.logit_bias.numel() != n:  # num_classes came from the data
             self.logit_bias = torch.zeros(n, device=self.logit_bias.device)
         # every validation logit and label of the epoch, gathered from all processes, to fit the thresholds on
         self.val_logits, self.val_labels = CatMetric(), CatMetric()
-        # each stage's mean loss, summed over processes at the epoch's end: one self.log per epoch instead of one per
-        # step (Lightning's per-call bookkeeping cost more than a landmark model's whole step)
-        # (no NaN check: it would wait for the GPU every step)
-        self.stage_loss = nn.ModuleDict({f"{stage}_loss": MeanMetric(nan_strategy="disable")
-                                         for stage in ("train", "val", "test")})
 
     def check_data(self, datamodule) -> dict[str, Any]:
         """Raise a one-line ``InputError`` when a setting given to this task disagrees with ``datamodule`` (the
@@ -292,8 +275,7 @@ class ClassificationTask(Task):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logits = self.model_step(batch)
         labels = batch["label"]
-        self.train_metrics.update(logits.detach(), labels)
-        self.mean_loss("train").update(loss.detach(), torch.full_like(loss.detach(), len(labels)))
+        self.tally("train").update(logits.detach(), labels, loss.detach() * len(labels))
         if self.logger_writes_this_step():
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
         return loss
@@ -304,11 +286,9 @@ class ClassificationTask(Task):
 
     def log_train_epoch(self) -> None:
         """Log the epoch's mean training loss (``train_loss_epoch``) and training metrics, then reset them."""
-        self._log_stage_loss("train", "train_loss_epoch")
-        if self.train_metrics.update_count:
-            values = self.train_metrics.compute()  # summed over processes by torchmetrics
-            self.log_dict({f"train_{name}": value for name, value in values.items()}, on_step=False, on_epoch=True)
-            self.train_metrics.reset()
+        counts = self.epoch_counts("train")
+        if counts is not None:
+            self.log_epoch_scores("train", counts, loss_name="train_loss_epoch")
 
     def on_train_start(self) -> None:
         super().on_train_start()
@@ -328,26 +308,30 @@ class ClassificationTask(Task):
             self.collect_validation(logits, batch["label"])
         else:  # test: decided with the thresholds fitted on validation
             logits = self.decision_logits(logits)
-        size = len(batch["label"])
-        metrics, confusion = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_confusion")
-        metrics.update(logits, batch["label"])
-        confusion.update(logits, batch["label"])
-        self.mean_loss(stage).update(loss.detach(), torch.full_like(loss.detach(), size))
+        self.tally(stage).update(logits, batch["label"], loss.detach() * len(batch["label"]))
 
-    def mean_loss(self, stage: str) -> MeanMetric:
-        """The running mean of a stage's loss over the epoch."""
-        return self.stage_loss[f"{stage}_loss"]  # type: ignore[return-value]  # a ModuleDict item
+    def tally(self, stage: str) -> ClassifierTally:
+        """The stage's counts of this epoch (``train``, ``val`` or ``test``)."""
+        return getattr(self, f"{stage}_tally")
 
-    def _log_stage_loss(self, stage: str, name: str | None = None) -> None:
-        """Log the stage's mean loss over the epoch (summed over processes) and its metrics, then reset them."""
-        loss = self.mean_loss(stage)
-        if loss.update_count:
-            self.log(name or f"{stage}_loss", loss.compute(), prog_bar=True, on_step=False, on_epoch=True)
-            loss.reset()
-        metrics = getattr(self, f"{stage}_metrics", None)
-        if stage != "train" and metrics is not None and any(m.update_count for m in metrics.values()):
-            self.log_dict(metrics.compute(), prog_bar=True, on_step=False, on_epoch=True)
-            metrics.reset()
+    def epoch_counts(self, stage: str) -> dict[str, torch.Tensor] | None:
+        """The stage's counts of the epoch, summed over processes (every rank must call it), then reset; None
+        without updates."""
+        tally = self.tally(stage)
+        if not tally.update_count:
+            return None
+        counts = tally.compute()
+        tally.reset()
+        return counts
+
+    def log_epoch_scores(self, stage: str, counts: dict[str, torch.Tensor], loss_name: str | None = None) -> None:
+        """Log a stage's mean loss (``{stage}_loss``, or ``loss_name``), accuracy, top-5 accuracy and macro F1."""
+        prog_bar = stage != "train"
+        loss = (counts["loss_sum"] / counts["confusion"].sum().clamp_min(1)).float()
+        self.log(loss_name or f"{stage}_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        scores = scores_from_counts(counts["confusion"], counts["top_k_correct"])
+        self.log_dict({f"{stage}_{name}": value for name, value in scores.items()}, prog_bar=prog_bar,
+                      on_step=False, on_epoch=True)
 
     def named_classes_only(self, batch: dict) -> dict:
         """The samples of a zero-shot test batch whose classes this model can name (a plain classifier knows only
@@ -364,15 +348,20 @@ class ClassificationTask(Task):
         self._eval_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_stage_loss("val")
+        counts = self.epoch_counts("val")
+        if counts is not None:
+            self.log_epoch_scores("val", counts)
         self.fit_thresholds()
-        self._log_confusion("val")
+        if counts is not None:
+            self.log_confusion_figure("val", counts["confusion"])
 
     def on_test_epoch_end(self) -> None:
-        self._log_stage_loss("test")
-        matrix = self._log_confusion("test")
-        if matrix is not None:
-            self.report_per_class(matrix)
+        counts = self.epoch_counts("test")
+        if counts is None:
+            return
+        self.log_epoch_scores("test", counts)
+        self.log_confusion_figure("test", counts["confusion"])
+        self.report_per_class(counts["confusion"])
 
     def report_per_class(self, matrix: torch.Tensor) -> None:
         """Log the worst class's recall (``test_recall_min``); print the per-class precision/recall/F1 table and
@@ -392,31 +381,24 @@ class ClassificationTask(Task):
             writer.writerows(rows)
         print(f"per-class scores written to {path}")
 
-    def _log_confusion(self, stage: str) -> torch.Tensor | None:
-        """Add the stage's confusion matrix figure to TensorBoard; returns the matrix (None without updates)."""
-        confusion = getattr(self, f"{stage}_confusion")
-        if confusion.update_count == 0:
-            return None
-        matrix = confusion.compute()  # synchronised across processes; every rank must call it
-        confusion.reset()
+    def log_confusion_figure(self, stage: str, matrix: torch.Tensor) -> None:
+        """Add the stage's confusion matrix (rows: true classes) as a figure to TensorBoard, when this epoch draws
+        one (``_draws_figure``)."""
         if self.trainer.sanity_checking or self.global_rank != 0 or not self._draws_figure(stage):
-            return matrix
+            return
         experiment = getattr(self.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_figure"):
-            return matrix
+            return
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, _ = MulticlassConfusionMatrix(self.hparams.num_classes).plot(
-            val=matrix.cpu(), labels=self.class_names
-        )
-        fig.set_size_inches(max(4, 0.5 * self.hparams.num_classes + 2), max(4, 0.5 * self.hparams.num_classes + 2))
+        fig, _ = MulticlassConfusionMatrix(len(matrix)).plot(val=matrix.cpu(), labels=self.class_names)
+        fig.set_size_inches(max(4, 0.5 * len(matrix) + 2), max(4, 0.5 * len(matrix) + 2))
         experiment.add_figure(f"{stage}_confusion_matrix", fig, global_step=self.global_step)
         plt.close(fig)
         self._last_figure = time.monotonic()
-        return matrix
 
     def _draws_figure(self, stage: str) -> bool:
         """Whether this epoch's confusion matrix is drawn: always for a test, for validation every

@@ -179,7 +179,6 @@ class HybridSignClassifier(ClassificationTask):
                     logits = outputs[name][mask]
                     loss_sum = self.classification_loss(logits, labels[mask]) * mask.sum()
                     self._tally(name, subset).update(logits, labels[mask], loss_sum)
-        self.val_confusion.update(outputs["logits"], labels)
         # every output's logits (B, outputs, C): the thresholds are fitted for the outputs chosen at the epoch's end
         # (an output a progressive stage switched off predicts the mean, as in forward_branches)
         every_output = torch.stack([outputs.get(name, outputs["mean"]) for name in self.model.outputs()], 1)
@@ -198,11 +197,16 @@ class HybridSignClassifier(ClassificationTask):
         return self.val_tallies[f"{name}_{subset}"]  # type: ignore[return-value]  # ModuleDict items
 
     def on_validation_epoch_end(self) -> None:
-        if self._scores_outputs:
-            self._choose_outputs()
-        super().on_validation_epoch_end()
+        if not self._scores_outputs:
+            return super().on_validation_epoch_end()
+        chosen = self._choose_outputs()
+        self.fit_thresholds()
+        if chosen is not None:  # the figure of the outputs chosen, whose scores were logged
+            self.log_confusion_figure("val", chosen["confusion"])
 
-    def _choose_outputs(self) -> None:
+    def _choose_outputs(self) -> dict[str, torch.Tensor] | None:
+        """Score every output on the photos with and without a hand, choose the outputs (``select_output``), log
+        their validation scores and ``val_{output}_loss``/``_acc``; returns the chosen outputs' counts."""
         # every rank computes the same synchronised counts, so every rank makes the same choice
         counts: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
         for name in self.model.outputs():
@@ -212,7 +216,7 @@ class HybridSignClassifier(ClassificationTask):
                     counts[name, subset] = tally.compute()
                 tally.reset()
         if not counts:
-            return
+            return None
         scored = sorted({name for name, _ in counts}, key=self.model.outputs().index)
         for name in scored:
             total = _summed([counts[key] for key in counts if key[0] == name])
@@ -233,11 +237,10 @@ class HybridSignClassifier(ClassificationTask):
             self.model.output = with_hand
             self.model.no_hand_output = without_hand
         chosen = _summed([counts[key] for key in ((with_hand, "hands"), (without_hand, "no_hands")) if key in counts])
-        self.log("val_loss", _mean_loss(chosen), prog_bar=True)
-        scores = scores_from_counts(chosen["confusion"], chosen["top_k_correct"])
-        self.log_dict({f"val_{name}": value for name, value in scores.items()}, prog_bar=True)
+        self.log_epoch_scores("val", chosen)
         self.log("val_output", float(OUTPUTS.index(with_hand)))
         self.log("val_no_hand_output", float(OUTPUTS.index(without_hand)))
+        return chosen
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

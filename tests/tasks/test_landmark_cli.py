@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import torch
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from signbridge.cli import main
 from signbridge.data import LandmarkDataModule, SignDataModule
@@ -41,6 +42,21 @@ def test_fit_and_test_without_reading_an_image(tmp_path, digits_subset, digits_c
     assert "image" not in batch
     with torch.no_grad():
         assert reloaded(batch).shape == (len(batch["label"]), 4)
+
+    # the logged test scores are torchmetrics' scores of the checkpoint's predictions on the whole test split
+    with torch.no_grad():
+        batches = list(tested.datamodule.test_dataloader())
+        logits = torch.cat([reloaded(b) for b in batches])
+    labels = torch.cat([b["label"] for b in batches])
+    logged = tested.trainer.callback_metrics
+    expected = {
+        "test_acc": MulticlassAccuracy(4, average="micro")(logits, labels),
+        "test_top5": MulticlassAccuracy(4, top_k=4, average="micro")(logits, labels),
+        "test_f1_macro": MulticlassF1Score(4, average="macro")(logits, labels),
+        "test_loss": torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1),
+    }
+    for name, value in expected.items():
+        assert torch.isclose(logged[name].float(), value.float(), atol=1e-5), (name, logged[name], value)
 
 
 def test_landmark_and_image_datamodules_split_alike(digits_subset, digits_cache):
