@@ -6,6 +6,8 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
+import lightning as L
+
 
 def slug(name: str) -> str:
     """A variant's name as a folder name."""
@@ -52,3 +54,20 @@ class StepClock:
     def median_ms(self) -> float:
         """The median step in ms."""
         return 1e3 * statistics.median(b - a for a, b in zip(self.stamps, self.stamps[1:]))
+
+
+class StepTimer(L.Callback):
+    """A ``StepClock`` (``.clock``) over a fit's training batches ``warmup`` to ``last``."""
+
+    def __init__(self, warmup: int, last: int, synchronize: Callable[[], None]):
+        self.warmup, self.last, self.clock = warmup, last, StepClock(synchronize)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            self.clock.start()
+        elif batch_idx > self.warmup:
+            self.clock.step()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.last:
+            self.clock.stop()

@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import StepClock
+from common import StepClock, StepTimer
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from signbridge.losses import ctc_loss, discriminator_loss, generator_adversarial_loss
@@ -83,25 +83,8 @@ def plain_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> StepCl
     return clock
 
 
-class StepTimer(L.Callback):
-    """A ``StepClock`` over batches ``warmup`` to ``last`` of the fit."""
-
-    def __init__(self, warmup: int, last: int):
-        self.warmup, self.last, self.clock = warmup, last, StepClock(torch.cuda.synchronize)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self.clock.start()
-        elif batch_idx > self.warmup:
-            self.clock.step()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == self.last:
-            self.clock.stop()
-
-
 def lightning_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> StepClock:
-    timer = StepTimer(warmup, len(batches) - 1)
+    timer = StepTimer(warmup, len(batches) - 1, torch.cuda.synchronize)
     trainer = L.Trainer(
         accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1, logger=False, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,

@@ -23,7 +23,7 @@ import time
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import StepClock
+from common import StepClock, StepTimer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from train_throughput import BatchList
 
@@ -59,23 +59,6 @@ def make_batches(count: int, batch_size: int, frames: int, num_classes: int, dev
             "label": torch.randint(0, num_classes, (batch_size,), generator=generator),
         })
     return [{k: v.to(device) for k, v in b.items()} for b in batches]
-
-
-class StepTimer(L.Callback):
-    """A ``StepClock`` over batches ``warmup`` to ``last`` of the fit."""
-
-    def __init__(self, warmup: int, last: int):
-        self.warmup, self.last, self.clock = warmup, last, StepClock(synchronize)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self.clock.start()
-        elif batch_idx > self.warmup:
-            self.clock.step()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == self.last:
-            self.clock.stop()
 
 
 class TensorSequences(L.LightningDataModule):
@@ -149,7 +132,7 @@ def plain_loop(kind: str, batches: list[dict], warmup: int, classes: list[str], 
 
 def lightning_loop(kind: str, batches: list[dict], warmup: int, classes: list[str], augment: SequenceAugment | None
                    ) -> StepClock:
-    timer = StepTimer(warmup, len(batches) - 1)
+    timer = StepTimer(warmup, len(batches) - 1, synchronize)
     trainer = L.Trainer(
         accelerator="gpu" if DEVICE == "cuda" else "cpu", devices=1, precision="bf16-mixed", max_epochs=1,
         logger=False, enable_checkpointing=False, enable_model_summary=False,
