@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import lightning as L
+import torch
 
 
 def slug(name: str) -> str:
@@ -23,6 +24,12 @@ def mean_std(values: Sequence[float]) -> str:
 def each(values: Sequence[float]) -> str:
     """Every run's value: ``0.12 / 0.23 / ...``."""
     return " / ".join(f"{v:.2f}" for v in values)
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work (nothing to wait for on a CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 class StepClock:

@@ -23,7 +23,7 @@ import time
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import StepClock, StepTimer
+from common import StepClock, StepTimer, synchronize
 from lightning.pytorch.callbacks import TQDMProgressBar
 from train_throughput import BatchList
 
@@ -38,11 +38,6 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # a CPU run only checks
 # the recipe's augmentation (configs/sign_sequences.yaml)
 RECIPE_AUGMENT = SequenceAugment(mirror=0.0, affine=0.75, resample=0.75, time_mask=0.3, part_dropout=0.05,
                                  point_dropout=0.05)
-
-
-def synchronize() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
 
 
 def make_batches(count: int, batch_size: int, frames: int, num_classes: int, device: str) -> list[dict]:

@@ -30,6 +30,7 @@ import time
 import lightning as L
 import torch
 import torch.nn.functional as F
+from common import synchronize
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.strategies import DDPStrategy
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
@@ -47,11 +48,6 @@ DDP_SETTINGS: dict[str, dict] = {
     "bf16_compress": {"ddp_comm_hook": default_hooks.bf16_compress_hook},  # half the bytes on the wire
 }
 DDP_SETTINGS["all"] = {k: v for setting in DDP_SETTINGS.values() for k, v in setting.items()}
-
-
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        synchronize()
 
 
 def make_batches(count: int, batch_size: int, image_size: int, num_classes: int, device: str) -> list[dict]:
