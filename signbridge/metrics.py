@@ -61,6 +61,11 @@ def scores_from_counts(confusion: torch.Tensor, top_k_correct: torch.Tensor) -> 
     }
 
 
+def mean_loss(counts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean per-sample loss of a ``ClassifierTally``'s counts (0 for no samples)."""
+    return (counts["loss_sum"] / counts["confusion"].sum().clamp_min(1)).float()
+
+
 class ClassifierTally(StreamingClassificationMetrics):
     """The counts behind accuracy, top-k accuracy and macro F1, and the summed loss, of one classifier on one set of
     samples. ``compute()`` returns the counts summed over processes (``confusion``, ``top_k_correct``, ``loss_sum``;

@@ -24,6 +24,7 @@ from ..metrics import (
     fit_logit_biases,
     format_per_class,
     macro_f1,
+    mean_loss,
     per_class_scores,
     scores_from_counts,
 )
@@ -327,8 +328,7 @@ class ClassificationTask(Task):
     def log_epoch_scores(self, stage: str, counts: dict[str, torch.Tensor], loss_name: str | None = None) -> None:
         """Log a stage's mean loss (``{stage}_loss``, or ``loss_name``), accuracy, top-5 accuracy and macro F1."""
         prog_bar = stage != "train"
-        loss = (counts["loss_sum"] / counts["confusion"].sum().clamp_min(1)).float()
-        self.log(loss_name or f"{stage}_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        self.log(loss_name or f"{stage}_loss", mean_loss(counts), prog_bar=True, on_step=False, on_epoch=True)
         scores = scores_from_counts(counts["confusion"], counts["top_k_correct"])
         self.log_dict({f"{stage}_{name}": value for name, value in scores.items()}, prog_bar=prog_bar,
                       on_step=False, on_epoch=True)

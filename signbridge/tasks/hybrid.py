@@ -19,7 +19,7 @@ from torchmetrics import CatMetric, Metric
 from ..errors import InputError
 from ..hparams import init_arguments
 from ..inference import HAND_INPUTS, InputSpec, image_input
-from ..metrics import ClassifierTally, scores_from_counts
+from ..metrics import ClassifierTally, mean_loss, scores_from_counts
 from ..models.hybrid import (
     OUTPUTS,
     PARAMETER_GROUPS,
@@ -220,11 +220,11 @@ class HybridSignClassifier(ClassificationTask):
         scored = sorted({name for name, _ in counts}, key=self.model.outputs().index)
         for name in scored:
             total = _summed([counts[key] for key in counts if key[0] == name])
-            self.log(f"val_{name}_loss", _mean_loss(total))
+            self.log(f"val_{name}_loss", mean_loss(total))
             self.log(f"val_{name}_acc", scores_from_counts(total["confusion"], total["top_k_correct"])["acc"])
 
         def best(subset: str) -> str | None:
-            losses = {name: _mean_loss(counts[name, subset]).item() for name in scored if (name, subset) in counts}
+            losses = {name: mean_loss(counts[name, subset]).item() for name in scored if (name, subset) in counts}
             return min(losses, key=losses.__getitem__) if losses else None
 
         found_with, found_without = best("hands"), best("no_hands")
@@ -315,10 +315,6 @@ class HybridSignClassifier(ClassificationTask):
 
 def _summed(counts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([c[key] for c in counts]).sum(0) for key in counts[0]}
-
-
-def _mean_loss(counts: dict[str, torch.Tensor]) -> torch.Tensor:
-    return (counts["loss_sum"] / counts["confusion"].sum().clamp_min(1)).float()
 
 
 class LandmarkClassifier(ClassificationTask):
