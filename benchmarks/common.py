@@ -1,10 +1,12 @@
-"""What the benchmark scripts share: run-folder names, the mean ± std cells of their tables, and a step clock."""
+"""What the benchmark scripts share: run-folder names, the mean ± std cells of their tables, JSON-lines output, and a
+step clock."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import lightning as L
 import torch
@@ -24,6 +26,13 @@ def mean_std(values: Sequence[float]) -> str:
 def each(values: Sequence[float]) -> str:
     """Every run's value: ``0.12 / 0.23 / ...``."""
     return " / ".join(f"{v:.2f}" for v in values)
+
+
+def append_rows(path: str | None, rows: Iterable[dict]) -> None:
+    """Append ``rows`` to ``path`` as JSON lines (nothing without a path)."""
+    if path:
+        with open(path, "a") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 def synchronize() -> None:
@@ -49,6 +58,13 @@ class StepClock:
         """A stamp at the start of a later step."""
         self.stamps.append(time.perf_counter())
 
+    def mark(self, index: int, warmup: int) -> None:
+        """Called at the start of step ``index``: nothing during the warm-up, then ``start``, then ``step``."""
+        if index == warmup:
+            self.start()
+        elif index > warmup:
+            self.step()
+
     def stop(self) -> None:
         """The last stamp, once the last step has finished."""
         self.synchronize()
@@ -70,11 +86,31 @@ class StepTimer(L.Callback):
         self.warmup, self.last, self.clock = warmup, last, StepClock(synchronize)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self.clock.start()
-        elif batch_idx > self.warmup:
-            self.clock.step()
+        self.clock.mark(batch_idx, self.warmup)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx == self.last:
             self.clock.stop()
+
+
+def step_comparison(plain: Sequence[StepClock], lightning: Sequence[StepClock], items_per_step: int) -> dict:
+    """Interleaved repeats of a plain loop and a Lightning fit: items per second and median steps of each run, the
+    window ratios and the ratio of the median steps (plain over Lightning: above 1, Lightning is faster)."""
+    row: dict = {"plain_per_s": [c.per_second(items_per_step) for c in plain],
+                 "lightning_per_s": [c.per_second(items_per_step) for c in lightning],
+                 "plain_step_ms": [c.median_ms() for c in plain],
+                 "lightning_step_ms": [c.median_ms() for c in lightning]}
+    row["ratios"] = [lt / p for lt, p in zip(row["lightning_per_s"], row["plain_per_s"])]
+    row["median_step_ratio"] = statistics.median(row["plain_step_ms"]) / statistics.median(row["lightning_step_ms"])
+    return row
+
+
+def print_step_comparisons(rows: Sequence[dict], label: str | None = None) -> None:
+    """One line per ``step_comparison`` row (with its ``batch``, and ``label``'s value first when given)."""
+    first = f"{label:>14}" if label else ""
+    print(f"\n{first}{'batch':>6}{'plain ms/step':>15}{'Lightning ms/step':>19}{'ratio':>7}   window ratio (each run)")
+    for r in rows:
+        first = f"{r[label]:>14}" if label else ""
+        print(f"{first}{r['batch']:>6}{statistics.median(r['plain_step_ms']):>15.2f}"
+              f"{statistics.median(r['lightning_step_ms']):>19.2f}{r['median_step_ratio']:>7.3f}   "
+              + " / ".join(f"{x:.3f}" for x in r["ratios"]))

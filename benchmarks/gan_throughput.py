@@ -13,15 +13,13 @@ run's ratio of throughputs.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import StepClock, StepTimer
+from common import StepClock, StepTimer, append_rows, print_step_comparisons, step_comparison
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from signbridge.losses import ctc_loss, discriminator_loss, generator_adversarial_loss
@@ -51,10 +49,7 @@ def plain_loop(task: RestorationGAN, batches: list[dict], warmup: int) -> StepCl
     opt_d = torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
     clock = StepClock(torch.cuda.synchronize)
     for step, batch in enumerate(batches):
-        if step == warmup:
-            clock.start()
-        elif step > warmup:
-            clock.step()
+        clock.mark(step, warmup)
         clean = batch["clean"]
         with torch.autocast("cuda", dtype=torch.bfloat16):
             generated = generator(batch["degraded"])
@@ -122,20 +117,9 @@ def main() -> None:
             torch.cuda.empty_cache()
             lightning.append(lightning_loop(task(), batches, args.warmup))
             torch.cuda.empty_cache()
-    row["plain_img_s"] = [c.per_second(args.batch_size) for c in plain]
-    row["lightning_img_s"] = [c.per_second(args.batch_size) for c in lightning]
-    row["ratios"] = [lt / p for lt, p in zip(row["lightning_img_s"], row["plain_img_s"])]
-    row["plain_step_ms"] = [c.median_ms() for c in plain]
-    row["lightning_step_ms"] = [c.median_ms() for c in lightning]
-    row["median_step_ratio"] = statistics.median(row["plain_step_ms"]) / statistics.median(row["lightning_step_ms"])
-    print(f"\n{'batch':>6}{'plain ms/step':>15}{'Lightning ms/step':>19}{'ratio':>7}   window ratio (each run)")
-    print(f"{row['batch']:>6}{statistics.median(row['plain_step_ms']):>15.2f}"
-          f"{statistics.median(row['lightning_step_ms']):>19.2f}{row['median_step_ratio']:>7.3f}   "
-          + " / ".join(f"{x:.3f}" for x in row["ratios"]))
-    if args.output:
-        with open(args.output, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
+    row.update(step_comparison(plain, lightning, args.batch_size))
+    print_step_comparisons([row])
+    append_rows(args.output, [row])
 
 if __name__ == "__main__":
     main()

@@ -10,10 +10,11 @@ cache, so nothing is reused; model loading and worker start-up are included in t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
+
+from common import append_rows
 
 from signbridge.hands.cache import extract_landmarks
 
@@ -37,10 +38,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['setting']:<16}{r['images']:>8}{r['seconds']:>9.1f}{r['img_s']:>9.1f}{r['with_hand']:>11}")
     print(f"speed-up: {rows[0]['img_s'] / rows[1]['img_s']:.1f}x on {cores} cores")
-    if args.output:
-        with open(args.output, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+    append_rows(args.output, rows)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import append_rows
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "sign_landmarks.yaml"
@@ -112,9 +113,7 @@ def main() -> None:
                      "lightning_s_per_epoch": round(seconds / args.epochs, 3),
                      "val_acc": round(float(cli.trainer.callback_metrics.get("val_acc", float("nan"))), 4)})
         print(json.dumps(rows[-1]), flush=True)
-        if args.output:
-            with open(args.output, "a") as f:
-                f.write(json.dumps(rows[-1]) + "\n")
+        append_rows(args.output, rows[-1:])
     print("\n| setting | cores | torch threads | Lightning fit (s) | plain loop (s) | Lightning / plain | "
           "s per epoch |")
     print("|---|---|---|---|---|---|---|")

@@ -16,14 +16,13 @@ progress bar of ``configs/trainer/gpu.yaml`` (refresh every 20 steps).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import StepClock, StepTimer, synchronize
+from common import StepClock, StepTimer, append_rows, print_step_comparisons, step_comparison, synchronize
 from lightning.pytorch.callbacks import TQDMProgressBar
 from train_throughput import BatchList
 
@@ -101,10 +100,7 @@ def plain_loop(kind: str, batches: list[dict], warmup: int, classes: list[str], 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     clock = StepClock(synchronize)
     for step, batch in enumerate(batches):
-        if step == warmup:
-            clock.start()
-        elif step > warmup:
-            clock.step()
+        clock.mark(step, warmup)
         batch = augment(batch, PARTS) if augment is not None else batch
         labels = batch["label"]
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
@@ -204,34 +200,18 @@ def main() -> None:
             for _ in range(args.repeats):
                 plain.append(plain_loop(kind, batches, args.warmup, classes, augment))
                 lightning.append(lightning_loop(kind, batches, args.warmup, classes, augment))
-            rows.append({
-                "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "kind": kind,
-                "batch": batch_size, "augment": not args.no_augment,
-                "plain_seq_s": [c.per_second(batch_size) for c in plain],
-                "lightning_seq_s": [c.per_second(batch_size) for c in lightning],
-                "plain_step_ms": [c.median_ms() for c in plain],
-                "lightning_step_ms": [c.median_ms() for c in lightning],
-            })
-            rows[-1]["ratios"] = [lt / p for lt, p in zip(rows[-1]["lightning_seq_s"], rows[-1]["plain_seq_s"])]
-            rows[-1]["median_step_ratio"] = (statistics.median(rows[-1]["plain_step_ms"])
-                                             / statistics.median(rows[-1]["lightning_step_ms"]))
+            rows.append({"device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "kind": kind,
+                         "batch": batch_size, "augment": not args.no_augment,
+                         **step_comparison(plain, lightning, batch_size)})
             del batches
             torch.cuda.empty_cache()
         rows[-1].update(window_latency(kind, 30, classes))
-    print(f"\n{'model':>14}{'batch':>6}{'plain ms/step':>15}{'Lightning ms/step':>19}{'ratio':>7}"
-          f"   window ratio (each run)")
-    for r in rows:
-        print(f"{r['kind']:>14}{r['batch']:>6}{statistics.median(r['plain_step_ms']):>15.2f}"
-              f"{statistics.median(r['lightning_step_ms']):>19.2f}{r['median_step_ratio']:>7.3f}   "
-              + " / ".join(f"{x:.3f}" for x in r["ratios"]))
+    print_step_comparisons(rows, label="kind")
     for r in rows:
         if "eager_ms" in r:
             print(f"{r['kind']}: one window of 30 frames, batch 1: eager {r['eager_ms']:.2f} ms, "
                   f"CUDA graph {r['cuda_graph_ms']:.2f} ms")
-    if args.output:
-        with open(args.output, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+    append_rows(args.output, rows)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,13 @@ CPU processes (gloo), to check a setting before GPU time is spent on it; its fig
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import synchronize
+from common import append_rows, synchronize
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.strategies import DDPStrategy
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
@@ -241,10 +240,7 @@ def main() -> None:
         ddp = f"{r['ddp'] or '-'}{' +syncBN' if r['sync_batchnorm'] else ''}"
         print(f"{str(r['compile']):>8}{r['devices']:>8}{ddp:>15}{r.get('plain_img_s', float('nan')):>13.0f}"
               f"{r['lightning_img_s']:>17.0f}{r.get('ratio', float('nan')):>7.3f}")
-    if args.output:
-        with open(args.output, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+    append_rows(args.output, rows)
 
 
 if __name__ == "__main__":
