@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,47 @@ def console(capsys, *args: str) -> subprocess.CompletedProcess:
         console_main([str(arg) for arg in args])
     out = capsys.readouterr()
     return subprocess.CompletedProcess(list(args), exited.value.code, out.out, out.err)
+
+
+def console_in_new_process(runs: dict[str, list[str]], hand_model: Path | None = None,
+                           timeout: float = 300) -> dict[str, subprocess.CompletedProcess]:
+    """Several ``signbridge`` commands, one after the other, in one new interpreter (each through the console entry
+    point: its exit code, stdout and stderr, split by command). For commands that must not run in the test's own
+    process (MediaPipe must not start in a process that has trained, see ``HandDetector``), at the cost of one
+    interpreter's seconds of imports instead of one per command."""
+    script = ("import sys\nfrom signbridge.cli import console_main\n"
+              "for name, args in " + repr(list(runs.items())) + ":\n"
+              "    for stream in (sys.stdout, sys.stderr):\n"
+              "        print(f'== {name}', file=stream, flush=True)\n"
+              "    try:\n"
+              "        console_main(args)\n"
+              "    except SystemExit as exited:\n"
+              "        print(f'== exit {exited.code}', flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if hand_model is not None:
+        env["SIGNBRIDGE_HAND_LANDMARKER"] = str(hand_model)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def sections(text: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for line in text.splitlines(keepends=True):
+            if line.startswith("== ") and line[3:].strip() in runs:
+                found[line[3:].strip()] = []
+            elif found:
+                found[list(found)[-1]].append(line)
+        return found
+
+    out, err = sections(done.stdout), sections(done.stderr)
+    results = {}
+    for name, args in runs.items():
+        *lines, last = out[name]
+        assert last.startswith("== exit "), f"{name}: {err[name][-20:]}"
+        code = last.split()[-1]
+        results[name] = subprocess.CompletedProcess(args, 0 if code == "None" else int(code), "".join(lines),
+                                                    "".join(err[name]))
+    return results
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,7 +16,7 @@ from signbridge.ctc import Vocabulary
 from signbridge.data.sentences import SentenceDataset, collate_sentences, stitch_sentences
 from signbridge.errors import InputError
 from signbridge.tasks import ContinuousSignRecognizer
-from tests.conftest import REPO, shared_dir
+from tests.conftest import REPO, console_in_new_process, shared_dir
 
 CONFIG = str(REPO / "configs" / "sign_sentences.yaml")
 TINY = ["--model.init_args.net.dim", "32", "--model.init_args.net.depth", "1", "--model.init_args.net.num_heads",
@@ -144,11 +144,8 @@ def stitched_run(tmp_path_factory, wlasl_subset):
 
 
 def test_a_model_of_stitched_landmark_sentences_reads_a_real_video(stitched_run, tmp_path, hand_model):
-    # subprocesses: MediaPipe must not start in a process that has trained (see HandDetector)
+    # in a new interpreter: MediaPipe must not start in a process that has trained (see HandDetector)
     import json
-    import os
-    import subprocess
-    import sys
 
     import cv2
 
@@ -163,23 +160,14 @@ def test_a_model_of_stitched_landmark_sentences_reads_a_real_video(stitched_run,
     while capture.read()[0]:  # the frames that decode (the container's count can be one more)
         frames += 1
     capture.release()
-    env = {**os.environ, "SIGNBRIDGE_HAND_LANDMARKER": str(hand_model), "PYTHONPATH": str(REPO)}
-
     runs = {"whole": [str(best)], "onnx": [str(onnx)],  # a video file: its glosses decoded at once
             "windows": [str(best), "--window", "12", "--stride", "6", "--max_frames", "36"]}  # as a camera is read
-    # the three commands in one interpreter (each costs seconds of imports), the lines of each after its name
-    script = ("import sys\nfrom signbridge.cli import main\n" + "".join(
-        f"print('== {name}', flush=True)\nmain(['recognize', {str(video)!r}, '--model', *{args!r}])\n"
-        for name, args in runs.items()))
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows: dict[str, list[dict]] = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("== "):
-            rows[line[3:]] = []
-        elif line.startswith("{"):
-            rows[list(rows)[-1]].append(json.loads(line))
+    done = console_in_new_process({name: ["recognize", str(video), "--model", *args] for name, args in runs.items()},
+                                  hand_model)
+    for name, run in done.items():
+        assert run.returncode == 0, f"{name}: {run.stderr[-2000:]}"
+    rows = {name: [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+            for name, run in done.items()}
     whole, windows = rows["whole"], rows["windows"]
     assert len(whole) == 1 and whole[0]["frames"] == frames and whole[0]["window_end"] == frames - 1
     vocabulary = set(contract["classes"])

@@ -13,7 +13,7 @@ import torch
 
 from signbridge.cli import console_main, main
 from signbridge.data import SequenceDataModule
-from tests.conftest import REPO, shared_dir, write_sequences
+from tests.conftest import REPO, console_in_new_process, shared_dir, write_sequences
 
 CONFIG = str(REPO / "configs" / "sign_sequences.yaml")
 TINY = ["--model.init_args.net.dim", "32", "--model.init_args.net.depth", "1", "--model.init_args.net.kernel_size",
@@ -101,20 +101,16 @@ def test_export_runs_any_sequence_length_like_pytorch(trained):
 
 
 def test_recognize_a_real_video_with_a_sliding_window(trained, tmp_path, hand_model):
-    # a subprocess: MediaPipe must not start in a process that has trained (see HandDetector)
-    import os
-    import subprocess
-    import sys
-
     _, best = trained
     video = sorted(shared_dir("data", "sign_sequences", "videos", "abdomen").glob("*.mp4"))[0]
+    signing = sorted(video.parent.glob("*.mp4"))[2]  # a clip whose hand is in view from its first frame
     output = tmp_path / "windows.jsonl"
-    env = {**os.environ, "SIGNBRIDGE_HAND_LANDMARKER": str(hand_model), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "signbridge", "recognize", str(video), "--model", str(best),
-                           "--output", str(output), "--window", "12", "--stride", "6", "--smooth", "2",
-                           "--max_frames", "42"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = console_in_new_process({
+        "windows": ["recognize", str(video), "--model", str(best), "--output", str(output), "--window", "12",
+                    "--stride", "6", "--smooth", "2", "--max_frames", "42"],
+        "short": ["recognize", str(signing), "--model", str(best), "--max_frames", "6"]}, hand_model)
+    windows, short = done["windows"], done["short"]
+    assert windows.returncode == 0, windows.stderr[-2000:]
     results = [json.loads(line) for line in output.read_text().splitlines()]
     classes = json.loads((best.parent / "model.json").read_text())["classes"]
     ends = [row["window_end"] for row in results]
@@ -126,11 +122,8 @@ def test_recognize_a_real_video_with_a_sliding_window(trained, tmp_path, hand_mo
         assert row["landmarks_ms"] > 0 and row["latency_ms"] >= row["model_ms"]
     assert any(row["label"] is not None for row in results)
     # the pose this model reads is not tracked without a pose model: said once, not silently
-    assert "read as not found" in done.stderr
+    assert "read as not found" in windows.stderr
     # a clip shorter than the window (the training length, 30 frames) is classified once, whole
-    signing = sorted(video.parent.glob("*.mp4"))[2]  # a clip whose hand is in view from its first frame
-    short = subprocess.run([sys.executable, "-m", "signbridge", "recognize", str(signing), "--model", str(best),
-                            "--max_frames", "6"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert short.returncode == 0, short.stderr[-2000:]
     rows = [json.loads(line) for line in short.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 1 and rows[0]["window_end"] == 5 and rows[0]["label"] in classes
