@@ -59,7 +59,7 @@ if model.reads_videos:  # a sequence model: the sign of a whole video, and its s
                                    "model was trained with")
         classes = [name.strip() for name in typed.split(",") if name.strip()] or None
     videos = st.file_uploader("Videos", type=VIDEO_TYPES, accept_multiple_files=True) or []
-    parts = model.recognizer.parts
+    parts = model.recognizer.parts  # type: ignore[union-attr]
     for video in videos:
         st.divider()
         try:
