@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import forked
+from tests.forked import REPO
+
 SHARED = Path(os.environ.get("SIGNBRIDGE_SHARED", REPO.parent / "shared"))
 HAND_MODEL = SHARED / "models" / "hand_landmarker.task"
 
@@ -39,10 +40,10 @@ def console(capsys, *args: str) -> subprocess.CompletedProcess:
 
 def console_in_new_process(runs: dict[str, list[str]], hand_model: Path | None = None,
                            timeout: float = 300) -> dict[str, subprocess.CompletedProcess]:
-    """Several ``signbridge`` commands, one after the other, in one new interpreter (each through the console entry
-    point: its exit code, stdout and stderr, split by command). For commands that must not run in the test's own
-    process (MediaPipe must not start in a process that has trained, see ``HandDetector``), at the cost of one
-    interpreter's seconds of imports instead of one per command."""
+    """Several ``signbridge`` commands, one after the other, in one new process (``tests.forked``), each through the
+    console entry point: its exit code, stdout and stderr, split by command. For commands that must not run in the
+    test's own process (MediaPipe must not start in a process that has trained, see ``HandDetector``); one process
+    for all of them starts MediaPipe once."""
     script = ("import sys\nfrom signbridge.cli import console_main\n"
               "for name, args in " + repr(list(runs.items())) + ":\n"
               "    for stream in (sys.stdout, sys.stderr):\n"
@@ -51,11 +52,8 @@ def console_in_new_process(runs: dict[str, list[str]], hand_model: Path | None =
               "        console_main(args)\n"
               "    except SystemExit as exited:\n"
               "        print(f'== exit {exited.code}', flush=True)\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if hand_model is not None:
-        env["SIGNBRIDGE_HAND_LANDMARKER"] = str(hand_model)
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    env = {} if hand_model is None else {"SIGNBRIDGE_HAND_LANDMARKER": str(hand_model)}
+    done = forked.run(code=script, env=env, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
 
     def sections(text: str) -> dict[str, list[str]]:

@@ -66,6 +66,7 @@ from signbridge.errors import InputError
 from signbridge.hands.cache import LandmarkCache
 from signbridge.imageio import find_unreadable, list_image_folder, read_image_rgb
 from signbridge.metadata import models_table
+from tests import forked
 from tests.conftest import REPO
 
 ATK = str(REPO / "configs" / "atk_cnn.yaml")
@@ -212,7 +213,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_file(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
         writer.save_checkpoint({"state_dict": {"w": torch.zeros(500_000)}}, sys.argv[1])
     """)
-    run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
+    run = forked.run(path, code=script)
     assert run.returncode != 0 and "File too large" in run.stderr
     assert torch.load(path, weights_only=True)["state_dict"]["w"].shape == (10,)
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left

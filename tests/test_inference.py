@@ -3,8 +3,6 @@
 model setting given on the command line with ``--ckpt_path``. Tiny models trained through the real CLI."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from signbridge.cli import main
 from signbridge.data.transforms import resize_square
 from signbridge.errors import InputError
 from signbridge.inference import ExportedModel, InferenceContract
+from tests import forked
 from tests.conftest import REPO, shared_dir
 from tests.tasks.test_hybrid import cli_args as hybrid_args
 
@@ -76,10 +75,8 @@ def test_export_and_recognizer_resize_as_the_model_was_trained(nearest_hybrid, t
              "for path in sys.argv[1:]:\n"
              "    with Recognizer(path) as r: print(r.contract.interpolation, r.contract.image_size, len(r.classes))")
     env_model = shared_dir("models", "hand_landmarker.task")
-    done = subprocess.run([sys.executable, "-c", probe, str(nearest_hybrid), str(report.path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env={"SIGNBRIDGE_HAND_LANDMARKER": str(env_model), "PATH": "/usr/bin:/bin",
-                               "HOME": str(tmp_path)})
+    done = forked.run(nearest_hybrid, report.path, code=probe, environ={
+        "SIGNBRIDGE_HAND_LANDMARKER": str(env_model), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[:2] == ["nearest 32 4", "nearest 32 4"]
 
@@ -131,9 +128,9 @@ def test_the_readme_from_python_block_runs(tmp_path, digits_subset, digits_cache
     code = code.replace('fusion="concat",', 'fusion="concat", backbone="test_efficientnet",')
     script = tmp_path / "readme.py"
     script.write_text(setup + code)
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={"SIGNBRIDGE_HAND_LANDMARKER": str(shared_dir("models", "hand_landmarker.task")),
-                               "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    done = forked.run(code=script.read_text(), cwd=tmp_path, timeout=600, environ={
+        "SIGNBRIDGE_HAND_LANDMARKER": str(shared_dir("models", "hand_landmarker.task")), "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-3000:]
 
 

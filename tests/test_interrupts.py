@@ -6,13 +6,12 @@ command, many times over, are ``benchmarks/fault_injection.py``.
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import torch
 
 from signbridge.cli import main
+from tests import forked
 from tests.conftest import REPO
 
 ATK = str(REPO / "configs" / "atk_cnn.yaml")
@@ -41,8 +40,7 @@ def _fit_args(root, save_dir, epochs: int) -> list[str]:
 
 
 def test_sigterm_during_fit_saves_last_and_the_run_continues_from_it(tmp_path, digits_folder):
-    process = subprocess.Popen([sys.executable, "-m", "signbridge", *_fit_args(digits_folder, tmp_path, 500)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = forked.start(*_fit_args(digits_folder, tmp_path, 500))
     run = tmp_path / "atk_cnn" / "version_0" / "checkpoints"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None and not (run / "last.ckpt").exists():

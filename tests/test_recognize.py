@@ -1,25 +1,22 @@
 """``signbridge recognize``: real MediaPipe detection and a trained model on a video the test writes (frames with
-and without hands), on a folder, and with an exported ONNX file. Run as a subprocess, since MediaPipe must not start
-in a process that has trained (see ``HandDetector``)."""
+and without hands), on a folder, and with an exported ONNX file. Each run in a process of its own (``tests.forked``),
+since MediaPipe must not start in a process that has trained (see ``HandDetector``)."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from signbridge.export import export_checkpoint
-from tests.conftest import REPO, console, shared_dir
+from tests import forked
+from tests.conftest import console, shared_dir
 from tests.test_export import checkpoints  # noqa: F401  (the module-scoped fixture of trained checkpoints)
 
 
 def recognize(*args: str, hand_model: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SIGNBRIDGE_HAND_LANDMARKER": str(hand_model), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "signbridge", "recognize", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return forked.run("recognize", *args, env={"SIGNBRIDGE_HAND_LANDMARKER": str(hand_model)})
 
 
 def write_video(path: Path, photos: list[Path], blank: int) -> list[bool]:

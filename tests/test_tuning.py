@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from signbridge.errors import InputError
 from signbridge.lightning_cli import fit_config
 from signbridge.metadata import read_metadata
 from signbridge.tuning import check_params_exist, load_search_space, trials_table, tune
+from tests import forked
 from tests.conftest import REPO
 
 ATK = str(REPO / "configs" / "atk_cnn.yaml")
@@ -157,11 +157,9 @@ def test_a_training_monitor_never_logged_stops_after_the_first_epoch(tmp_path, d
     assert study.trials[0].user_attrs["epochs"] <= 1  # stopped after one epoch, not five
 
 
-def _tune_process(run_dir: Path, root: Path, trials: int, *extra: str, epochs: int = 2) -> subprocess.Popen:
-    command = [sys.executable, "-m", "signbridge", "tune", "--config", ATK, "--search_space", SPACE,
-               "--run_dir", str(run_dir), "--trials", str(trials), "--max_epochs", str(epochs), *extra,
-               *fit_args(root)]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _tune_process(run_dir: Path, root: Path, trials: int, *extra: str, epochs: int = 2) -> forked.ForkedCommand:
+    return forked.start("tune", "--config", ATK, "--search_space", SPACE, "--run_dir", run_dir, "--trials", trials,
+                        "--max_epochs", epochs, *extra, *fit_args(root))
 
 
 def test_two_processes_share_one_sqlite_study(tmp_path, digits_folder):

@@ -8,15 +8,19 @@ which saves ``last.ckpt`` (``fit``) or the study (``tune``) before it exits, as 
 
 A step is a config and what to run on it: ``{"command": "fit" | "test" | "tune", "configs": [files], "overrides":
 {dotted name: value}, "arguments": {...}}`` (``arguments``: ``tune``'s own, e.g. ``search_space``); each runs in a
-process of its own (``python -m signbridge.ui.jobs --step JSON``) through the Python API, never through argv
-strings. A step may name the results of the step before it in its strings: ``{checkpoint}`` (the best checkpoint
-of the model that the job trained) and ``{run}`` (that model's log folder), so that a job can ``fit`` and then
-``test`` what it trained.
+process of its own, through the Python API, never through argv strings: the driver imports Lightning once
+(``STEP_MODULES``) and forks a process per step, so that no step waits for a new interpreter's seconds of imports
+(``python -m signbridge.ui.jobs --step JSON`` runs one step in a new interpreter). A step may name the results of
+the step before it in its strings: ``{checkpoint}`` (the best checkpoint of the model that the job trained) and
+``{run}`` (that model's log folder), so that a job can ``fit`` and then ``test`` what it trained.
 """
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -33,6 +37,8 @@ from ..metadata import checkpoint_of, find_models, run_folder
 
 JOBS_FOLDER = ".jobs"
 STOPPED = 128 + signal.SIGTERM  # the exit code of a signbridge command stopped by SIGTERM
+# what every step imports: the job's driver imports them once, before it forks the steps' processes
+STEP_MODULES = ("signbridge.lightning_cli", "signbridge.commands", "lightning.pytorch.loggers.tensorboard")
 
 
 @dataclass
@@ -226,23 +232,38 @@ def _names_results(step: dict[str, Any]) -> bool:
     return "{" in json.dumps(step)
 
 
+def _step_process(step: dict[str, Any]) -> None:
+    """A forked step: the console's signal handling, error handling and exit codes, as in a new interpreter."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the driver's handlers are not the command's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from ..cli import run_console
+
+    try:
+        raise SystemExit(run_console(lambda: run_step(step), step.get("configs", [])))
+    finally:  # what the interpreter does at exit: a forked process ends with os._exit
+        sys.stdout.flush()
+        atexit._run_exitfuncs()
+
+
 def run_job(folder: Path) -> int:
     """Run the steps of the job in ``folder``, recording the state in ``status.json``; the exit code of the last
     step run."""
     spec = json.loads((folder / "job.json").read_text())
     status: dict[str, Any] = {"state": "running", "pid": os.getpid(), "started": time.time(), "step": 0}
     write_json_atomic(folder / "status.json", status)
-    child: subprocess.Popen | None = None
+    child: multiprocessing.process.BaseProcess | None = None
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+        if child is not None and child.pid is not None and child.exitcode is None:
+            os.kill(child.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    for module in STEP_MODULES:  # in this process, which has no threads yet: forking it is safe
+        importlib.import_module(module)
     code = 0
     values: dict[str, str] = {}
     for index, step in enumerate(spec["steps"]):
@@ -265,9 +286,10 @@ def run_job(folder: Path) -> int:
         status.update(step=index, command=step_text(filled))
         write_json_atomic(folder / "status.json", status)
         print(f"$ {step_text(filled)}", flush=True)
-        child = subprocess.Popen([sys.executable, "-m", "signbridge.ui.jobs", "--step", json.dumps(filled)],
-                                 stdin=subprocess.DEVNULL)
-        code = child.wait()
+        child = multiprocessing.get_context("fork").Process(target=_step_process, args=(filled,))
+        child.start()
+        child.join()
+        code = child.exitcode if child.exitcode is not None else 1
         if code != 0:
             break
     stopped = stopping or code == STOPPED
