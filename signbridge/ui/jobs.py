@@ -1,9 +1,11 @@
 """Background runs for the browser app: ``signbridge`` commands started detached, with their state on disk.
 
 A job is a folder ``MODELS_DIR/.jobs/<id>/`` holding ``job.json`` (what to run), ``status.json`` (what happened)
-and ``output.log`` (the commands' console output). A small driver process (``python -m signbridge.ui.jobs
-FOLDER``) runs the job's steps one after the other in its own session, so a job outlives the browser tab and the
-app's server; a browser reload finds it again by reading the folder. Stopping a job sends SIGTERM to its command,
+and ``output.log`` (the commands' console output). A driver process runs the job's steps one after the other in its
+own session, so a job outlives the browser tab and the app's server; a browser reload finds it again by reading the
+folder. The app's drivers are forked from a fork server that has imported Lightning (``prepare_jobs``), so a job
+starts at once instead of after a new interpreter's seconds of imports; ``python -m signbridge.ui.jobs FOLDER``
+runs a driver in a new interpreter. Stopping a job sends SIGTERM to its command,
 which saves ``last.ckpt`` (``fit``) or the study (``tune``) before it exits, as on the command line.
 
 A step is a config and what to run on it: ``{"command": "fit" | "test" | "tune", "configs": [files], "overrides":
@@ -23,7 +25,6 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -112,7 +113,12 @@ def _alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    # a finished child of this process stays a zombie until it is reaped; it is not running
+    try:  # a process that has ended but not been waited for (a zombie) is not running
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    # without /proc: a finished child of this process stays a zombie until it is reaped
     try:
         return os.waitpid(pid, os.WNOHANG) == (0, 0)
     except ChildProcessError:
@@ -158,6 +164,48 @@ def run_step(step: dict[str, Any]) -> int:
     return 0
 
 
+def _job_server() -> multiprocessing.context.ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(STEP_MODULES))
+    return context
+
+
+def prepare_jobs() -> None:
+    """Start the jobs' fork server (a new interpreter importing ``STEP_MODULES``: seconds) in the background, so
+    that the first job does not wait for it. The app calls it when it starts; safe to call again."""
+    from multiprocessing import forkserver
+
+    _job_server()
+    forkserver.ensure_running()
+
+
+def _detach(folder: str, environ: dict[str, str]) -> None:
+    """In a child of the fork server: fork the job's driver into a session of its own, with the app's environment
+    and its output in the job's log, and return at once. The driver is nobody's child to wait for: it outlives the
+    app and the fork server."""
+    if os.fork():
+        return
+    code = 1
+    try:
+        os.setsid()  # not stopped by Ctrl-C on the app's terminal
+        os.environ.clear()
+        os.environ.update(environ)
+        log = os.open(Path(folder) / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        for source, stream in ((null, 0), (log, 1), (log, 2)):
+            os.dup2(source, stream)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # the app shows the log as it grows
+        code = run_job(Path(folder))
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def start_job(models_dir: str | os.PathLike, kind: str, name: str, steps: list[dict[str, Any]],
               run_dir: str | os.PathLike, **details: Any) -> Job:
     """Start ``steps`` (``make_step``) in the background; returns at once.
@@ -172,12 +220,9 @@ def start_job(models_dir: str | os.PathLike, kind: str, name: str, steps: list[d
     write_json_atomic(folder / "job.json", spec)
     status = {"state": "starting"}  # before the driver starts: it writes its own status, with its pid
     write_json_atomic(folder / "status.json", status)
-    with open(folder / "output.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "signbridge.ui.jobs", str(folder)], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # not stopped by Ctrl-C on the app's terminal
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    starter = _job_server().Process(target=_detach, args=(str(folder), dict(os.environ)))
+    starter.start()
+    starter.join()  # at once: it has forked the driver
     return Job(folder, spec, status)
 
 
