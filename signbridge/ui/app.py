@@ -4,11 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from signbridge.ui.jobs import prepare_jobs
-
 VIEWS = Path(__file__).parent / "views"  # not "pages": Streamlit would list that folder by itself
 
-prepare_jobs()  # the jobs' fork server imports Lightning in the background: a job started later starts at once
 st.set_page_config(page_title="signbridge", page_icon=":material/sign_language:", layout="wide")
 page = st.navigation([
     st.Page(VIEWS / "train.py", title="Train", icon=":material/model_training:"),

@@ -3,9 +3,9 @@
 A job is a folder ``MODELS_DIR/.jobs/<id>/`` holding ``job.json`` (what to run), ``status.json`` (what happened)
 and ``output.log`` (the commands' console output). A driver process runs the job's steps one after the other in its
 own session, so a job outlives the browser tab and the app's server; a browser reload finds it again by reading the
-folder. The app's drivers are forked from a fork server that has imported Lightning (``prepare_jobs``), so a job
-starts at once instead of after a new interpreter's seconds of imports; ``python -m signbridge.ui.jobs FOLDER``
-runs a driver in a new interpreter. Stopping a job sends SIGTERM to its command,
+folder. The app's drivers are forked from a server that has imported Lightning (``prepare_jobs``), so a job starts
+at once instead of after a new interpreter's seconds of imports; ``python -m signbridge.ui.jobs FOLDER`` runs a
+driver in a new interpreter. Stopping a job sends SIGTERM to its command,
 which saves ``last.ckpt`` (``fit``) or the study (``tune``) before it exits, as on the command line.
 
 A step is a config and what to run on it: ``{"command": "fit" | "test" | "tune", "configs": [files], "overrides":
@@ -25,12 +25,14 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import InputError
 from ..files import write_json_atomic
@@ -72,7 +74,8 @@ class Job:
         state = self.status.get("state", "starting")
         if state in ("starting", "running") and not _alive(self.status.get("pid")):
             started = float(self.spec.get("created", 0))
-            return "starting" if state == "starting" and time.time() - started < 30 else "lost"
+            # the jobs' server may still be importing Lightning: seconds, more on a busy machine
+            return "starting" if state == "starting" and time.time() - started < 120 else "lost"
         return state
 
     @property
@@ -164,30 +167,46 @@ def run_step(step: dict[str, Any]) -> int:
     return 0
 
 
-def _job_server() -> multiprocessing.context.ForkServerContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(STEP_MODULES))
-    return context
+_server: subprocess.Popen | None = None
+_server_lock = threading.Lock()
 
 
-def prepare_jobs() -> None:
-    """Start the jobs' fork server (a new interpreter importing ``STEP_MODULES``: seconds) in the background, so
-    that the first job does not wait for it. The app calls it when it starts; safe to call again."""
-    from multiprocessing import forkserver
+def prepare_jobs() -> subprocess.Popen:
+    """The jobs' server of this process (``python -m signbridge.ui.jobs --server``), started if it is not running.
+    It imports ``STEP_MODULES`` once (seconds), then forks a driver for each job it is sent, so a job does not wait
+    for a new interpreter's imports. The pages that start jobs call it as they load; it ends with this process."""
+    global _server
+    with _server_lock:  # Streamlit runs the pages of several browser tabs in threads
+        if _server is None or _server.poll() is not None:
+            _server = subprocess.Popen([sys.executable, "-m", "signbridge.ui.jobs", "--server"],
+                                       stdin=subprocess.PIPE, text=True,
+                                       start_new_session=True)  # Ctrl-C on the app's terminal stops the app only
+        return _server
 
-    _job_server()
-    forkserver.ensure_running()
+
+def _serve() -> None:
+    """The jobs' server: import what every step imports, then, for each job folder read from stdin (a JSON line
+    with the app's working folder and environment), fork its driver and go on. Ends when stdin closes."""
+    for module in STEP_MODULES:  # in this process, which has no threads: forking it is safe
+        importlib.import_module(module)
+    for line in sys.stdin:
+        request = json.loads(line)
+        driver = os.fork()
+        if driver == 0:
+            _detach(**request)
+        os.waitpid(driver, 0)  # at once: the driver's own process is its child's
 
 
-def _detach(folder: str, environ: dict[str, str]) -> None:
-    """In a child of the fork server: fork the job's driver into a session of its own, with the app's environment
-    and its output in the job's log, and return at once. The driver is nobody's child to wait for: it outlives the
-    app and the fork server."""
+def _detach(folder: str, cwd: str, environ: dict[str, str]) -> NoReturn:
+    """In a child of the jobs' server: fork the job's driver into a session of its own, with the app's working folder
+    and environment and its output in the job's log, and end. The driver is then nobody's child to wait for: it
+    outlives the server and the app."""
     if os.fork():
-        return
+        os._exit(0)
     code = 1
     try:
         os.setsid()  # not stopped by Ctrl-C on the app's terminal
+        os.chdir(cwd)
         os.environ.clear()
         os.environ.update(environ)
         log = os.open(Path(folder) / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -220,10 +239,22 @@ def start_job(models_dir: str | os.PathLike, kind: str, name: str, steps: list[d
     write_json_atomic(folder / "job.json", spec)
     status = {"state": "starting"}  # before the driver starts: it writes its own status, with its pid
     write_json_atomic(folder / "status.json", status)
-    starter = _job_server().Process(target=_detach, args=(str(folder), dict(os.environ)))
-    starter.start()
-    starter.join()  # at once: it has forked the driver
+    request = json.dumps({"folder": str(folder), "cwd": os.getcwd(), "environ": dict(os.environ)}) + "\n"
+    try:
+        _send(prepare_jobs(), request)
+    except OSError:  # the server ended (killed) since it was last asked: a new one
+        _send(prepare_jobs(), request)
     return Job(folder, spec, status)
+
+
+def _send(server: subprocess.Popen, request: str) -> None:
+    assert server.stdin is not None
+    try:
+        server.stdin.write(request)
+        server.stdin.flush()
+    except OSError:
+        server.wait()  # so that prepare_jobs sees it has ended
+        raise
 
 
 def read_job(folder: Path) -> Job | None:
@@ -345,6 +376,9 @@ def run_job(folder: Path) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--server":
+        _serve()
+        raise SystemExit(0)
     if sys.argv[1] == "--step":  # one step, with the console's error handling and exit codes
         from ..cli import run_console
 

@@ -10,7 +10,7 @@ import streamlit as st
 from signbridge.errors import InputError
 from signbridge.metadata import activate_model, read_metadata, run_folder
 from signbridge.ui.common import evaluation_step, settings
-from signbridge.ui.jobs import start_job
+from signbridge.ui.jobs import prepare_jobs, start_job
 from signbridge.ui.runs import (
     confusion_figure,
     find_studies,
@@ -23,6 +23,7 @@ from signbridge.ui.runs import (
 )
 
 folders = settings()
+prepare_jobs()  # the jobs' fork server imports Lightning in the background: the job started here starts at once
 st.title("Models")
 models = models_frame(folders.models_dir)
 listing, compare, studies = st.tabs(["Models", "Compare", "Tuning studies"])

@@ -12,10 +12,11 @@ from signbridge.errors import InputError
 from signbridge.lightning_cli import overrides_from_options
 from signbridge.tuning import tune as tune_study
 from signbridge.ui.common import evaluation_step, settings
-from signbridge.ui.jobs import JOBS_FOLDER, list_jobs, make_step, start_job, stop_job
+from signbridge.ui.jobs import JOBS_FOLDER, list_jobs, make_step, prepare_jobs, start_job, stop_job
 from signbridge.ui.runs import STUDY_FILE, load_studies, scalars_frame
 
 folders = settings()
+prepare_jobs()  # the jobs' fork server imports Lightning in the background: the job started here starts at once
 TUNE_PARAMETERS = set(inspect.signature(tune_study).parameters) - {"config"}
 
 
