@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -76,7 +77,14 @@ class ForkedCommand:
         self._stdout, self._stderr = (os.path.join(self._folder.name, name) for name in ("stdout", "stderr"))
         self._process = _server().Process(target=_child, args=(code, self.args, str(cwd), dict(environ),
                                                                self._stdout, self._stderr))
-        self._process.start()
+        # multiprocessing runs this process's main module again in the child: pytest's script, or after an AppTest
+        # the Streamlit app (Streamlit leaves its page as __main__). The child needs neither.
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            self._process.start()
+        finally:
+            sys.modules["__main__"] = main
         self.pid = self._process.pid
         self.returncode: int | None = None
 
