@@ -72,6 +72,12 @@ class SharedRecognizer:
         with self.lock:
             return self.recognizer.predict(frame)  # type: ignore[union-attr]
 
+    def close(self) -> None:
+        """Close MediaPipe's detector now. Left to the garbage collector, its close can come in the middle of a
+        later training in the same process, where MediaPipe has hung in it (waiting for its own dispatcher)."""
+        with self.lock:
+            self.recognizer.close()
+
     @property
     def scores_any_names(self) -> bool:
         """A text-aligned sequence model: it scores class names the user types."""

@@ -23,6 +23,16 @@ def _survive_sigprof():
     signal.signal(signal.SIGPROF, signal.SIG_IGN)
 
 
+@pytest.fixture(autouse=True)
+def _release_the_apps_models():
+    """AppTest runs the pages in this process: the models the Predict page cached (with their MediaPipe detectors)
+    are released, and so closed, after each test, not by the garbage collector during a later test's training."""
+    import streamlit as st
+
+    yield
+    st.cache_resource.clear()
+
+
 def landmark_args(models_dir: Path, root: Path, cache: Path, *extra: str) -> list[str]:
     return ["--config", str(REPO / "configs" / "sign_landmarks.yaml"), "--data.init_args.root", str(root),
             "--data.init_args.landmarks_file", str(cache), "--data.init_args.batch_size", "8",

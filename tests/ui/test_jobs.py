@@ -41,6 +41,10 @@ def test_a_stopped_fit_saves_last_ckpt_and_says_stopped(tmp_path, digits_subset,
                             trainer__logger__init_args__name="long")
     job = start_job(models_dir, "fit", "long", [fit], models_dir / "long", max_epochs=100000)
     running = wait_for(job, ("running",))
+    # the driver is nobody's here: in a session of its own, not a child of this (the app's) process
+    driver = running.status["pid"]
+    assert os.getsid(driver) == driver
+    assert int(open(f"/proc/{driver}/stat").read().rsplit(")", 1)[1].split()[1]) != os.getpid()
     deadline = time.monotonic() + 240
     while True:  # until an epoch has been logged: the fit is under way
         log_dir = running.log_dir()

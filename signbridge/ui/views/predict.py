@@ -14,7 +14,8 @@ from signbridge.ui.common import PHOTO_TYPES, VIDEO_TYPES, SharedRecognizer, dec
 from signbridge.ui.runs import models_frame
 
 
-@st.cache_resource(max_entries=3, show_spinner="Loading the model and the hand detector…")
+@st.cache_resource(max_entries=3, show_spinner="Loading the model and the hand detector…",
+                   on_release=SharedRecognizer.close)  # a model dropped from the cache closes its detector
 def recognizer(model: str, modified: float) -> SharedRecognizer:
     """The model loaded once for all sessions (``modified`` is in the key: a retrained file is loaded again)."""
     return SharedRecognizer(Path(model))
