@@ -194,7 +194,7 @@ def _serve() -> None:
         driver = os.fork()
         if driver == 0:
             _detach(**request)
-        os.waitpid(driver, 0)  # at once: the driver's own process is its child's
+        os.waitpid(driver, 0)  # at once: this child forks the driver and ends
 
 
 def _detach(folder: str, cwd: str, environ: dict[str, str]) -> NoReturn:
