@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -136,12 +135,3 @@ def run(*argv: object, cwd: Path = REPO, env: Mapping[str, str] | None = None, c
         raise
     return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
 
-
-def warm_up() -> float:
-    """Start the fork server (its imports) now; the seconds it took."""
-    from multiprocessing import forkserver
-
-    start_time = time.perf_counter()
-    _server()
-    forkserver.ensure_running()
-    return time.perf_counter() - start_time

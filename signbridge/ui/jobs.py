@@ -184,11 +184,16 @@ def prepare_jobs() -> subprocess.Popen:
         return _server
 
 
+def _import_step_modules() -> None:
+    """Import ``STEP_MODULES`` in this process, before it forks (it has no threads yet: forking it is safe)."""
+    for module in STEP_MODULES:
+        importlib.import_module(module)
+
+
 def _serve() -> None:
     """The jobs' server: import what every step imports, then, for each job folder read from stdin (a JSON line
     with the app's working folder and environment), fork its driver and go on. Ends when stdin closes."""
-    for module in STEP_MODULES:  # in this process, which has no threads: forking it is safe
-        importlib.import_module(module)
+    _import_step_modules()
     for line in sys.stdin:
         request = json.loads(line)
         driver = os.fork()
@@ -308,14 +313,19 @@ def _names_results(step: dict[str, Any]) -> bool:
     return "{" in json.dumps(step)
 
 
+def _console_step(step: dict[str, Any]) -> int:
+    """Run one step with the console's error handling; its exit code."""
+    from ..cli import run_console
+
+    return run_console(lambda: run_step(step), step.get("configs", []))
+
+
 def _step_process(step: dict[str, Any]) -> None:
     """A forked step: the console's signal handling, error handling and exit codes, as in a new interpreter."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the driver's handlers are not the command's
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from ..cli import run_console
-
     try:
-        raise SystemExit(run_console(lambda: run_step(step), step.get("configs", [])))
+        raise SystemExit(_console_step(step))
     finally:  # what the interpreter does at exit: a forked process ends with os._exit
         sys.stdout.flush()
         atexit._run_exitfuncs()
@@ -338,8 +348,7 @@ def run_job(folder: Path) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for module in STEP_MODULES:  # in this process, which has no threads yet: forking it is safe
-        importlib.import_module(module)
+    _import_step_modules()  # at once when forked from the jobs' server, which has imported them
     code = 0
     values: dict[str, str] = {}
     for index, step in enumerate(spec["steps"]):
@@ -380,8 +389,5 @@ if __name__ == "__main__":
         _serve()
         raise SystemExit(0)
     if sys.argv[1] == "--step":  # one step, with the console's error handling and exit codes
-        from ..cli import run_console
-
-        step = json.loads(sys.argv[2])
-        raise SystemExit(run_console(lambda: run_step(step), step.get("configs", [])))
+        raise SystemExit(_console_step(json.loads(sys.argv[2])))
     raise SystemExit(run_job(Path(sys.argv[1])))

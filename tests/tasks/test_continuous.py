@@ -144,7 +144,7 @@ def stitched_run(tmp_path_factory, wlasl_subset):
 
 
 def test_a_model_of_stitched_landmark_sentences_reads_a_real_video(stitched_run, tmp_path, hand_model):
-    # in a new interpreter: MediaPipe must not start in a process that has trained (see HandDetector)
+    # in a process of its own: MediaPipe must not start in a process that has trained (see HandDetector)
     import json
 
     import cv2

@@ -23,7 +23,7 @@ from signbridge.ui.runs import (
 )
 
 folders = settings()
-prepare_jobs()  # the jobs' fork server imports Lightning in the background: the job started here starts at once
+prepare_jobs()  # the jobs' server imports Lightning in the background: the job started here starts at once
 st.title("Models")
 models = models_frame(folders.models_dir)
 listing, compare, studies = st.tabs(["Models", "Compare", "Tuning studies"])

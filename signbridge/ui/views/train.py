@@ -16,7 +16,7 @@ from signbridge.ui.jobs import JOBS_FOLDER, list_jobs, make_step, prepare_jobs, 
 from signbridge.ui.runs import STUDY_FILE, load_studies, scalars_frame
 
 folders = settings()
-prepare_jobs()  # the jobs' fork server imports Lightning in the background: the job started here starts at once
+prepare_jobs()  # the jobs' server imports Lightning in the background: the job started here starts at once
 TUNE_PARAMETERS = set(inspect.signature(tune_study).parameters) - {"config"}
 
 
