@@ -5,7 +5,9 @@ The Lightning run is the user's command as it runs (checkpoints, TensorBoard log
 confusion-matrix figure at its interval), timed from the config to the end of ``fit``; the landmark cache exists
 beforehand. The plain loop trains the same network class (a copy) on the same training and validation tensors with
 the same batch size, the same batch augmentation (``HandAugment.landmarks_batch``), AdamW with a cosine schedule, and
-one validation pass per epoch. Both use the threads a console command would choose (``configure_threads``:
+one validation pass per epoch. Each setting runs ``--repeats`` fits and plain loops, alternating, and reports the
+medians: of the whole runs, and of the time from one epoch's start to the next (training, validation, checkpoints).
+Both use the threads a console command would choose (``configure_threads``:
 ``SIGNBRIDGE_THREADS``, or the cores other work leaves free). Rows go to ``--output`` (JSON lines) and one table is
 printed.
 
@@ -18,12 +20,14 @@ import argparse
 import copy
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from common import append_rows
@@ -32,21 +36,39 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "sign_landmarks.yaml"
 
 
-def lightning_fit(args: argparse.Namespace, folder: Path):
+class EpochClock(L.Callback):
+    """Records the start time of every training epoch of a fit."""
+
+    def __init__(self):
+        self.starts: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.starts.append(time.perf_counter())
+
+
+def median_epoch(starts: list[float]) -> float:
+    """The median time from one epoch's start to the next (its training, validation and checkpoints)."""
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
+    return gaps[len(gaps) // 2] if gaps else float("nan")
+
+
+def lightning_fit(args: argparse.Namespace, folder: Path, clock=None):
     from signbridge.lightning_cli import config_from_files, fit
 
     config = config_from_files([CONFIG], {
         "data.init_args.root": str(Path(args.root).resolve()), "data.init_args.landmarks_file": args.landmarks_file,
         "trainer.max_epochs": args.epochs, "trainer.enable_progress_bar": False,
         "trainer.enable_model_summary": False, "trainer.logger.init_args.save_dir": str(folder),
-        **({"data.init_args.batch_size": args.batch_size} if args.batch_size else {})})
+        **({"data.init_args.batch_size": args.batch_size} if args.batch_size else {}),
+        **({"data.init_args.batches_per_step": args.batches_per_step} if args.batches_per_step else {})})
     start = time.perf_counter()
-    cli = fit(config)
+    cli = fit(config, callbacks=[clock] if clock is not None else None)
     return time.perf_counter() - start, cli
 
 
-def plain_loop(cli, epochs: int) -> float:
-    """The same network, tensors, augmentation and optimiser, without Lightning."""
+def plain_loop(cli, epochs: int, starts: list[float] | None = None) -> float:
+    """The same network, tensors, augmentation and optimiser, without Lightning (each epoch's start appended to
+    ``starts``)."""
     data, task = cli.datamodule, cli.model
     net = copy.deepcopy(task.model).train()
     train, val = data.datasets["train"], data.datasets["val"]
@@ -58,6 +80,8 @@ def plain_loop(cli, epochs: int) -> float:
     steps = epochs * (len(train) // size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
     for _ in range(epochs):
+        if starts is not None:
+            starts.append(time.perf_counter())
         net.train()
         landmarks, present, aspect, labels = tensors["train"]
         order = torch.randperm(len(labels))
@@ -84,6 +108,9 @@ def main() -> None:
     parser.add_argument("--landmarks_file", required=True, help="the dataset's landmark cache (built beforehand)")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch_size", type=int, help="instead of the recipe's (both runs)")
+    parser.add_argument("--batches_per_step", type=int, help="instead of the recipe's (the Lightning run)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="fits and plain loops per setting, alternating; the table shows medians")
     parser.add_argument("--output")
     parser.add_argument("--settings", nargs="*", default=["idle", "busy"])
     args = parser.parse_args()
@@ -99,27 +126,41 @@ def main() -> None:
             if user_threads is None:  # the previous setting's choice is in OMP_NUM_THREADS: choose afresh
                 os.environ.pop("OMP_NUM_THREADS", None)
             configure_threads()  # as a console command chooses them (SIGNBRIDGE_THREADS to choose)
-            with tempfile.TemporaryDirectory() as folder:
-                seconds, cli = lightning_fit(args, Path(folder))
-                plain = plain_loop(cli, args.epochs)
+            fits, plains, fit_epochs, plain_epochs = [], [], [], []
+            for _ in range(args.repeats):  # alternating, so a slower minute of the machine hits both
+                clock, starts = EpochClock(), []
+                with tempfile.TemporaryDirectory() as folder:
+                    seconds, cli = lightning_fit(args, Path(folder), clock)
+                    plain = plain_loop(cli, args.epochs, starts)
+                fits.append(seconds)
+                plains.append(plain)
+                fit_epochs.append(median_epoch(clock.starts))
+                plain_epochs.append(median_epoch(starts))
         finally:
             if busy is not None:
                 busy.kill()
                 busy.wait()
+        fit_s, plain_s = statistics.median(fits), statistics.median(plains)
+        fit_epoch, plain_epoch = statistics.median(fit_epochs), statistics.median(plain_epochs)
         rows.append({"setting": setting, "cores": len(os.sched_getaffinity(0)), "threads": torch.get_num_threads(),
                      "epochs": args.epochs, "batch_size": cli.datamodule.hparams.batch_size,
-                     "train_samples": len(cli.datamodule.datasets["train"]),
-                     "lightning_s": round(seconds, 2), "plain_s": round(plain, 2), "ratio": round(seconds / plain, 3),
-                     "lightning_s_per_epoch": round(seconds / args.epochs, 3),
+                     "batches_per_step": cli.datamodule.hparams.get("batches_per_step", 1),
+                     "train_samples": len(cli.datamodule.datasets["train"]), "repeats": args.repeats,
+                     "lightning_s": round(fit_s, 2), "plain_s": round(plain_s, 2), "ratio": round(fit_s / plain_s, 3),
+                     "lightning_s_all": [round(x, 2) for x in fits], "plain_s_all": [round(x, 2) for x in plains],
+                     "lightning_ms_per_epoch": round(1000 * fit_epoch, 1),
+                     "plain_ms_per_epoch": round(1000 * plain_epoch, 1),
+                     "epoch_ratio": round(fit_epoch / plain_epoch, 3),
                      "val_acc": round(float(cli.trainer.callback_metrics.get("val_acc", float("nan"))), 4)})
         print(json.dumps(rows[-1]), flush=True)
         append_rows(args.output, rows[-1:])
     print("\n| setting | cores | torch threads | Lightning fit (s) | plain loop (s) | Lightning / plain | "
-          "s per epoch |")
-    print("|---|---|---|---|---|---|---|")
+          "ms per epoch, Lightning / plain | per epoch ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['setting']} | {row['cores']} | {row['threads']} | {row['lightning_s']} | {row['plain_s']} | "
-              f"{row['ratio']} | {row['lightning_s_per_epoch']} |")
+              f"{row['ratio']} | {row['lightning_ms_per_epoch']} / {row['plain_ms_per_epoch']} | "
+              f"{row['epoch_ratio']} |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from ..errors import InputError, check_range
 from ..hparams import save_plain_hyperparameters
@@ -58,6 +58,11 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: pin batches for faster host-to-GPU copies.
         persistent_workers: keep workers alive between epochs.
+        batches_per_step: in-memory data only: the training batches one Lightning step receives, as a list. The
+            task still takes one optimizer step per batch (the same training), and Lightning's own per-step work
+            (hooks, progress, logging) is done once per list: for a model whose step takes milliseconds, that work
+            cost as much as the step. As Keras's ``steps_per_execution``; the README ("Several batches per
+            step") says what counts differently.
     """
 
     collate_fn: Callable[[list], dict] | None = None
@@ -80,9 +85,14 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        batches_per_step: int = 1,
     ):
         super().__init__()
         check_range("batch_size", batch_size, 1)
+        check_range("batches_per_step", batches_per_step, 1)
+        if batches_per_step > 1 and not self.in_memory:
+            raise InputError(f"batches_per_step={batches_per_step}: {type(self).__name__} reads files for its "
+                             "batches; several batches per step are for data held in memory (set 1)")
         check_range("num_workers", num_workers, 0)
         check_range("val_fraction", val_fraction, 0, 1, high_open=True)
         check_range("test_fraction", test_fraction, 0, 1)
@@ -118,6 +128,8 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
         """A dict batch's tensors moved to ``device``, its lists of names and paths left as they are: Lightning's
         default walks every element of every list, which for a batch of paths cost more than a landmark model's
         training step."""
+        if isinstance(batch, list) and batch and all(isinstance(item, dict) for item in batch):  # batches_per_step
+            return [self.transfer_batch_to_device(item, device, dataloader_idx) for item in batch]
         if not isinstance(batch, dict):
             return super().transfer_batch_to_device(batch, device, dataloader_idx)
         blocking = device.type in ("cpu", "mps")  # as Lightning's move_data_to_device
@@ -131,9 +143,22 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
                 moved[key] = super().transfer_batch_to_device(value, device, dataloader_idx)
         return moved
 
+    def augment_batch(self, batch: dict) -> dict:
+        """A training batch augmented on its device (after the transfer); the data's own augmentation, if any."""
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return batch
+        if isinstance(batch, list):  # several batches for one step (batches_per_step)
+            return [self.augment_batch(item) for item in batch]
+        return self.augment_batch(batch)
+
     def _loader(self, split: str, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
         """The loader of one split; a training loader (``shuffle``) drops its last incomplete batch, and draws with
-        ``sampler`` when one is given."""
+        ``sampler`` when one is given. With ``batches_per_step`` a training loader yields lists of that many
+        batches (the last list of an epoch may hold fewer)."""
         h = self.hparams
         if split not in self.datasets:
             raise InputError(f"{self.root}: there is no {split} split (test_fraction={h.test_fraction}); set "
@@ -143,10 +168,43 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
             log.info("%s: the data are tensors in memory, loaded without worker processes (num_workers=%d unused)",
                      type(self).__name__, h.num_workers)
             self._said_in_memory = True
+        drop_last = shuffle and len(self.datasets[split]) > h.batch_size
+        per_step = h.get("batches_per_step", 1) if shuffle else 1
+        # a list of batches is drawn as one batch of that many samples, then cut (BatchList), so an epoch sees the
+        # same samples in the same batches as with one batch per step
+        collate: Callable | None = (BatchList(h.batch_size, drop_last, self.collate_fn) if per_step > 1 else
+                                    self.collate_fn)
         return DataLoader(
-            self.datasets[split], batch_size=h.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-            num_workers=workers,
+            self.datasets[split], batch_size=h.batch_size * per_step, shuffle=shuffle and sampler is None,
+            sampler=sampler, num_workers=workers,
             pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and workers > 0,
-            collate_fn=self.collate_fn, drop_last=shuffle and len(self.datasets[split]) > h.batch_size,
+            collate_fn=collate, drop_last=drop_last and per_step == 1,
         )
+
+
+class BatchList:
+    """The collation of ``batches_per_step``: the samples of several batches, drawn as one, cut into batches of
+    ``batch_size`` (the last one dropped when incomplete and ``drop_last``), each collated by ``collate_fn``."""
+
+    def __init__(self, batch_size: int, drop_last: bool, collate_fn: Callable[[Any], dict] | None):
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.collate_fn: Callable[[Any], dict] = collate_fn or default_collate
+
+    def __call__(self, items: list | dict) -> list[dict]:
+        size = self.batch_size
+        if isinstance(items, dict):  # drawn whole by the dataset's __getitems__: cut the collated batch
+            batch = self.collate_fn(items)
+            count = len(batch["label"])
+            batches = [{key: value[first:first + size] for key, value in batch.items()}
+                       for first in range(0, count, size)]
+        else:
+            count = len(items)
+            batches = [self.collate_fn(items[first:first + size]) for first in range(0, count, size)]
+        if self.drop_last and count % size:
+            batches.pop()
+        return batches
+
+    def batches_in(self, samples: int) -> int:
+        """The batches an epoch of ``samples`` is cut into."""
+        return samples // self.batch_size if self.drop_last else -(-samples // self.batch_size)
 

@@ -328,9 +328,6 @@ class SequenceDataModule(ClassificationDataModule):
                                                    self.parts)
         self._caches.clear()
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+    def augment_batch(self, batch: dict) -> dict:
         # augmented on the device, one vectorised pass per batch
-        trainer = self.trainer
-        if self.augmenter is not None and trainer is not None and trainer.training:
-            return self.augmenter(batch, self.parts)
-        return batch
+        return self.augmenter(batch, self.parts) if self.augmenter is not None else batch

@@ -203,7 +203,7 @@ class SignDataModule(ClassificationDataModule):
                 self.root, [paths[i] for i in indices], [labels[i] for i in indices],
                 cache.landmarks[rows[indices]], cache.present[rows[indices]], cache.image_size[rows[indices]],
                 self.loaded_image_size, self.hparams.interpolation,
-                # landmark-only batches are augmented on tensors, a batch at a time (on_after_batch_transfer)
+                # landmark-only batches are augmented on tensors, a batch at a time (augment_batch)
                 augment=self.augmenter if split == "train" and self.load_images else None,
             )
 
@@ -224,10 +224,9 @@ class LandmarkDataModule(SignDataModule):
     in_memory = True
     collate_fn = staticmethod(collate_batched)  # the batches are indexed whole from the tensors
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+    def augment_batch(self, batch: dict) -> dict:
         # one vectorised pass per training batch instead of per-sample Python (HandAugment.landmarks_batch)
-        trainer = self.trainer
-        if self.augmenter is not None and trainer is not None and trainer.training:
+        if self.augmenter is not None:
             batch = dict(batch)
             batch["landmarks"], batch["present"] = self.augmenter.landmarks_batch(batch["landmarks"], batch["present"])
         return batch

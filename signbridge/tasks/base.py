@@ -8,11 +8,13 @@ import contextvars
 import inspect
 import math
 import operator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import lightning as L
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities.types import LRSchedulerConfigType
 from torch import nn
 
@@ -83,6 +85,87 @@ class Task(L.LightningModule):
         record = getattr(self.datamodule, "inference_preprocessing", None)
         if callable(record):
             self.preprocessing = record()
+        if stage == "fit" and self.batches_per_step() > 1:
+            self.check_batch_lists()
+            # the task steps the optimizer once per batch of the list (optimize_batches)
+            self.automatic_optimization = False
+
+    trains_batch_lists: bool = False
+    """Whether ``training_step`` takes the lists of batches of a datamodule's ``batches_per_step``
+    (with ``optimize_batches``)."""
+
+    def batches_per_step(self) -> int:
+        """The training batches one Lightning step receives: the datamodule's ``batches_per_step`` (1 without)."""
+        hparams = getattr(self.datamodule, "hparams", None) or {}
+        return int(hparams.get("batches_per_step", 1) or 1)
+
+    def check_batch_lists(self) -> None:
+        """Refuse what several batches per step cannot do the way Lightning's own loop does it."""
+        per_step, trainer = self.batches_per_step(), self.trainer
+        setting = f"data.init_args.batches_per_step={per_step}"
+        if not self.trains_batch_lists:
+            raise InputError(f"{setting}: {type(self).__name__} trains on one batch per step; set it to 1")
+        if trainer.accumulate_grad_batches != 1:
+            raise InputError(f"{setting} takes one optimizer step per batch: it cannot accumulate gradients "
+                             f"(trainer.accumulate_grad_batches={trainer.accumulate_grad_batches}); set one to 1")
+        if trainer.gradient_clip_val and getattr(trainer.precision_plugin, "scaler", None) is not None:
+            raise InputError(f"{setting} cannot clip the gradients of a 16-bit mixed-precision run (they are still "
+                             "scaled when it would); use bf16-mixed or 32-true, or batches_per_step 1")
+
+    def optimize_batches(self, batches: list[dict], loss_of: Callable[[dict], torch.Tensor]) -> torch.Tensor | None:
+        """Train on the batches of one step (``batches_per_step``) as Lightning's automatic optimization trains on
+        one batch, once per batch: ``loss_of(batch)``, zero the gradients, backward, clip them (the trainer's
+        ``gradient_clip_val``), step the optimizer, then the per-step schedules. Returns the last batch's loss
+        (detached; None for an empty list)."""
+        trainer, optimizer = self.trainer, self.optimizers()
+        assert isinstance(optimizer, LightningOptimizer), "optimize_batches trains one optimizer"
+        loss = None
+        for batch in batches:
+            if 0 <= trainer.max_steps <= trainer.global_step:  # max_steps counts optimizer steps
+                break
+            loss = loss_of(batch)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            self.configure_gradient_clipping(optimizer.optimizer, trainer.gradient_clip_val,
+                                             trainer.gradient_clip_algorithm)
+            optimizer.step()
+            self.step_schedules("step")
+        return None if loss is None else loss.detach()
+
+    def step_schedules(self, interval: Literal["step", "epoch"]) -> None:
+        """Step the learning-rate schedules of ``interval`` as Lightning's automatic optimization would (the plateau
+        schedule on its monitored metric), for a task that steps its optimizer itself (``optimize_batches``)."""
+        trainer = self.trainer
+        count = trainer.global_step if interval == "step" else trainer.current_epoch + 1
+        for config in trainer.lr_scheduler_configs:
+            if config.interval != interval or count % config.frequency:
+                continue
+            value = None
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                # Lightning drops a manual optimization's monitor: the plateau schedule follows the task's
+                value = trainer.callback_metrics.get(config.monitor or self.monitor)
+                if value is None:
+                    raise InputError(f"the learning-rate schedule follows {config.monitor or self.monitor}, which "
+                                     f"was not logged (logged: {', '.join(trainer.callback_metrics) or 'nothing'})")
+            self.lr_scheduler_step(config.scheduler, value)
+
+    def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization and self.batches_per_step() > 1:
+            self.step_schedules("epoch")  # after the epoch's validation, as Lightning steps them
+
+    def estimated_optimizer_steps(self) -> int:
+        """The optimizer steps of the whole fit: Lightning's ``estimated_stepping_batches``, which counts a list of
+        batches (``batches_per_step``) as one step, counted in batches."""
+        trainer = self.trainer
+        estimate = int(trainer.estimated_stepping_batches)  # loads the training data
+        per_step = self.batches_per_step()
+        if per_step == 1 or trainer.max_epochs is None or trainer.max_epochs < 0:
+            return estimate  # without max_epochs: max_steps, which counts optimizer steps
+        loader = trainer.train_dataloader
+        assert loader is not None  # loaded by estimated_stepping_batches
+        per_epoch = min(loader.collate_fn.batches_in(len(loader.sampler)), trainer.num_training_batches * per_step)
+        total = per_epoch * trainer.max_epochs
+        return min(total, trainer.max_steps) if trainer.max_steps >= 0 else total
 
     def input_specs(self) -> tuple[InputSpec, ...]:
         """The tensors the task reads at inference, in the order an exported file takes them."""
@@ -161,13 +244,15 @@ class Task(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=self.monitor_mode, factor=factor, patience=patience, min_lr=min_lr,
         )
+        if not self.automatic_optimization:  # step_schedules steps it on the monitor (Lightning would warn)
+            return {"scheduler": scheduler}
         return {"scheduler": scheduler, "monitor": self.monitor}
 
     def warmup_cosine_schedule(self, optimizer: torch.optim.Optimizer, warmup_epochs: float,
                                min_lr: float) -> LRSchedulerConfigType:
         """Linear warm-up over ``warmup_epochs``, then cosine decay to ``min_lr`` at the end of
         ``trainer.max_epochs``, stepped every batch (a Lightning scheduler config)."""
-        total = max(2, int(self.trainer.estimated_stepping_batches))
+        total = max(2, self.estimated_optimizer_steps())
         epochs = max(1, self.trainer.max_epochs or 1)
         warmup = min(total - 1, round(total * warmup_epochs / epochs))
         floor = min_lr / optimizer.defaults["lr"]

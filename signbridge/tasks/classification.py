@@ -273,12 +273,23 @@ class ClassificationTask(Task):
         logits = self(batch)
         return self.classification_loss(logits, batch["label"]), logits
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    trains_batch_lists = True
+
+    def training_step(self, batch: dict | list[dict], batch_idx: int) -> torch.Tensor | None:
+        # a list: several batches for this step (the datamodule's batches_per_step), one optimizer step each
+        if isinstance(batch, list):
+            loss = self.optimize_batches(batch, self.training_loss)
+        else:
+            loss = self.training_loss(batch)
+        if loss is not None and self.logger_writes_this_step():
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+        return loss
+
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        """The loss of one training batch, counted into the epoch's training metrics."""
         loss, logits = self.model_step(batch)
         labels = batch["label"]
         self.tally("train").update(logits.detach(), labels, loss.detach() * len(labels))
-        if self.logger_writes_this_step():
-            self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -297,6 +308,7 @@ class ClassificationTask(Task):
 
     def on_train_epoch_end(self) -> None:
         self.log_train_epoch()  # an epoch of unknown length (logged at its last batch otherwise)
+        super().on_train_epoch_end()
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         if stage == "test" and len(getattr(self.datamodule, "unseen_classes", ()) or ()):

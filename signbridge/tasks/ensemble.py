@@ -43,6 +43,9 @@ def fit_member_weights(log_probs: torch.Tensor, labels: torch.Tensor, steps: int
         return scores.detach().softmax(0)
 
 
+_NOT_TRAINED = "an ensemble is not trained: fit its members (signbridge ensemble), then test it"
+
+
 class EnsembleClassifier(ClassificationTask):
     """N trained checkpoints of one classifier (e.g. trained with different seeds, ``signbridge ensemble``) as one
     classifier: the weighted mean of their class probabilities. Used with ``signbridge test``, ``validate`` and
@@ -110,6 +113,8 @@ class EnsembleClassifier(ClassificationTask):
         return torch.logsumexp(self.member_log_probs(batch) + log_weight, dim=0)
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            raise InputError(_NOT_TRAINED)
         super().setup(stage)
         if self.class_names is not None and self._members[0].class_names not in (None, self.class_names):
             raise InputError(f"the ensemble's members were trained on the classes {self._members[0].class_names} "
@@ -154,8 +159,10 @@ class EnsembleClassifier(ClassificationTask):
     def collect_validation(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         pass  # the ensemble's thresholds are fitted once, before it is evaluated
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        raise InputError("an ensemble is not trained: fit its members (signbridge ensemble), then test it")
+    trains_batch_lists = False
+
+    def training_step(self, batch: dict | list[dict], batch_idx: int) -> torch.Tensor:
+        raise InputError(_NOT_TRAINED)
 
     def configure_optimizers(self):
-        raise InputError("an ensemble is not trained: fit its members (signbridge ensemble), then test it")
+        raise InputError(_NOT_TRAINED)

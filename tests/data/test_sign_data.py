@@ -206,3 +206,44 @@ def test_landmark_batches_are_indexed_whole_and_moved_without_walking_their_path
     moved = LandmarkDataModule(str(tmp_path)).transfer_batch_to_device(
         {**whole, "nested": {"x": torch.ones(2)}}, torch.device("cpu"), 0)
     assert moved["path"] is whole["path"] and torch.equal(moved["nested"]["x"], torch.ones(2))
+
+
+def test_batches_per_step_yields_the_same_batches_as_lists(tmp_path):
+    """With ``batches_per_step`` a training loader yields lists of batches that are, in order, the batches the loader
+    yields without it (same seed): the last incomplete batch still dropped, a short last list, the tensors of each
+    batch moved; a datamodule that reads files for its batches refuses it."""
+    import numpy as np
+    import torch
+
+    from signbridge.data import LandmarkDataModule
+    from signbridge.data.base import BatchList
+    from signbridge.data.sign import SignImageDataset
+    from signbridge.errors import InputError
+
+    count = 23  # batches of 4: five whole ones and three samples dropped
+    dataset = SignImageDataset(tmp_path, [f"{i}.jpg" for i in range(count)], list(range(count)),
+                               np.random.default_rng(0).random((count, 2, 21, 3)), np.ones((count, 2), bool),
+                               np.full((count, 2), 64), image_size=None)
+
+    def epoch(per_step: int) -> list:
+        data = LandmarkDataModule(str(tmp_path), batch_size=4, batches_per_step=per_step, augment=None)
+        data.datasets["train"] = dataset
+        torch.manual_seed(0)
+        return list(data.train_dataloader())
+
+    single, lists = epoch(1), epoch(2)
+    assert [len(item) for item in lists] == [2, 2, 1]
+    flat = [batch for item in lists for batch in item]
+    assert len(flat) == len(single) == 5
+    for ours, theirs in zip(flat, single):
+        assert ours["path"] == theirs["path"] and torch.equal(ours["landmarks"], theirs["landmarks"])
+    # a list of samples (no __getitems__) is cut, then each batch collated
+    samples = BatchList(4, drop_last=False, collate_fn=None)([{"label": torch.tensor(i)} for i in range(6)])
+    assert [batch["label"].tolist() for batch in samples] == [[0, 1, 2, 3], [4, 5]]
+    assert BatchList(4, True, None).batches_in(23) == 5 and BatchList(4, False, None).batches_in(23) == 6
+
+    data = LandmarkDataModule(str(tmp_path), batch_size=4, batches_per_step=2)
+    moved = data.transfer_batch_to_device(lists[0], torch.device("cpu"), 0)
+    assert isinstance(moved, list) and moved[1]["path"] is lists[0][1]["path"]
+    with pytest.raises(InputError, match="batches_per_step=2: SignDataModule reads files"):
+        SignDataModule(str(tmp_path), batches_per_step=2)

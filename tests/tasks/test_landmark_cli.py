@@ -3,11 +3,13 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from signbridge.cli import main
 from signbridge.data import LandmarkDataModule, SignDataModule
+from signbridge.errors import InputError
 from signbridge.tasks import LandmarkClassifier
 from tests.conftest import REPO
 
@@ -78,9 +80,34 @@ def test_resume_from_last_continues_in_the_same_run_folder(tmp_path, digits_subs
     resumed = main(["fit", *_args(tmp_path, digits_subset, digits_cache), "--trainer.max_epochs", "4",
                     "--ckpt_path", str(last)])
     assert Path(resumed.trainer.log_dir) == run and sorted(p.name for p in run.parent.iterdir()) == [run.name]
+    # the recipe's batches_per_step: the optimizer steps are counted on from the checkpoint
+    assert resumed.trainer.global_step == 2 * first.trainer.global_step > 0
     metadata = json.loads((run / "checkpoints" / "model.json").read_text())
     assert metadata["epochs"] == 4 and [row["epoch"] for row in metadata["history"]] == [0, 1, 2, 3]
     best = resumed.trainer.checkpoint_callback
     assert Path(best.best_model_path).parent == run / "checkpoints" and Path(best.best_model_path).exists()
     assert metadata["checkpoint"] == Path(best.best_model_path).name
     assert metadata["best"]["val_loss"] == min(row["val_loss"] for row in metadata["history"])
+
+
+def test_several_batches_per_step_take_the_optimizer_steps_of_one_batch_per_step(tmp_path, digits_subset,
+                                                                                   digits_cache):
+    """The recipe's ``batches_per_step`` (32: an epoch of 3 batches in one Lightning step), and 2 (a list of 2, then
+    of 1), take the optimizer steps and the per-step cosine schedule of one batch per step; an epoch-wise plateau
+    schedule is stepped once per epoch; accumulating gradients is refused."""
+    def fit(name: str, *extra: str):
+        return main(["fit", *_args(tmp_path / name, digits_subset, digits_cache, *extra)])
+
+    runs = {per_step: fit(str(per_step), "--data.init_args.batches_per_step", str(per_step)) for per_step in (1, 32)}
+    runs[2] = fit("plateau", "--data.init_args.batches_per_step", "2", "--model.init_args.lr_schedule", "plateau")
+    for per_step, cli in runs.items():
+        trainer = cli.trainer
+        assert cli.model.automatic_optimization == (per_step == 1), per_step
+        assert trainer.global_step == 3 * 3, per_step  # 24 training photos, batches of 8, 3 epochs
+        assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"]), per_step
+    schedules = {per_step: cli.trainer.lr_scheduler_configs[0].scheduler for per_step, cli in runs.items()}
+    assert schedules[1].last_epoch == schedules[32].last_epoch == 9  # stepped after every optimizer step
+    assert schedules[32].get_last_lr() == pytest.approx(schedules[1].get_last_lr())
+    assert schedules[2].last_epoch == 3  # ReduceLROnPlateau: once per epoch, on val_loss
+    with pytest.raises(InputError, match="cannot accumulate gradients"):
+        fit("accumulate", "--trainer.accumulate_grad_batches", "2")

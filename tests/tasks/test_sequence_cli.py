@@ -30,9 +30,13 @@ def _args(tmp_path: Path, root: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, wlasl_subset) -> tuple[Path, Path]:
-    """A sequence classifier trained for 2 epochs on 4 real signs; returns its run folder root and best checkpoint."""
+    """A sequence classifier trained for 2 epochs on 4 real signs, two batches per step (``batches_per_step``: each
+    batch padded and augmented on its own, one optimizer step each); returns its run folder root and best
+    checkpoint."""
     tmp_path = tmp_path_factory.mktemp("sequence_run")
-    cli = main(["fit", *_args(tmp_path, wlasl_subset)])
+    cli = main(["fit", *_args(tmp_path, wlasl_subset), "--data.init_args.batches_per_step", "2"])
+    batches = len(cli.datamodule.datasets["train"]) // 8  # the last incomplete batch is dropped
+    assert cli.trainer.global_step == 2 * batches and not cli.model.automatic_optimization
     return tmp_path, Path(cli.trainer.checkpoint_callback.best_model_path)
 
 
