@@ -43,9 +43,6 @@ def fit_member_weights(log_probs: torch.Tensor, labels: torch.Tensor, steps: int
         return scores.detach().softmax(0)
 
 
-_NOT_TRAINED = "an ensemble is not trained: fit its members (signbridge ensemble), then test it"
-
-
 class EnsembleClassifier(ClassificationTask):
     """N trained checkpoints of one classifier (e.g. trained with different seeds, ``signbridge ensemble``) as one
     classifier: the weighted mean of their class probabilities. Used with ``signbridge test``, ``validate`` and
@@ -114,7 +111,7 @@ class EnsembleClassifier(ClassificationTask):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            raise InputError(_NOT_TRAINED)
+            raise InputError("an ensemble is not trained: fit its members (signbridge ensemble), then test it")
         super().setup(stage)
         if self.class_names is not None and self._members[0].class_names not in (None, self.class_names):
             raise InputError(f"the ensemble's members were trained on the classes {self._members[0].class_names} "
@@ -158,11 +155,3 @@ class EnsembleClassifier(ClassificationTask):
 
     def collect_validation(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         pass  # the ensemble's thresholds are fitted once, before it is evaluated
-
-    trains_batch_lists = False
-
-    def training_step(self, batch: dict | list[dict], batch_idx: int) -> torch.Tensor:
-        raise InputError(_NOT_TRAINED)
-
-    def configure_optimizers(self):
-        raise InputError(_NOT_TRAINED)
