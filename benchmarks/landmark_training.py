@@ -48,8 +48,8 @@ class EpochClock(L.Callback):
 
 def median_epoch(starts: list[float]) -> float:
     """The median time from one epoch's start to the next (its training, validation and checkpoints)."""
-    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
-    return gaps[len(gaps) // 2] if gaps else float("nan")
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    return statistics.median(gaps) if gaps else float("nan")
 
 
 def lightning_fit(args: argparse.Namespace, folder: Path, clock=None):
