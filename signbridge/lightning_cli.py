@@ -40,6 +40,16 @@ class SignbridgeCLI(LightningCLI):
     over the one saved in ``--ckpt_path``'s checkpoint.
     """
 
+    def __init__(self, *args: Any, subcommand: str | None = None, **kwargs: Any) -> None:
+        # the parser of the subcommand that runs only (None: all four, for the top-level --help): building the
+        # four took a third of a small fit's start-up
+        self.only_subcommand = subcommand
+        super().__init__(*args, **kwargs)
+
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]  # Lightning's is a staticmethod
+        every = LightningCLI.subcommands()
+        return {self.only_subcommand: every[self.only_subcommand]} if self.only_subcommand in every else every
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(ModelMetadata, "model_metadata")
@@ -187,6 +197,8 @@ def build_cli(args: list[str] | dict, callbacks: list[L.Callback] | None = None,
     """``SignbridgeCLI`` on a command line (a list) or a config (``{"subcommand": ..., SUBCOMMAND: config}``)."""
     # `signbridge tune` runs fits from inside a command line of its own; Lightning would warn about sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
+    subcommand = args.get("subcommand") if isinstance(args, dict) else args[0] if args else None
+    chosen = (subcommand,) if subcommand in SUBCOMMANDS else SUBCOMMANDS
     return cli_class(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args,
@@ -196,7 +208,8 @@ def build_cli(args: list[str] | dict, callbacks: list[L.Callback] | None = None,
                        + ", ".join(f"'signbridge {name} --help'" for name in _other_commands()),
                        # a wrong option raises, so that the console shows one line instead of the whole usage
                        "exit_on_error": False,
-                       **{command: {"exit_on_error": False} for command in SUBCOMMANDS}},
+                       **{command: {"exit_on_error": False} for command in chosen}},
+        subcommand=subcommand if subcommand in SUBCOMMANDS else None,
     )
 
 

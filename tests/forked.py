@@ -29,7 +29,7 @@ from signbridge.ui.jobs import STEP_MODULES
 REPO = Path(__file__).resolve().parents[1]
 # what the tests' commands import (the app's job steps import the same), but not MediaPipe: a detector is built in
 # the child
-PRELOAD = [*STEP_MODULES, "signbridge.tuning", "signbridge.recognize", "matplotlib.pyplot"]
+PRELOAD = [*STEP_MODULES, "signbridge.tuning", "signbridge.recognize"]
 
 
 def _child(code: str | None, argv: list[str], cwd: str, environ: dict[str, str], stdout: str, stderr: str) -> None:

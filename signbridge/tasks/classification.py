@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 from torchmetrics import CatMetric
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..errors import InputError, check_range
 from ..files import atomic_write
@@ -28,6 +27,7 @@ from ..metrics import (
     per_class_scores,
     scores_from_counts,
 )
+from ..plots import confusion_image
 from .base import Task
 
 
@@ -276,20 +276,20 @@ class ClassificationTask(Task):
     trains_batch_lists = True
 
     def training_step(self, batch: dict | list[dict], batch_idx: int) -> torch.Tensor | None:
+        counted: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+        def loss_of(one: dict) -> torch.Tensor:
+            loss, logits = self.model_step(one)
+            counted.append((logits.detach(), one["label"], loss.detach() * len(one["label"])))
+            return loss
+
         # a list: several batches for this step (the datamodule's batches_per_step), one optimizer step each
-        if isinstance(batch, list):
-            loss = self.optimize_batches(batch, self.training_loss)
-        else:
-            loss = self.training_loss(batch)
+        loss = self.optimize_batches(batch, loss_of) if isinstance(batch, list) else loss_of(batch)
+        if counted:  # the epoch's training metrics count the step's batches at once: an update per batch cost a
+            logits, labels, losses = zip(*counted)  # tenth of a small model's step
+            self.tally("train").update(torch.cat(logits), torch.cat(labels), torch.stack(losses).sum())
         if loss is not None and self.logger_writes_this_step():
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
-        return loss
-
-    def training_loss(self, batch: dict) -> torch.Tensor:
-        """The loss of one training batch, counted into the epoch's training metrics."""
-        loss, logits = self.model_step(batch)
-        labels = batch["label"]
-        self.tally("train").update(logits.detach(), labels, loss.detach() * len(labels))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -394,22 +394,16 @@ class ClassificationTask(Task):
         print(f"per-class scores written to {path}")
 
     def log_confusion_figure(self, stage: str, matrix: torch.Tensor) -> None:
-        """Add the stage's confusion matrix (rows: true classes) as a figure to TensorBoard, when this epoch draws
-        one (``_draws_figure``)."""
+        """Add the stage's confusion matrix (rows: true classes; ``plots.confusion_image``) as an image to
+        TensorBoard, when this epoch draws one (``_draws_figure``)."""
         if self.trainer.sanity_checking or self.global_rank != 0 or not self._draws_figure(stage):
             return
         experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_figure"):
+        if experiment is None or not hasattr(experiment, "add_image"):
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, _ = MulticlassConfusionMatrix(len(matrix)).plot(val=matrix.cpu(), labels=self.class_names)
-        fig.set_size_inches(max(4, 0.5 * len(matrix) + 2), max(4, 0.5 * len(matrix) + 2))
-        experiment.add_figure(f"{stage}_confusion_matrix", fig, global_step=self.global_step)
-        plt.close(fig)
+        names = self.class_labels()
+        image = confusion_image(matrix.cpu().numpy(), names if len(names) == len(matrix) else None)
+        experiment.add_image(f"{stage}_confusion_matrix", image, global_step=self.global_step, dataformats="HWC")
         self._last_figure = time.monotonic()
 
     def _draws_figure(self, stage: str) -> bool:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import InputError
 from ..metadata import active_model, find_models, model_name, predicts_signs, read_metadata, test_accuracy
+from ..plots import confusion_image
 
 STUDY_FILE = "study.db"
 
@@ -91,33 +93,14 @@ def per_class_frame(metadata: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("class") if rows else pd.DataFrame()
 
 
-def confusion_figure(metadata: dict):
-    """A matplotlib figure of the test confusion matrix (rows: true class), or None if never tested."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+def confusion_matrix_image(metadata: dict) -> np.ndarray | None:
+    """An RGB image of the test confusion matrix (rows: true class; ``plots.confusion_image``), or None if never
+    tested."""
     matrix = (metadata.get("test") or {}).get("confusion")
     if not matrix:
         return None
-    matrix = np.asarray(matrix)
-    names = metadata.get("classes") or [str(i) for i in range(len(matrix))]
-    side = max(3.5, 0.45 * len(names) + 1.5)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 12 else 0)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (i, j), count in np.ndenumerate(matrix):
-        if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                    color="white" if count > threshold else "black")
-    fig.tight_layout()
-    return fig
+    names = metadata.get("classes")
+    return confusion_image(matrix, names if names and len(names) == len(matrix) else None)
 
 
 def find_studies(models_dir: str | os.PathLike) -> list[Path]:

@@ -49,7 +49,12 @@ def test_fit_test_predict_and_reload(tmp_path, digits_subset, digits_cache):
     # at least as good as any one classifier on all photos
     metrics = cli.trainer.callback_metrics
     assert metrics["val_loss"] <= min(metrics[f"val_{name}_loss"] for name in cli.model.model.outputs()) + 1e-6
-    assert any(log_dir.glob("events.out.tfevents*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
+    events.Reload()
+    figures = events.Images("val_confusion_matrix")  # drawn at the last epoch (figure_every_n_epochs: 10)
+    assert [figure.step for figure in figures] == [cli.trainer.global_step] and figures[0].width > 100
 
     tested = main(["test", *cli_args(tmp_path, digits_subset, digits_cache), "--ckpt_path", str(best)])
     metrics = tested.trainer.callback_metrics
@@ -193,6 +198,11 @@ def test_python_dash_m_and_console_script_help(capsys):
     out = capsys.readouterr().out
     assert exited.value.code == 0 and out.startswith("usage: signbridge")
     assert all(command in out for command in ("fit", "validate", "test", "predict", "signbridge landmarks --help"))
+    # a subcommand's help (its parser is the only one a command line builds)
+    with pytest.raises(SystemExit) as exited:
+        console_main(["test", "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and "signbridge [options] test" in out and "--ckpt_path" in out
 
 
 def test_compile_reaches_the_method_the_training_step_calls():

@@ -12,7 +12,7 @@ from signbridge.metadata import activate_model, read_metadata, run_folder
 from signbridge.ui.common import evaluation_step, settings
 from signbridge.ui.jobs import prepare_jobs, start_job
 from signbridge.ui.runs import (
-    confusion_figure,
+    confusion_matrix_image,
     find_studies,
     history_frame,
     intermediate_frame,
@@ -83,9 +83,9 @@ def show_model(row: pd.Series) -> None:
         left.bar_chart(per_class[["f1"]], horizontal=True, x_label="class", y_label="F1")
         left.dataframe(per_class, column_config={c: st.column_config.NumberColumn(format="%.3f")
                                                  for c in ("precision", "recall", "f1")})
-        figure = confusion_figure(meta)
-        if figure is not None:
-            right.pyplot(figure)
+        image = confusion_matrix_image(meta)
+        if image is not None:
+            right.image(image, caption="confusion matrix (rows: true class)")
     with st.expander("Hyperparameters and data"):
         st.json({"hyperparameters": meta.get("hyperparameters"), "data": meta.get("data"),
                  "thresholds": meta.get("thresholds"), "versions": meta.get("versions")}, expanded=False)
