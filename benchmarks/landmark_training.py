@@ -2,12 +2,12 @@
 loop of the same network on the same tensors, idle and beside a second CPU-bound process (a laptop doing other work).
 
 The Lightning run is the user's command as it runs (checkpoints, TensorBoard logs, validation every epoch, the
-confusion-matrix figure at its interval), timed from the config to the end of ``fit``; the landmark cache exists
+confusion-matrix image at its interval), timed from the config to the end of ``fit``; the landmark cache exists
 beforehand. The plain loop trains the same network class (a copy) on the same training and validation tensors with
-the same batch size, the same batch augmentation (``HandAugment.landmarks_batch``), AdamW with a cosine schedule, and
-one validation pass per epoch. Each setting runs ``--repeats`` fits and plain loops, alternating, and reports the
-medians: of the whole runs, and of the time from one epoch's start to the next (training, validation, checkpoints).
-Both use the threads a console command would choose (``configure_threads``:
+the same batch size, the same batch augmentation (``HandAugment.landmarks_batch``), the task's AdamW (fused when the
+task's is) with a cosine schedule, and one validation pass per epoch. Each setting runs ``--repeats`` fits and plain
+loops, alternating, and reports the medians: of the whole runs, and of the time from one epoch's start to the next
+(training, validation, checkpoints). Both use the threads a console command would choose (``configure_threads``:
 ``SIGNBRIDGE_THREADS``, or the cores other work leaves free). Rows go to ``--output`` (JSON lines) and one table is
 printed.
 
@@ -76,7 +76,9 @@ def plain_loop(cli, epochs: int, starts: list[float] | None = None) -> float:
                (("train", train), ("val", val))}
     size = data.hparams.batch_size
     start = time.perf_counter()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=task.hparams.lr, weight_decay=task.hparams.weight_decay)
+    fused = bool(task.optimizers().optimizer.defaults.get("fused"))  # as the task's
+    optimizer = torch.optim.AdamW(net.parameters(), lr=task.hparams.lr, weight_decay=task.hparams.weight_decay,
+                                  fused=fused)
     steps = epochs * (len(train) // size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
     for _ in range(epochs):

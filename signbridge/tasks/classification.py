@@ -466,11 +466,12 @@ class ClassificationTask(Task):
         return self.parameters()
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        # fused AdamW updates every parameter in one kernel, a large win at these step times; with an fp16 gradient
-        # scaler Lightning cannot clip gradients of a fused optimizer, so it is fused only without one (fp32, bf16)
+        # fused AdamW updates every parameter in one kernel, a large win at these step times (on a CPU too: 170 us
+        # instead of 390 us a step for the landmark model); with an fp16 gradient scaler Lightning cannot clip
+        # gradients of a fused optimizer, so it is fused only without one (fp32, bf16)
         optimizer = torch.optim.AdamW(
             self.optimizer_parameter_groups(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-            fused=self.device.type == "cuda" and not self._has_grad_scaler(),
+            fused=self.device.type in ("cuda", "cpu") and not self._has_grad_scaler(),
         )
         h = self.hparams
         if h.lr_schedule == "cosine":
