@@ -4,7 +4,7 @@ loop of the same network on the same tensors, idle and beside a second CPU-bound
 The Lightning run is the user's command as it runs (checkpoints, TensorBoard logs, validation every epoch, the
 confusion-matrix image at its interval), timed from the config to the end of ``fit``; the landmark cache exists
 beforehand. The plain loop trains the same network class (a copy) on the same training and validation tensors with
-the same batch size, the same batch augmentation (``HandAugment.landmarks_batch``), the task's AdamW (fused when the
+the same batch sizes, the same batch augmentation (``HandAugment.landmarks_batch``), the task's AdamW (fused when the
 task's is) with a cosine schedule, and one validation pass per epoch. Each setting runs ``--repeats`` fits and plain
 loops, alternating, and reports the medians: of the whole runs, and of the time from one epoch's start to the next
 (training, validation, checkpoints). Both use the threads a console command would choose (``configure_threads``:
@@ -74,7 +74,7 @@ def plain_loop(cli, epochs: int, starts: list[float] | None = None) -> float:
     train, val = data.datasets["train"], data.datasets["val"]
     tensors = {split: (d.landmarks, d.present, d.aspect, torch.tensor(d.labels)) for split, d in
                (("train", train), ("val", val))}
-    size = data.hparams.batch_size
+    size, eval_size = data.hparams.batch_size, data.hparams.get("eval_batch_size") or data.hparams.batch_size
     start = time.perf_counter()
     fused = bool(task.optimizers().optimizer.defaults.get("fused"))  # as the task's
     optimizer = torch.optim.AdamW(net.parameters(), lr=task.hparams.lr, weight_decay=task.hparams.weight_decay,
@@ -98,8 +98,8 @@ def plain_loop(cli, epochs: int, starts: list[float] | None = None) -> float:
         net.eval()
         landmarks, present, aspect, labels = tensors["val"]
         with torch.no_grad():
-            correct = sum(int((net(landmarks[i:i + size], present[i:i + size], aspect[i:i + size]).argmax(1)
-                               == labels[i:i + size]).sum()) for i in range(0, len(labels), size))
+            correct = sum(int((net(landmarks[i:i + eval_size], present[i:i + eval_size], aspect[i:i + eval_size])
+                               .argmax(1) == labels[i:i + eval_size]).sum()) for i in range(0, len(labels), eval_size))
         assert 0 <= correct <= len(labels)
     return time.perf_counter() - start
 

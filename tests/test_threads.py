@@ -42,3 +42,21 @@ def test_never_more_threads_than_free_cores(monkeypatch):
             spinner.kill()
             spinner.wait()
         torch.set_num_threads(before)
+
+
+def test_the_nvml_check_is_dropped_only_where_nvml_cannot_be_loaded(monkeypatch):
+    import ctypes
+
+    from signbridge.tasks.base import drop_failing_nvml_check
+
+    available = torch.cuda.is_available()
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as importing Lightning sets it
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+        loads = True
+    except OSError:
+        loads = False
+    drop_failing_nvml_check()
+    kept = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"
+    assert kept == (loads or not torch.backends.cuda.is_built())
+    assert torch.cuda.is_available() == available  # the same answer either way

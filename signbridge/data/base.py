@@ -55,6 +55,8 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
         test_fraction: share for testing (1: every sample is tested, a test-only dataset).
         split_seed: seed of the split (stable across runs and machines).
         batch_size: samples per batch (per process under DDP).
+        eval_batch_size: samples per validation, test and predict batch; default: ``batch_size``. Evaluation keeps
+            no activations for a backward pass, so it can take larger batches (fewer per-batch costs).
         num_workers: DataLoader worker processes.
         pin_memory: pin batches for faster host-to-GPU copies.
         persistent_workers: keep workers alive between epochs.
@@ -86,9 +88,12 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         batches_per_step: int = 1,
+        eval_batch_size: int | None = None,
     ):
         super().__init__()
         check_range("batch_size", batch_size, 1)
+        if eval_batch_size is not None:
+            check_range("eval_batch_size", eval_batch_size, 1)
         check_range("batches_per_step", batches_per_step, 1)
         if batches_per_step > 1 and not self.in_memory:
             raise InputError(f"batches_per_step={batches_per_step}: {type(self).__name__} reads files for its "
@@ -174,8 +179,9 @@ class SplitDataModule(SplitLoaders, L.LightningDataModule):
         # same samples in the same batches as with one batch per step
         collate: Callable | None = (BatchList(h.batch_size, drop_last, self.collate_fn) if per_step > 1 else
                                     self.collate_fn)
+        size = h.batch_size * per_step if shuffle else h.get("eval_batch_size") or h.batch_size
         return DataLoader(
-            self.datasets[split], batch_size=h.batch_size * per_step, shuffle=shuffle and sampler is None,
+            self.datasets[split], batch_size=size, shuffle=shuffle and sampler is None,
             sampler=sampler, num_workers=workers,
             pin_memory=h.pin_memory, persistent_workers=h.persistent_workers and workers > 0,
             collate_fn=collate, drop_last=drop_last and per_step == 1,

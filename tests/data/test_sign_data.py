@@ -247,3 +247,25 @@ def test_batches_per_step_yields_the_same_batches_as_lists(tmp_path):
     assert isinstance(moved, list) and moved[1]["path"] is lists[0][1]["path"]
     with pytest.raises(InputError, match="batches_per_step=2: SignDataModule reads files"):
         SignDataModule(str(tmp_path), batches_per_step=2)
+
+
+def test_eval_batch_size_batches_evaluation_only(tmp_path):
+    """``eval_batch_size`` sizes the validation, test and predict batches; training keeps ``batch_size``."""
+    import numpy as np
+
+    from signbridge.data import LandmarkDataModule
+    from signbridge.data.sign import SignImageDataset
+    from signbridge.errors import InputError
+
+    count = 23
+    dataset = SignImageDataset(tmp_path, [f"{i}.jpg" for i in range(count)], list(range(count)),
+                               np.random.default_rng(0).random((count, 2, 21, 3)), np.ones((count, 2), bool),
+                               np.full((count, 2), 64), image_size=None)
+    for eval_batch_size, evaluated in ((None, [4] * 5 + [3]), (10, [10, 10, 3])):
+        data = LandmarkDataModule(str(tmp_path), batch_size=4, eval_batch_size=eval_batch_size, augment=None)
+        data.datasets.update(train=dataset, val=dataset, test=dataset)
+        assert [len(batch["label"]) for batch in data.train_dataloader()] == [4] * 5
+        for loader in (data.val_dataloader(), data.test_dataloader()):
+            assert [len(batch["label"]) for batch in loader] == evaluated
+    with pytest.raises(InputError, match="eval_batch_size"):
+        LandmarkDataModule(str(tmp_path), eval_batch_size=0)
