@@ -52,8 +52,9 @@ class ClassificationTask(Task):
 
     Subclasses implement ``build_model()`` (a plain nn.Module, stored as ``self.model``) and ``forward(batch)``.
     Logged per stage: ``{stage}_loss``, ``{stage}_acc``, ``{stage}_top5``, ``{stage}_f1_macro``, plus a confusion
-    matrix figure in TensorBoard for validation and test. ``test`` also logs the worst class's recall
-    (``test_recall_min``), prints the per-class precision/recall/F1 table and saves it as ``test_per_class.csv``.
+    matrix image in TensorBoard (``{stage}_confusion_matrix``, ``plots.confusion_image``) for validation and test.
+    ``test`` also logs the worst class's recall (``test_recall_min``), prints the per-class precision/recall/F1 table
+    and saves it as ``test_per_class.csv``.
 
     Settings the data determines come from the datamodule (``data_settings``: the number of classes, and e.g. the
     image size of a model whose layer sizes depend on it): with them left out, the model is built in ``setup`` once
@@ -82,8 +83,9 @@ class ClassificationTask(Task):
         warmup_epochs: linear warm-up of the cosine schedule.
         channels_last: run the model in channels-last memory format (faster convolutions on GPUs).
         compile: ``torch.compile`` the model.
-        figure_every_n_epochs: draw the validation confusion matrix figure every N epochs and after the last one
-            (a figure of 40 classes takes seconds to draw, longer than a landmark epoch); the test's is always drawn.
+        figure_every_n_epochs: draw the validation confusion matrix every N epochs and after the last one (an image
+            takes milliseconds, but its PNG in the event file grows with the number of classes); the test's is always
+            drawn.
         figure_interval_s: and only when this many seconds have passed since the last one was drawn (or the fit
             began), so a fit of seconds draws it once, at the end, and a long one at its epochs' pace.
     """
