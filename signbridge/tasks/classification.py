@@ -342,10 +342,13 @@ class ClassificationTask(Task):
     def log_epoch_scores(self, stage: str, counts: dict[str, torch.Tensor], loss_name: str | None = None) -> None:
         """Log a stage's mean loss (``{stage}_loss``, or ``loss_name``), accuracy, top-5 accuracy and macro F1."""
         prog_bar = stage != "train"
-        self.log(loss_name or f"{stage}_loss", mean_loss(counts), prog_bar=True, on_step=False, on_epoch=True)
+        # batch_size: each value is the whole epoch's, logged once (Lightning would otherwise infer a batch size
+        # by walking the current batch, a list of batches with batches_per_step)
+        self.log(loss_name or f"{stage}_loss", mean_loss(counts), prog_bar=True, on_step=False, on_epoch=True,
+                 batch_size=1)
         scores = scores_from_counts(counts["confusion"], counts["top_k_correct"])
         self.log_dict({f"{stage}_{name}": value for name, value in scores.items()}, prog_bar=prog_bar,
-                      on_step=False, on_epoch=True)
+                      on_step=False, on_epoch=True, batch_size=1)
 
     def named_classes_only(self, batch: dict) -> dict:
         """The samples of a zero-shot test batch whose classes this model can name (a plain classifier knows only
