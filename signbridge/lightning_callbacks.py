@@ -55,7 +55,10 @@ class LastCheckpoint(ModelCheckpoint):
         self._saved_at: float | None = None
 
     def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
-        recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
+        recent = False
+        if self.min_interval_s and self._saved_at is not None:  # every process saves together, so all have one
+            # rank 0's clock decides: a save waits for every process, so they must all skip it or all make it
+            recent = trainer.strategy.broadcast(time.monotonic() - self._saved_at < self.min_interval_s)
         return recent or super()._should_skip_saving_checkpoint(trainer)
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:

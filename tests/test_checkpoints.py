@@ -41,3 +41,14 @@ def test_last_checkpoint_saves_at_its_interval_and_at_the_end(tmp_path, min_inte
 def test_last_checkpoint_refuses_a_negative_interval():
     with pytest.raises(InputError, match="min_interval_s must be >= 0"):
         LastCheckpoint(-1)
+
+
+def test_last_checkpoint_under_two_process_ddp(tmp_path):
+    # every process takes rank 0's decision (a save waits for all of them: diverging clocks would hang the fit)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=3, limit_train_batches=2,
+                        limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path,
+                        callbacks=[LastCheckpoint(3600, dirpath=str(tmp_path / "checkpoints"))])
+    trainer.fit(BoringModel())
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 6  # the end of the fit: 3 epochs of 2 batches per process
