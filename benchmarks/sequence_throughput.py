@@ -59,13 +59,15 @@ def lightning_epochs(config: dict, epochs: int):
 
 def plain_epochs(cli, epochs: int, device: str) -> float:
     """Seconds per epoch of a plain loop on the Lightning run's datamodule (the same tensors): the same network,
-    augmentation, AdamW and warm-up + cosine schedule, and a validation pass per epoch."""
+    augmentation, AdamW (fused when the task's is) and warm-up + cosine schedule, and a validation pass per epoch."""
     from signbridge.models.sequence import SequenceNet, SequenceNetConfig
 
     data, model_args = cli.datamodule, cli.model.hparams
     torch.manual_seed(0)
     net = SequenceNet(data.num_classes, data.parts, SequenceNetConfig(**model_args["net"])).to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=model_args["lr"], weight_decay=model_args["weight_decay"])
+    fused = bool(cli.model.optimizers().optimizer.defaults.get("fused"))  # as the task's
+    optimizer = torch.optim.AdamW(net.parameters(), lr=model_args["lr"], weight_decay=model_args["weight_decay"],
+                                  fused=fused)
     train, val = data.train_dataloader(), data.val_dataloader()
     steps = epochs * len(train)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, model_args["lr"], total_steps=steps + 1)
