@@ -287,8 +287,10 @@ class ClassificationTask(Task):
 
         # a list: several batches for this step (the datamodule's batches_per_step), one optimizer step each
         loss = self.optimize_batches(batch, loss_of) if isinstance(batch, list) else loss_of(batch)
-        if counted:  # the epoch's training metrics count the step's batches at once: an update per batch cost a
-            logits, labels, losses = zip(*counted)  # tenth of a small model's step
+        # the epoch's training metrics count the step's batches at once: an update per batch cost a tenth of a
+        # small model's step
+        if counted:
+            logits, labels, losses = zip(*counted)
             self.tally("train").update(torch.cat(logits), torch.cat(labels), torch.stack(losses).sum())
         if loss is not None and self.logger_writes_this_step():
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
