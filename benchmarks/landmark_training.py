@@ -74,7 +74,7 @@ def plain_loop(cli, epochs: int, starts: list[float] | None = None) -> float:
     train, val = data.datasets["train"], data.datasets["val"]
     tensors = {split: (d.landmarks, d.present, d.aspect, torch.tensor(d.labels)) for split, d in
                (("train", train), ("val", val))}
-    size, eval_size = data.hparams.batch_size, data.hparams.get("eval_batch_size") or data.hparams.batch_size
+    size, eval_size = data.hparams.batch_size, data.val_dataloader().batch_size  # the recipe's validation batches
     start = time.perf_counter()
     fused = bool(task.optimizers().optimizer.defaults.get("fused"))  # as the task's
     optimizer = torch.optim.AdamW(net.parameters(), lr=task.hparams.lr, weight_decay=task.hparams.weight_decay,

@@ -267,8 +267,8 @@ class ModelMetadata(Callback):
 def callbacks(monitor: str = "val_loss", mode: str = "min") -> list[Callback]:
     """What a ``signbridge fit`` adds to a run, for a plain ``lightning.Trainer`` in research code: the best
     checkpoint by ``monitor``, ``last.ckpt`` after every epoch (``LastCheckpoint``; resume with ``ckpt_path``),
-    ``model.json`` beside
-    them (``ModelMetadata``), and ``last.ckpt`` where a Ctrl-C or SIGTERM stopped the fit (``SaveOnInterrupt``).
+    ``model.json`` beside them (``ModelMetadata``), and ``last.ckpt`` where a Ctrl-C or SIGTERM stopped the fit
+    (``SaveOnInterrupt``).
 
     ``trainer = L.Trainer(callbacks=signbridge.callbacks("val_loss"))``: the run folder then has what the CLI's
     has, and ``signbridge models list`` and the app show the model.

@@ -197,8 +197,9 @@ def build_cli(args: list[str] | dict, callbacks: list[L.Callback] | None = None,
     """``SignbridgeCLI`` on a command line (a list) or a config (``{"subcommand": ..., SUBCOMMAND: config}``)."""
     # `signbridge tune` runs fits from inside a command line of its own; Lightning would warn about sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
-    subcommand = args.get("subcommand") if isinstance(args, dict) else args[0] if args else None
-    chosen = (subcommand,) if subcommand in SUBCOMMANDS else SUBCOMMANDS
+    named = args.get("subcommand") if isinstance(args, dict) else args[0] if args else None
+    subcommand = named if named in SUBCOMMANDS else None  # None: a top-level option such as --help
+    chosen = (subcommand,) if subcommand else SUBCOMMANDS
     return cli_class(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         seed_everything_default=0, save_config_kwargs={"overwrite": True}, args=args,
@@ -209,7 +210,7 @@ def build_cli(args: list[str] | dict, callbacks: list[L.Callback] | None = None,
                        # a wrong option raises, so that the console shows one line instead of the whole usage
                        "exit_on_error": False,
                        **{command: {"exit_on_error": False} for command in chosen}},
-        subcommand=subcommand if subcommand in SUBCOMMANDS else None,
+        subcommand=subcommand,
     )
 
 
