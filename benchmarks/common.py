@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: run-folder names, the mean ± std cells of their tables, JSON-lines output, and a
-step clock."""
+"""What the benchmark scripts share: run-folder names, the mean ± std cells of their tables, JSON-lines output, a
+step clock, and the optimiser of a plain loop compared with a fitted task."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def mean_std(values: Sequence[float]) -> str:
 def each(values: Sequence[float]) -> str:
     """Every run's value: ``0.12 / 0.23 / ...``."""
     return " / ".join(f"{v:.2f}" for v in values)
+
+
+def adamw_like(task: L.LightningModule, parameters, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """An AdamW over ``parameters``, fused when the fitted ``task``'s is (a plain loop compared with the task must
+    step the same implementation)."""
+    fused = bool(task.optimizers().optimizer.defaults.get("fused"))
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 def append_rows(path: str | None, rows: Iterable[dict]) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import append_rows
+from common import adamw_like, append_rows
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "sign_landmarks.yaml"
@@ -76,9 +76,7 @@ def plain_loop(cli, epochs: int, starts: list[float] | None = None) -> float:
                (("train", train), ("val", val))}
     size, eval_size = data.hparams.batch_size, data.val_dataloader().batch_size  # the recipe's validation batches
     start = time.perf_counter()
-    fused = bool(task.optimizers().optimizer.defaults.get("fused"))  # as the task's
-    optimizer = torch.optim.AdamW(net.parameters(), lr=task.hparams.lr, weight_decay=task.hparams.weight_decay,
-                                  fused=fused)
+    optimizer = adamw_like(task, net.parameters(), task.hparams.lr, task.hparams.weight_decay)
     steps = epochs * (len(train) // size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
     for _ in range(epochs):

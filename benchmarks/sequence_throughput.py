@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import adamw_like
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,9 +66,7 @@ def plain_epochs(cli, epochs: int, device: str) -> float:
     data, model_args = cli.datamodule, cli.model.hparams
     torch.manual_seed(0)
     net = SequenceNet(data.num_classes, data.parts, SequenceNetConfig(**model_args["net"])).to(device)
-    fused = bool(cli.model.optimizers().optimizer.defaults.get("fused"))  # as the task's
-    optimizer = torch.optim.AdamW(net.parameters(), lr=model_args["lr"], weight_decay=model_args["weight_decay"],
-                                  fused=fused)
+    optimizer = adamw_like(cli.model, net.parameters(), model_args["lr"], model_args["weight_decay"])
     train, val = data.train_dataloader(), data.val_dataloader()
     steps = epochs * len(train)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, model_args["lr"], total_steps=steps + 1)

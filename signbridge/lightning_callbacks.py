@@ -1,6 +1,7 @@
 """Callbacks shared by every task: CSV prediction output, ``last.ckpt`` at an interval (``LastCheckpoint``) and when a
-fit is stopped, ``model.json`` beside the checkpoints (``ModelMetadata``), and ``callbacks()``, the set that
-``signbridge fit`` runs with, for a plain ``lightning.Trainer``."""
+fit is stopped, the best checkpoints written at an interval (``BufferedCheckpoint``), ``model.json`` beside the
+checkpoints (``ModelMetadata``), and ``callbacks()``, the set that ``signbridge fit`` runs with, for a plain
+``lightning.Trainer``."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning_utilities.core.apply_func import apply_to_collection
 
 from .errors import InputError
 from .files import atomic_write, check_writable, is_text_output, write_json_atomic
@@ -37,6 +40,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
+def interval_passed(trainer: L.Trainer, since: float | None, min_interval_s: float) -> bool:
+    """Whether ``min_interval_s`` seconds have passed since ``since`` (a ``time.monotonic()``; None: nothing saved
+    yet, 0 s: always). Rank 0's clock decides: a save waits for every process, so they must all make it or all skip
+    it (diverging clocks would hang the fit)."""
+    if not min_interval_s or since is None:
+        return True
+    return bool(trainer.strategy.broadcast(time.monotonic() - since >= min_interval_s))
+
+
+def _check_interval(owner: str, min_interval_s: float) -> None:
+    if min_interval_s < 0:
+        raise InputError(f"{owner}: min_interval_s must be >= 0, got {min_interval_s}")
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt``, the checkpoint a fit continues from (``fit --ckpt_path .../last.ckpt``): saved at the end of
     an epoch once ``min_interval_s`` seconds have passed since its previous save (0: after every epoch), and at the
@@ -49,17 +66,13 @@ class LastCheckpoint(ModelCheckpoint):
 
     def __init__(self, min_interval_s: float = 0.0, dirpath: str | None = None) -> None:
         super().__init__(dirpath=dirpath, filename="last", save_top_k=1, enable_version_counter=False)
-        if min_interval_s < 0:
-            raise InputError(f"LastCheckpoint: min_interval_s must be >= 0, got {min_interval_s}")
+        _check_interval("LastCheckpoint", min_interval_s)
         self.min_interval_s = min_interval_s
         self._saved_at: float | None = None
 
     def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
-        recent = False
-        if self.min_interval_s and self._saved_at is not None:  # every process saves together, so all have one
-            # rank 0's clock decides: a save waits for every process, so they must all skip it or all make it
-            recent = trainer.strategy.broadcast(time.monotonic() - self._saved_at < self.min_interval_s)
-        return recent or super()._should_skip_saving_checkpoint(trainer)
+        return (not interval_passed(trainer, self._saved_at, self.min_interval_s)
+                or super()._should_skip_saving_checkpoint(trainer))
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
@@ -70,6 +83,101 @@ class LastCheckpoint(ModelCheckpoint):
         self._saved_at = None  # the fit's final state, however recent the previous save
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class BufferedCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (the ``save_top_k`` best by ``monitor``; every argument is its), with its
+    files written at most every ``min_interval_s`` seconds. A checkpoint made in between is kept in memory (a CPU
+    copy of its tensors) and written at the first epoch end once the interval has passed, whenever another
+    checkpoint of the fit is saved (so a ``last.ckpt`` never names a best file that is not on disk), at the end of
+    the fit and when it stops on an exception (Ctrl-C and SIGTERM included). A file it replaces is deleted only once
+    its successor is written: after ``kill -9`` the folder holds the best of at most ``min_interval_s`` plus an
+    epoch earlier. 0 (the default) writes each at once, exactly as ``ModelCheckpoint``.
+
+    The landmark classifier on the digits found a better epoch in about half of its 50 ms epochs; writing each
+    (3-4 ms, with the removal of the previous one) cost about a tenth of its fit on a laptop's CPU.
+    """
+
+    def __init__(self, min_interval_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _check_interval("BufferedCheckpoint", min_interval_s)
+        if min_interval_s and self.save_last:
+            raise InputError("BufferedCheckpoint: save_last with min_interval_s is not supported; add a "
+                             "LastCheckpoint for last.ckpt")
+        self.min_interval_s = min_interval_s
+        self._pending: dict[str, dict[str, Any]] = {}  # file -> its checkpoint, not yet written
+        self._superseded: list[str] = []  # written files to delete once their successors are written
+        self._written_at: float | None = None
+        self._dumping = False
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if not self.min_interval_s:
+            return super()._save_checkpoint(trainer, filepath)
+        self._dumping = True  # this dump's on_save_checkpoint must not write what is pending
+        try:
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        finally:
+            self._dumping = False
+        # a copy: the tensors of the state dicts are the live ones, which the next steps change
+        self._pending[filepath] = apply_to_collection(checkpoint, torch.Tensor,
+                                                      lambda t: t.detach().to("cpu", copy=True))
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if self._written_at is None:  # the first one at once: a fit has a best file from its first epoch on
+            self.write_pending(trainer)
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self._pending.pop(filepath, None) is not None:
+            return  # never written
+        if self.min_interval_s:
+            self._superseded.append(filepath)  # deleted once what replaces it is on disk
+        else:
+            super()._remove_checkpoint(trainer, filepath)
+
+    def write_pending(self, trainer: L.Trainer) -> None:
+        """Write the checkpoints kept in memory, then delete the files they replace (on every process together)."""
+        if not self._pending and not self._superseded:
+            return
+        for filepath, checkpoint in self._pending.items():
+            trainer.strategy.save_checkpoint(checkpoint, filepath)  # rank 0 writes
+        trainer.strategy.barrier("BufferedCheckpoint.write_pending")
+        for filepath in self._superseded:
+            if filepath not in self._pending:
+                super()._remove_checkpoint(trainer, filepath)
+        written = bool(self._pending)
+        self._pending, self._superseded = {}, []
+        self._written_at = time.monotonic()
+        if written and trainer.is_global_zero:
+            for logger in trainer.loggers:  # as ModelCheckpoint tells them, now that the files exist
+                logger.after_save_checkpoint(proxy(self))
+
+    def _write_when_due(self, trainer: L.Trainer) -> None:
+        if (self._pending or self._superseded) and interval_passed(trainer, self._written_at, self.min_interval_s):
+            self.write_pending(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._write_when_due(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._write_when_due(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if not self._dumping:  # another checkpoint (last.ckpt) records this one's files: they must exist
+            self.write_pending(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.write_pending(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        try:
+            self.write_pending(trainer)
+        except Exception as error:  # a full disk, say: the fit's own exception is the one to see
+            log.warning("could not write the best checkpoint kept in memory (%s: %s)", type(error).__name__, error)
 
 
 class SaveOnInterrupt(Callback):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from signbridge.cli import main
 from signbridge.metadata import activate_model, active_model, find_models, models_table, read_metadata
@@ -40,7 +41,10 @@ def test_fit_writes_metadata_and_predict_uses_the_active_model(tmp_path, digits_
     assert metadata["data"]["split_sizes"] == {"train": 44, "val": 4}
     assert metadata["data"]["root"] == str(digits_folder)
     assert {"torch", "lightning", "python", "signbridge"} <= set(metadata["versions"]) and metadata["created"]
-    assert (checkpoint.parent / metadata["config"]).exists()
+    saved = yaml.safe_load((checkpoint.parent / metadata["config"]).read_text())  # the config the fit ran
+    assert saved["trainer"]["max_epochs"] == 3 and saved["data"]["init_args"]["root"] == str(digits_folder)
+    assert saved["model"]["class_path"].endswith(".ATKClassifier")
+    assert saved["model"]["init_args"]["filters1"] == 32 and saved["data"]["init_args"]["image_size"] == 24
 
     second = main(["fit", *atk_args(digits_folder, runs, "--trainer.max_epochs", "1", "--model.init_args.units", "32")])
     assert len(find_models(runs)) == 2
