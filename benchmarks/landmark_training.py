@@ -11,6 +11,10 @@ loops, alternating, and reports the medians: of the whole runs, and of the time 
 ``SIGNBRIDGE_THREADS``, or the cores other work leaves free). Rows go to ``--output`` (JSON lines) and one table is
 printed.
 
+``--bare`` also times Lightning's floor on this recipe: the fitted task (a copy) and its datamodule in a plain
+``lightning.Trainer`` without a logger, checkpoints or callbacks, and once more with the task's ``self.log`` calls
+switched off. What separates the recipe from that floor is what the recipe adds (logs, checkpoints, the CLI).
+
     python benchmarks/landmark_training.py --root DATA/sign_digits/Dataset --landmarks_file CACHE [--epochs 50]
 """
 
@@ -66,6 +70,20 @@ def lightning_fit(args: argparse.Namespace, folder: Path, clock=None):
     return time.perf_counter() - start, cli
 
 
+def bare_fit(cli, epochs: int, with_logs: bool, clock: EpochClock) -> float:
+    """Seconds of a plain ``lightning.Trainer`` fit of a copy of the fitted task on its datamodule: no logger,
+    checkpoints, callbacks or CLI (``with_logs``: the task's ``self.log`` calls run, with nothing to write to)."""
+    task = copy.deepcopy(cli.model)
+    if not with_logs:
+        task.log = task.log_dict = lambda *args, **kwargs: None
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                        callbacks=[clock], enable_progress_bar=False, enable_model_summary=False,
+                        log_every_n_steps=cli.trainer.log_every_n_steps)
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=cli.datamodule)
+    return time.perf_counter() - start
+
+
 def plain_loop(cli, epochs: int, starts: list[float] | None = None) -> float:
     """The same network, tensors, augmentation and optimiser, without Lightning (each epoch's start appended to
     ``starts``)."""
@@ -111,6 +129,8 @@ def main() -> None:
     parser.add_argument("--batches_per_step", type=int, help="instead of the recipe's (the Lightning run)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fits and plain loops per setting, alternating; the table shows medians")
+    parser.add_argument("--bare", action="store_true",
+                        help="also a plain lightning.Trainer fit of the task, with and without its self.log calls")
     parser.add_argument("--output")
     parser.add_argument("--settings", nargs="*", default=["idle", "busy"])
     args = parser.parse_args()
@@ -127,11 +147,16 @@ def main() -> None:
                 os.environ.pop("OMP_NUM_THREADS", None)
             configure_threads()  # as a console command chooses them (SIGNBRIDGE_THREADS to choose)
             fits, plains, fit_epochs, plain_epochs = [], [], [], []
+            bare: dict[str, list[float]] = {"bare": [], "bare_epoch": [], "unlogged": [], "unlogged_epoch": []}
             for _ in range(args.repeats):  # alternating, so a slower minute of the machine hits both
                 clock, starts = EpochClock(), []
                 with tempfile.TemporaryDirectory() as folder:
                     seconds, cli = lightning_fit(args, Path(folder), clock)
                     plain = plain_loop(cli, args.epochs, starts)
+                    for name, with_logs in (("bare", True), ("unlogged", False)) if args.bare else ():
+                        bare_clock = EpochClock()
+                        bare[name].append(bare_fit(cli, args.epochs, with_logs, bare_clock))
+                        bare[f"{name}_epoch"].append(median_epoch(bare_clock.starts))
                 fits.append(seconds)
                 plains.append(plain)
                 fit_epochs.append(median_epoch(clock.starts))
@@ -152,6 +177,10 @@ def main() -> None:
                      "plain_ms_per_epoch": round(1000 * plain_epoch, 1),
                      "epoch_ratio": round(fit_epoch / plain_epoch, 3),
                      "val_acc": round(float(cli.trainer.callback_metrics.get("val_acc", float("nan"))), 4)})
+        for name in ("bare", "unlogged") if args.bare else ():
+            rows[-1].update({f"{name}_s": round(statistics.median(bare[name]), 2),
+                             f"{name}_ratio": round(statistics.median(bare[name]) / plain_s, 3),
+                             f"{name}_epoch_ratio": round(statistics.median(bare[f"{name}_epoch"]) / plain_epoch, 3)})
         print(json.dumps(rows[-1]), flush=True)
         append_rows(args.output, rows[-1:])
     print("\n| setting | cores | torch threads | Lightning fit (s) | plain loop (s) | Lightning / plain | "
@@ -161,6 +190,12 @@ def main() -> None:
         print(f"| {row['setting']} | {row['cores']} | {row['threads']} | {row['lightning_s']} | {row['plain_s']} | "
               f"{row['ratio']} | {row['lightning_ms_per_epoch']} / {row['plain_ms_per_epoch']} | "
               f"{row['epoch_ratio']} |")
+    if args.bare:
+        print("\n| setting | plain lightning.Trainer / plain (per epoch) | the same without self.log (per epoch) |")
+        print("|---|---|---|")
+        for row in rows:
+            print(f"| {row['setting']} | {row['bare_ratio']} ({row['bare_epoch_ratio']}) | {row['unlogged_ratio']} "
+                  f"({row['unlogged_epoch_ratio']}) |")
 
 
 if __name__ == "__main__":

@@ -110,14 +110,16 @@ def _images_below(root: Path, folder: Path) -> list[str]:
             continue
         seen.add(real)
         dirnames[:] = [d for d in dirnames if not skipped_name(d)]
+        # strings, not a Path per file: pathlib took three quarters of listing 2000 photos
+        relative = os.path.relpath(dirpath, root)
+        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
         for filename in filenames:
-            path = Path(dirpath, filename)
-            if filename.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if filename.startswith(".") or os.path.splitext(filename)[1].lower() not in IMAGE_EXTENSIONS:
                 continue
-            if not path.is_file():  # False for a dangling symlink
-                problems.append(f"{path.relative_to(root).as_posix()} (a link to nothing)")
+            if not os.path.isfile(os.path.join(dirpath, filename)):  # False for a dangling symlink
+                problems.append(f"{prefix}{filename} (a link to nothing)")
                 continue
-            found.append(path.relative_to(root).as_posix())
+            found.append(prefix + filename)
     if problems:
         log.warning("%s: skipped %d entries: %s", folder, len(problems), first_few(problems))
     return sorted(found)

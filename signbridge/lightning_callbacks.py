@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning_utilities.core.apply_func import apply_to_collection
 
@@ -109,6 +110,14 @@ class BufferedCheckpoint(ModelCheckpoint):
         self._superseded: list[str] = []  # written files to delete once their successors are written
         self._written_at: float | None = None
         self._dumping = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if self.min_interval_s and not isinstance(trainer.strategy, SingleDeviceStrategy | DDPStrategy):
+            # a sharded strategy (FSDP, DeepSpeed) gathers and writes its checkpoints collectively, as it saves them
+            log.warning("BufferedCheckpoint: %s checkpoints are written at once (min_interval_s applies to one "
+                        "device and DDP)", type(trainer.strategy).__name__)
+            self.min_interval_s = 0.0
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if not self.min_interval_s:

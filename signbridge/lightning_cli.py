@@ -102,9 +102,14 @@ class SignbridgeCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         # checkpoints written atomically unless the config names its own plugins (set here, not as a default of the
         # parser, which would have to write an instance into every saved config.yaml)
-        if not (self._get(self.config_init, "trainer", default={}) or {}).get("plugins"):
-            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        return super().instantiate_trainer(**kwargs)
+        trainer_config = {**(self._get(self.config_init, "trainer", default={}) or {}), **kwargs}
+        if not trainer_config.get("plugins"):
+            trainer_config["plugins"] = [AtomicCheckpointIO()]
+        # Lightning's, less the CSV writer outside predict: it has nothing to write there, yet every callback is
+        # called at every hook (three per optimizer step)
+        keys = [key for key in self._parser(self.subcommand).callback_keys
+                if key != "prediction_writer" or self.subcommand == "predict"]
+        return self._instantiate_trainer(trainer_config, [self._get(self.config_init, key) for key in keys])
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")

@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from signbridge.cli import main
+from signbridge.lightning_callbacks import PredictionWriter
 from signbridge.metadata import activate_model, active_model, find_models, models_table, read_metadata
 from signbridge.tasks import ATKClassifier
 from tests.conftest import REPO, console
@@ -27,6 +28,7 @@ def test_fit_writes_metadata_and_predict_uses_the_active_model(tmp_path, digits_
     runs = tmp_path / "runs"
     cli = main(["fit", *atk_args(digits_folder, runs, "--trainer.max_epochs", "3")])
     checkpoint = Path(cli.trainer.checkpoint_callback.best_model_path)
+    assert not any(isinstance(c, PredictionWriter) for c in cli.trainer.callbacks)  # predict's only
     metadata = read_metadata(checkpoint.parent / "model.json")
     assert metadata["checkpoint"] == checkpoint.name and metadata["classes"] == ["0", "1", "2", "3"]
     assert metadata["task"] == "signbridge.tasks.atk.ATKClassifier" and metadata["monitor"] == "val_acc"
@@ -63,8 +65,10 @@ def test_fit_writes_metadata_and_predict_uses_the_active_model(tmp_path, digits_
     assert "*" in models_table(runs).splitlines()[2]
 
     output = tmp_path / "predictions.csv"
-    main(["predict", *atk_args(digits_folder, runs), "--models_dir", str(runs),
-          "--data.init_args.predict_root", str(digits_folder / "1"), "--prediction_writer.output", str(output)])
+    predicted = main(["predict", *atk_args(digits_folder, runs), "--models_dir", str(runs),
+                      "--data.init_args.predict_root", str(digits_folder / "1"), "--prediction_writer.output",
+                      str(output)])
+    assert [c.output for c in predicted.trainer.callbacks if isinstance(c, PredictionWriter)] == [str(output)]
     with open(output) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12

@@ -171,7 +171,7 @@ def cache_problem(
     except ValueError as error:
         return str(error)
     fingerprint = detector_fingerprint(sha256_of(resolve_hand_landmarker(model_path)), settings or DetectorSettings())
-    sizes = [(root / p).stat().st_size for p in paths]
+    sizes = [os.stat(os.path.join(root, p)).st_size for p in paths]
     return stale_reason(cache, fingerprint) or coverage_problem(cache, paths, sizes)
 
 
