@@ -140,3 +140,18 @@ def test_buffered_checkpoint_refuses_what_it_cannot_do():
 def test_buffered_checkpoint_under_two_process_ddp(tmp_path):
     buffered_fit(tmp_path / "checkpoints", 3600, epochs=5, accelerator="cpu", devices=2, strategy="ddp_spawn")
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")) == ["epoch003.ckpt"]
+
+
+def test_buffered_checkpoint_continues_from_last_ckpt(tmp_path):
+    buffered_fit(tmp_path, 3600, LastCheckpoint(3600, dirpath=str(tmp_path)), epochs=4)
+    assert sorted(p.name for p in tmp_path.glob("epoch*.ckpt")) == ["epoch003.ckpt"]
+    L.seed_everything(0)
+    best = BufferedCheckpoint(3600, monitor="val_loss", dirpath=str(tmp_path), filename="epoch{epoch:03d}",
+                              auto_insert_metric_name=False)
+    trainer = L.Trainer(max_epochs=7, limit_train_batches=2, limit_val_batches=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[best, LastCheckpoint(3600, dirpath=str(tmp_path))])
+    trainer.fit(ScriptedLoss(), ckpt_path=str(tmp_path / "last.ckpt"))
+    # the restored best (epoch 3) is replaced by epoch 5's once that is written, and deleted then
+    assert sorted(p.name for p in tmp_path.glob("epoch*.ckpt")) == ["epoch005.ckpt"]
+    assert best.best_model_path.endswith("epoch005.ckpt") and float(best.best_model_score) == 1.0
