@@ -81,14 +81,14 @@ class FolderSeen(L.Callback):
                                            if key.startswith("BufferedCheckpoint")))
 
 
-def buffered_fit(folder, min_interval_s, *extra, epochs=7, **trainer_args):
+def buffered_fit(folder, min_interval_s, *extra, epochs=7, ckpt_path=None, **trainer_args):
     L.seed_everything(0)
     best = BufferedCheckpoint(min_interval_s, monitor="val_loss", dirpath=str(folder), filename="epoch{epoch:03d}",
                               auto_insert_metric_name=False)
     trainer = L.Trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, logger=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=folder.parent,
                         callbacks=[best, *extra], **trainer_args)
-    trainer.fit(ScriptedLoss())
+    trainer.fit(ScriptedLoss(), ckpt_path=ckpt_path)
     return trainer, best
 
 
@@ -145,13 +145,8 @@ def test_buffered_checkpoint_under_two_process_ddp(tmp_path):
 def test_buffered_checkpoint_continues_from_last_ckpt(tmp_path):
     buffered_fit(tmp_path, 3600, LastCheckpoint(3600, dirpath=str(tmp_path)), epochs=4)
     assert sorted(p.name for p in tmp_path.glob("epoch*.ckpt")) == ["epoch003.ckpt"]
-    L.seed_everything(0)
-    best = BufferedCheckpoint(3600, monitor="val_loss", dirpath=str(tmp_path), filename="epoch{epoch:03d}",
-                              auto_insert_metric_name=False)
-    trainer = L.Trainer(max_epochs=7, limit_train_batches=2, limit_val_batches=1, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                        callbacks=[best, LastCheckpoint(3600, dirpath=str(tmp_path))])
-    trainer.fit(ScriptedLoss(), ckpt_path=str(tmp_path / "last.ckpt"))
+    _, best = buffered_fit(tmp_path, 3600, LastCheckpoint(3600, dirpath=str(tmp_path)),
+                           ckpt_path=str(tmp_path / "last.ckpt"))
     # the restored best (epoch 3) is replaced by epoch 5's once that is written, and deleted then
     assert sorted(p.name for p in tmp_path.glob("epoch*.ckpt")) == ["epoch005.ckpt"]
     assert best.best_model_path.endswith("epoch005.ckpt") and float(best.best_model_score) == 1.0
